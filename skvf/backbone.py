@@ -1,0 +1,192 @@
+"""Building the frozen open_clip backbone, reproducibly and identifiably.
+
+A fitted :class:`~skvf.NeaRClassifier` never stores CLIP weights: it records the model
+name, the weights source and a digest of the weights, and :func:`build_backbone`
+re-creates the same model on load (refusing weights whose digest differs).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+__all__ = ["Backbone", "BackboneError", "build_backbone", "backbone_config", "weights_digest"]
+
+#: Random-init backbones (``pretrained=None``) draw their weights from this fixed seed, so
+#: every fit and every load re-creates the same model.
+RANDOM_INIT_SEED = 0
+
+
+class BackboneError(ValueError):
+    """The backbone cannot be built: unknown model, missing weights, mismatched digest."""
+
+
+@dataclass
+class Backbone:
+    """A built open_clip model with what is needed to use and identify it.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The open_clip model, in eval mode, gradients off.
+    preprocess : callable
+        open_clip's evaluation transform, PIL image -> tensor.
+    tokenizer : callable
+        open_clip's tokenizer for the model.
+    digest : str
+        Hash of every weight of the model.
+    source : str
+        Human-readable weights source: a hub tag, a file path or ``"random-init"``.
+    """
+
+    model: object
+    preprocess: object
+    tokenizer: object
+    digest: str
+    source: str
+    config: dict = field(default_factory=dict)
+
+
+def _deep_update(base: dict, overrides: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_update(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def backbone_config(name: str, backbone_kwargs: dict | None = None) -> dict:
+    """Return open_clip's config for ``name`` with ``backbone_kwargs`` merged in deeply.
+
+    Parameters
+    ----------
+    name : str
+        An open_clip model name, e.g. ``"ViT-B-16"``.
+    backbone_kwargs : dict or None
+        Overrides; nested dicts (``vision_cfg``, ``text_cfg``) update the base config
+        key by key instead of replacing it.
+
+    Returns
+    -------
+    dict
+        The merged model config.
+    """
+    import open_clip
+
+    base = open_clip.get_model_config(name)
+    if base is None:
+        known = ", ".join(sorted(open_clip.list_models())[:12])
+        raise BackboneError(
+            f"backbone={name!r} is not an open_clip model name; examples: {known}, ... "
+            "(open_clip.list_models() lists them all)."
+        )
+    return _deep_update(base, backbone_kwargs or {})
+
+
+def weights_digest(model) -> str:
+    """Hash every parameter and buffer of ``model`` (names, shapes and values)."""
+    import torch
+
+    hasher = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        array = tensor.detach().to("cpu").contiguous()
+        hasher.update(f"{name}:{tuple(array.shape)}:{array.dtype}".encode())
+        hasher.update(array.view(-1).view(dtype=torch.uint8).numpy().tobytes())
+    return hasher.hexdigest()
+
+
+def _describe_source(pretrained) -> str:
+    if pretrained is None:
+        return "random-init"
+    return os.fspath(pretrained)
+
+
+def build_backbone(
+    name: str,
+    pretrained=None,
+    backbone_kwargs: dict | None = None,
+    device: str = "cpu",
+    expected_digest: str | None = None,
+) -> Backbone:
+    """Build an open_clip model, frozen and in eval mode.
+
+    Parameters
+    ----------
+    name : str
+        open_clip model name.
+    pretrained : str, os.PathLike or None
+        A hub tag (``"openai"``, ``"laion2b_s34b_b88k"``), a local weights file, or
+        ``None`` for random weights drawn from a fixed seed (offline tests only).
+    backbone_kwargs : dict or None
+        Config overrides, see :func:`backbone_config`.
+    device : str
+        Device to put the model on.
+    expected_digest : str or None
+        When given, the built weights must hash to it (see :func:`weights_digest`).
+
+    Returns
+    -------
+    Backbone
+
+    Raises
+    ------
+    BackboneError
+        Unknown model name, weights not found or not downloadable, or a digest mismatch.
+    """
+    import open_clip
+    import torch
+
+    config = backbone_config(name, backbone_kwargs)
+    source = _describe_source(pretrained)
+    pretrained_arg = None if pretrained is None else os.fspath(pretrained)
+    if pretrained_arg is not None:
+        is_tag = open_clip.get_pretrained_cfg(name, pretrained_arg)
+        if not is_tag and not os.path.isfile(pretrained_arg):
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            raise BackboneError(
+                f"pretrained={pretrained_arg!r} is neither a weights file nor a known tag for "
+                f"backbone={name!r} (known tags: {tags or 'none'}). Pass an existing local "
+                "weights file, a tag, or pretrained=None for random weights (tests only)."
+            )
+    # open_clip replaces top-level config entries with these, so pass merged sub-configs.
+    model_kwargs = {key: config[key] for key in backbone_kwargs or {}}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained_arg, device="cpu", **model_kwargs
+            )
+        except (RuntimeError, OSError, ValueError) as error:
+            raise BackboneError(
+                f"could not build backbone={name!r} with pretrained={pretrained_arg!r}: {error}. "
+                "On a machine without internet access, download the weights elsewhere and "
+                "pass the local file as pretrained='/path/to/weights.bin'."
+            ) from error
+    model.eval()
+    model.requires_grad_(False)
+    digest = weights_digest(model)
+    if expected_digest is not None and digest != expected_digest:
+        raise BackboneError(
+            f"the weights of backbone={name!r} from {source!r} hash to {digest}, but the model "
+            f"was fitted with weights hashing to {expected_digest}. Pass the weights file "
+            "used at fit time."
+        )
+    tokenizer = open_clip.get_tokenizer(name)
+    model.to(device)
+    return Backbone(
+        model=model,
+        preprocess=preprocess,
+        tokenizer=tokenizer,
+        digest=digest,
+        source=source,
+        config=config,
+    )
+
+
+def embedding_dim(config: dict) -> int:
+    """Return the joint image-text embedding size of a model config."""
+    return int(config["embed_dim"])

@@ -1,0 +1,114 @@
+"""Frozen image features: the CLIP image tower, computed once per image, and the map
+from any encoder's features into the text embedding space."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .store import ItemStore
+
+__all__ = ["encode_images", "cached_encode", "projection_matrix", "to_embedding_space"]
+
+
+def encode_images(backbone, images: list, device: str, batch_size: int = 64) -> np.ndarray:
+    """Run the frozen CLIP image tower over RGB PIL images.
+
+    Parameters
+    ----------
+    backbone : skvf.backbone.Backbone
+    images : list of PIL.Image.Image
+    device : str
+        Where the model is; on CUDA the tower runs under bfloat16 autocast.
+    batch_size : int
+
+    Returns
+    -------
+    ndarray of shape (n_images, embed_dim), float32
+        Unnormalised image embeddings.
+    """
+    import torch
+
+    outputs = []
+    use_autocast = device.startswith("cuda")
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack(
+                [backbone.preprocess(img) for img in images[start : start + batch_size]]
+            )
+            batch = batch.to(device, non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
+                features = backbone.model.encode_image(batch)
+            outputs.append(features.float().cpu().numpy())
+    if not outputs:
+        return np.zeros((0, int(backbone.config["embed_dim"])), dtype=np.float32)
+    return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def cached_encode(encode, images: list, digests: list[str], store: ItemStore | None):
+    """Encode images, reading and writing one cached vector per image digest.
+
+    Parameters
+    ----------
+    encode : callable
+        ``encode(list_of_images) -> ndarray (n, d)``; called once, on the misses only.
+    images : list
+    digests : list of str
+        Content digest of each image.
+    store : ItemStore or None
+        ``None`` disables caching.
+
+    Returns
+    -------
+    features : ndarray of shape (n_images, d)
+    n_computed : int
+        Images that went through ``encode``.
+    """
+    if store is None:
+        return encode(images), len(images)
+    cached = [store.get(digest) for digest in digests]
+    missing = [index for index, vector in enumerate(cached) if vector is None]
+    if missing:
+        computed = encode([images[index] for index in missing])
+        for index, vector in zip(missing, computed):
+            store.put(digests[index], vector)
+            cached[index] = vector
+    return np.stack(cached).astype(np.float32, copy=False), len(missing)
+
+
+def projection_matrix(n_features: int, n_components: int, random_state) -> np.ndarray:
+    """A fixed random map from ``n_features`` to ``n_components`` dimensions.
+
+    Orthonormal columns when ``n_features >= n_components`` (distances are kept as well
+    as a linear map can), scaled Gaussian otherwise.
+    """
+    gaussian = random_state.standard_normal((n_features, n_components))
+    if n_features >= n_components:
+        orthonormal, _ = np.linalg.qr(gaussian)
+        return orthonormal.astype(np.float32)
+    return (gaussian / np.sqrt(n_components)).astype(np.float32)
+
+
+def to_embedding_space(
+    features: np.ndarray, mean: np.ndarray | None, projection: np.ndarray | None
+) -> np.ndarray:
+    """Centre, project and L2-normalise image features for comparison with text features.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_samples, n_features)
+    mean : ndarray of shape (n_features,) or None
+        Training mean to subtract; ``None`` skips centring.
+    projection : ndarray of shape (n_features, embed_dim) or None
+        ``None`` when the features already live in the embedding space.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, embed_dim), float32, rows of unit norm
+    """
+    features = np.asarray(features, dtype=np.float32)
+    if mean is not None:
+        features = features - mean
+    if projection is not None:
+        features = features @ projection
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return (features / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)

@@ -1,0 +1,271 @@
+"""Image input: paths, PIL images and arrays in, validated RGB PIL images out.
+
+Every stage that looks at pixels (the CLIP image tower, the labelers, pixel encoders)
+goes through :func:`load_image`, so an image is decoded, converted and bounded in memory
+the same way everywhere, and a bad item is reported with its index and its path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "ImageInputError",
+    "LoadedImages",
+    "as_image_list",
+    "describe_item",
+    "image_digest",
+    "is_feature_matrix",
+    "load_image",
+    "load_images",
+]
+
+#: Longest side an image keeps after loading; larger images are downscaled on load.
+DEFAULT_MAX_SIDE = 1024
+
+
+class ImageInputError(ValueError):
+    """An item of the input cannot be used as an image."""
+
+
+@dataclass
+class LoadedImages:
+    """The result of :func:`load_images`.
+
+    Attributes
+    ----------
+    images : list of PIL.Image.Image
+        The valid items, as RGB images.
+    indices : ndarray of int
+        Position in the input of each image in ``images``.
+    errors : list of str
+        One message per skipped item (empty unless ``on_error="skip"``).
+    """
+
+    images: list
+    indices: np.ndarray
+    errors: list
+
+
+def is_feature_matrix(X) -> bool:
+    """Tell whether ``X`` is a 2-D numeric array of precomputed sample vectors.
+
+    Such input is not a collection of images: an image collection given as one array has
+    3 (grayscale) or 4 (colour) dimensions.
+    """
+    return (
+        isinstance(X, np.ndarray)
+        and X.ndim == 2
+        and (np.issubdtype(X.dtype, np.number) or X.dtype == bool)
+    )
+
+
+def as_image_list(X) -> list:
+    """Turn a collection of images into a list of items, one per image.
+
+    Parameters
+    ----------
+    X : sequence of (str, os.PathLike, PIL.Image.Image, ndarray) or ndarray
+        Paths, PIL images, HxW / HxWxC arrays, or one array of shape (n, H, W) or
+        (n, H, W, C).
+
+    Returns
+    -------
+    list
+        The items of ``X``.
+    """
+    if isinstance(X, (str, os.PathLike, Image.Image)):
+        raise ImageInputError(
+            "X must be a collection of images, got a single "
+            f"{type(X).__name__}; wrap it in a list: [X]."
+        )
+    if isinstance(X, np.ndarray):
+        if X.ndim in (3, 4) and X.dtype != object:
+            return list(X)
+        if X.ndim == 1:
+            return list(X)
+        raise ImageInputError(
+            f"X is an array of shape {X.shape}; expected a 1-D array of paths or images, "
+            "or an image stack of shape (n, H, W) or (n, H, W, C)."
+        )
+    if hasattr(X, "tolist") and not isinstance(X, list):  # pandas Series and friends
+        return list(X.tolist())
+    if isinstance(X, Sequence):
+        return list(X)
+    try:
+        return list(X)
+    except TypeError:
+        raise ImageInputError(
+            f"X must be a sequence of images (paths, PIL images or arrays), got {type(X).__name__}."
+        ) from None
+
+
+def describe_item(index: int, item) -> str:
+    """Name an input item for an error message: its index, and its path when it has one."""
+    if isinstance(item, (str, os.PathLike)):
+        return f"X[{index}] ({os.fspath(item)!r})"
+    filename = getattr(item, "filename", "") if isinstance(item, Image.Image) else ""
+    if filename:
+        return f"X[{index}] (PIL image from {filename!r})"
+    return f"X[{index}] ({type(item).__name__})"
+
+
+def _array_to_image(array: np.ndarray) -> Image.Image:
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ImageInputError(f"array of dtype {array.dtype} is not an image")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ImageInputError(
+            f"array of shape {array.shape} is not an image; expected HxW, HxWx1, HxWx3 or HxWx4"
+        )
+    if array.size == 0:
+        raise ImageInputError(f"array of shape {array.shape} is empty")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)):
+            raise ImageInputError("float array holds NaN or infinite values")
+        top = 1.0 if array.max() <= 1.0 else 255.0
+        array = np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8)
+    elif array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        if array.min() < 0:
+            raise ImageInputError(f"integer array of dtype {array.dtype} holds negative values")
+        top = 255 if array.max() <= 255 else (65535 if array.max() <= 65535 else array.max())
+        array = (array.astype(np.float64) / top * 255.0).round().astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        # Wide grayscale: PIL's own convert clips at 255, so rescale instead.
+        return _array_to_image(np.asarray(image)).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _bound(image: Image.Image, max_side: int | None) -> Image.Image:
+    if max_side is not None and max(image.size) > max_side:
+        image = image.copy()
+        image.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    return image
+
+
+def load_image(item, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
+    """Load one item as an RGB PIL image.
+
+    Parameters
+    ----------
+    item : str, os.PathLike, PIL.Image.Image or ndarray
+        A path to an image file, a PIL image, or an HxW / HxWxC array (uint8, 16-bit
+        integers, or floats in [0, 1] or [0, 255]).
+    max_side : int or None, default=1024
+        Images whose longest side is larger are downscaled to it (aspect kept), which
+        bounds memory for huge photos. ``None`` keeps the full size.
+
+    Returns
+    -------
+    PIL.Image.Image
+        An RGB image. Grayscale, palette, RGBA (composited on white) and 16-bit
+        images are converted; EXIF orientation is applied.
+
+    Raises
+    ------
+    ImageInputError
+        The item is missing, unreadable, corrupt or of a type that is not an image.
+    """
+    if isinstance(item, (str, os.PathLike)):
+        path = os.fspath(item)
+        if not os.path.exists(path):
+            raise ImageInputError("file not found")
+        if os.path.isdir(path):
+            raise ImageInputError("is a directory, not an image file")
+        try:
+            with Image.open(path) as opened:
+                if max_side is not None:
+                    opened.draft("RGB", (max_side, max_side))  # cheap JPEG downscale
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+                return _bound(_to_rgb(image), max_side)
+        except UnidentifiedImageError:
+            raise ImageInputError("not an image file PIL can read") from None
+        except Image.DecompressionBombError as error:
+            raise ImageInputError(f"refused as a decompression bomb: {error}") from None
+        except (OSError, SyntaxError, ValueError) as error:
+            raise ImageInputError(f"corrupt or truncated image: {error}") from None
+    if isinstance(item, Image.Image):
+        try:
+            item.load()
+        except (OSError, ValueError) as error:
+            raise ImageInputError(f"corrupt PIL image: {error}") from None
+        return _bound(_to_rgb(item), max_side)
+    if isinstance(item, np.ndarray):
+        return _bound(_array_to_image(item).convert("RGB"), max_side)
+    raise ImageInputError(
+        f"{type(item).__name__} is not an image; pass a path, a PIL image or an array"
+    )
+
+
+def load_images(
+    X, on_error: str = "raise", max_side: int | None = DEFAULT_MAX_SIDE
+) -> LoadedImages:
+    """Load every item of ``X`` as an RGB image.
+
+    Parameters
+    ----------
+    X : sequence of images or ndarray
+        See :func:`as_image_list`.
+    on_error : {"raise", "skip"}, default="raise"
+        ``"raise"`` stops at the first bad item with an :class:`ImageInputError` naming
+        its index, its path and the reason; ``"skip"`` drops bad items and reports
+        them in :attr:`LoadedImages.errors`.
+    max_side : int or None, default=1024
+        See :func:`load_image`.
+
+    Returns
+    -------
+    LoadedImages
+    """
+    items = as_image_list(X)
+    images, indices, errors = [], [], []
+    for index, item in enumerate(items):
+        try:
+            images.append(load_image(item, max_side=max_side))
+        except ImageInputError as error:
+            message = f"{describe_item(index, item)}: {error}"
+            if on_error == "raise":
+                raise ImageInputError(
+                    f"{message}. Fix or remove this item, or pass on_error='skip' to drop "
+                    "bad images."
+                ) from None
+            errors.append(message)
+            continue
+        indices.append(index)
+    return LoadedImages(images=images, indices=np.asarray(indices, dtype=int), errors=errors)
+
+
+def iter_chunks(items: list, chunk_size: int) -> Iterator[tuple[int, list]]:
+    """Yield ``(start, items[start:start + chunk_size])`` over a list."""
+    for start in range(0, len(items), chunk_size):
+        yield start, items[start : start + chunk_size]
+
+
+def image_digest(image: Image.Image) -> str:
+    """Return a content hash of an RGB image: the same pixels give the same digest.
+
+    The digest is what caches key on, so the same photo given as a path, as a PIL image
+    or as an array is recognised as the same image.
+    """
+    hasher = hashlib.blake2b(digest_size=20)
+    hasher.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+    hasher.update(image.tobytes())
+    return hasher.hexdigest()

@@ -1,0 +1,203 @@
+"""CoOp prompt learning on open_clip's text tower.
+
+The prompt of class ``k`` is ``[SOT] v_1 ... v_M name_k . [EOT]``: the token embeddings
+of the context words are replaced by learnable vectors ``v_1 ... v_M`` (shared by all
+classes, or one set per class), and the frozen text tower encodes the result. Only the
+context receives gradients.
+
+open_clip 3.x text towers are batch-first and pool with ``text_global_pool``; this module
+uses the tower's own modules (token embedding, transformer, final norm, projection) and
+its pooling function, so a learner initialised from ``"a photo of a"`` reproduces
+``model.encode_text(tokenizer("a photo of a {name}."))`` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["PromptLearner", "TextTower", "text_tower", "context_token_count"]
+
+# A placeholder word for the context positions; its embeddings are replaced.
+_PLACEHOLDER = "X"
+
+
+@dataclass
+class TextTower:
+    """The parts of an open_clip text tower the prompt learner drives."""
+
+    token_embedding: nn.Module
+    positional_embedding: torch.Tensor
+    transformer: nn.Module
+    ln_final: nn.Module
+    text_projection: object
+    attn_mask: torch.Tensor | None
+    pool_type: str
+    eos_id: int | None
+
+
+def text_tower(model) -> TextTower:
+    """Return the text-tower parts of an open_clip ``CLIP`` or ``CustomTextCLIP`` model.
+
+    Raises
+    ------
+    ValueError
+        The model's text tower is not an open_clip ``TextTransformer`` that a prompt
+        learner can drive (e.g. a Hugging Face text tower or a CoCa class token).
+    """
+    text = getattr(model, "text", None)
+    if text is None:  # CLIP keeps the text tower's modules on the model itself
+        return TextTower(
+            token_embedding=model.token_embedding,
+            positional_embedding=model.positional_embedding,
+            transformer=model.transformer,
+            ln_final=model.ln_final,
+            text_projection=model.text_projection,
+            attn_mask=model.attn_mask,
+            pool_type=model.text_pool_type,
+            eos_id=getattr(model, "text_eos_id", None),
+        )
+    if not hasattr(text, "token_embedding") or getattr(text, "cls_emb", None) is not None:
+        raise ValueError(
+            f"the text tower of this backbone ({type(text).__name__}) is not supported by the "
+            "prompt learner; use a backbone with an open_clip TextTransformer text tower "
+            "(e.g. ViT-B-16, ViT-L-14, RN50)."
+        )
+    if getattr(text, "use_pad_mask", False):
+        raise ValueError(
+            "backbones whose text tower uses a padding mask are not supported by the "
+            "prompt learner; use a backbone with a causal text tower (e.g. ViT-B-16)."
+        )
+    return TextTower(
+        token_embedding=text.token_embedding,
+        positional_embedding=text.positional_embedding,
+        transformer=text.transformer,
+        ln_final=text.ln_final,
+        text_projection=text.text_projection,
+        attn_mask=text.attn_mask,
+        pool_type=text.pool_type,
+        eos_id=getattr(text, "eos_id", None),
+    )
+
+
+def context_token_count(tokenizer, phrase: str) -> int:
+    """Return how many tokens ``phrase`` occupies between the start and end tokens."""
+    tokens = tokenizer([phrase])[0]
+    return int(_sequence_length(tokens[None], "argmax", None)[0]) - 2
+
+
+def _sequence_length(tokens: torch.Tensor, pool_type: str, eos_id: int | None) -> torch.Tensor:
+    """Length of each tokenised prompt, end token included."""
+    if pool_type == "eos" and eos_id is not None:
+        return (tokens == eos_id).int().argmax(dim=-1) + 1
+    return tokens.argmax(dim=-1) + 1  # the end token has the largest id
+
+
+class PromptLearner(nn.Module):
+    """Learnable CoOp context in front of each class name.
+
+    Parameters
+    ----------
+    model : open_clip model
+        Its text tower is used frozen.
+    tokenizer : callable
+        open_clip tokenizer of the model.
+    class_names : list of str
+        One name per class.
+    n_ctx : int
+        Number of context vectors. Must equal the token count of ``ctx_init`` when
+        that is given.
+    ctx_init : str or None
+        Phrase whose token embeddings initialise the context (``"a photo of a"``);
+        ``None`` draws the context from N(0, 0.02²).
+    class_specific : bool
+        One context per class instead of one shared context.
+    generator : torch.Generator or None
+        Source of randomness for a random context.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        class_names: list[str],
+        n_ctx: int,
+        ctx_init: str | None = None,
+        class_specific: bool = False,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.tower = text_tower(model)
+        self.n_ctx = n_ctx
+        embedding = self.tower.token_embedding
+        device = embedding.weight.device
+        prefix = " ".join([_PLACEHOLDER] * n_ctx)
+        full_tokens = tokenizer([f"{prefix} {name}." for name in class_names]).to(device)
+        context_length = int(self.tower.positional_embedding.shape[0])
+        lengths = _sequence_length(full_tokens, self.tower.pool_type, self.tower.eos_id)
+        if int(lengths.max()) >= context_length:
+            raise ValueError(
+                f"a prompt with n_ctx={n_ctx} context vectors and the longest class name "
+                f"does not fit in the text tower's {context_length} tokens; use a smaller n_ctx."
+            )
+        # Truncate to the longest real prompt: attention over padding is wasted work, and
+        # with a causal mask the padding cannot change the pooled token. Pooling from the
+        # last position ('last') depends on the length, so keep it whole there.
+        keep = context_length if self.tower.pool_type == "last" else int(lengths.max())
+        self.register_buffer("tokens", full_tokens[:, :keep], persistent=False)
+        with torch.no_grad():
+            token_embeds = embedding(self.tokens).float()
+        self.register_buffer("prefix_embeds", token_embeds[:, :1].clone(), persistent=False)
+        self.register_buffer(
+            "suffix_embeds", token_embeds[:, 1 + n_ctx :].clone(), persistent=False
+        )
+
+        n_classes = len(class_names)
+        width = embedding.weight.shape[1]
+        if ctx_init is not None:
+            init_tokens = tokenizer([ctx_init]).to(device)
+            with torch.no_grad():
+                init = embedding(init_tokens)[0, 1 : 1 + n_ctx].float().clone()
+        else:
+            init = torch.empty(n_ctx, width, device="cpu").normal_(0.0, 0.02, generator=generator)
+            init = init.to(device)
+        if class_specific:
+            init = init.unsqueeze(0).repeat(n_classes, 1, 1)
+        self.context = nn.Parameter(init)
+
+    @property
+    def n_classes(self) -> int:
+        """Number of class prompts."""
+        return int(self.tokens.shape[0])
+
+    def prompt_embeddings(self) -> torch.Tensor:
+        """Return the token embeddings of every class prompt, context inserted."""
+        context = self.context
+        if context.dim() == 2:
+            context = context.unsqueeze(0).expand(self.n_classes, -1, -1)
+        return torch.cat([self.prefix_embeds, context, self.suffix_embeds], dim=1)
+
+    def forward(self) -> torch.Tensor:
+        """Encode every class prompt; returns unnormalised text features (K, embed_dim)."""
+        from open_clip.transformer import text_global_pool
+
+        tower = self.tower
+        length = self.tokens.shape[1]
+        cast_dtype = tower.transformer.get_cast_dtype()
+        x = self.prompt_embeddings().to(cast_dtype)
+        x = x + tower.positional_embedding[:length].to(cast_dtype)
+        attn_mask = None if tower.attn_mask is None else tower.attn_mask[:length, :length]
+        x = tower.transformer(x, attn_mask=attn_mask)
+        x = tower.ln_final(x)
+        x = text_global_pool(x, self.tokens, tower.pool_type, eos_token_id=tower.eos_id)
+        projection = tower.text_projection
+        if projection is not None:
+            x = projection(x) if isinstance(projection, nn.Module) else x @ projection
+        return x
+
+    def context_numpy(self) -> np.ndarray:
+        """The learned context as a float32 array (for fitted state)."""
+        return self.context.detach().float().cpu().numpy()

@@ -1,0 +1,105 @@
+"""A crash-safe, per-item store on disk, keyed by content digests.
+
+Image features and labeler answers are stored one file per image, under a namespace that
+hashes everything the value depends on (model, weights, prompt, ...). Each value is
+written to a temporary file and renamed into place, so concurrent writers and a crash at
+any moment leave either the complete old state or the complete new one, never a torn
+file; a cross-validation fold over a subset of images finds every image it has seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ItemStore", "resolve_memory", "stable_hash"]
+
+
+def stable_hash(value, length: int = 16) -> str:
+    """Hash a JSON-able value (dicts sorted by key) into a short hex string.
+
+    Values that are not JSON types are hashed by their ``repr``; callers pass only
+    parameters that are stable across processes.
+    """
+    text = json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=length // 2).hexdigest()
+
+
+def resolve_memory(memory) -> Path | None:
+    """Turn the ``memory`` parameter of an estimator into a cache directory.
+
+    Parameters
+    ----------
+    memory : None, str, os.PathLike or joblib.Memory
+        ``None`` disables caching; a path names the directory; a ``joblib.Memory``
+        contributes its ``location`` (``None`` when it does not cache).
+
+    Returns
+    -------
+    pathlib.Path or None
+    """
+    if memory is None:
+        return None
+    if isinstance(memory, (str, os.PathLike)):
+        return Path(memory).expanduser()
+    if hasattr(memory, "location"):
+        return None if memory.location is None else Path(memory.location)
+    raise TypeError(
+        f"memory must be None, a directory path or a joblib.Memory, got {type(memory).__name__}."
+    )
+
+
+class ItemStore:
+    """Values stored one file per key under ``root/namespace``.
+
+    Parameters
+    ----------
+    root : path-like
+        Cache directory.
+    namespace : str
+        Sub-directory; make it a hash of everything the stored values depend on.
+    kind : {"npy", "json"}
+        How values are stored: numpy arrays or JSON values.
+    """
+
+    def __init__(self, root, namespace: str, kind: str = "npy"):
+        if kind not in ("npy", "json"):
+            raise ValueError(f"kind must be 'npy' or 'json', got {kind!r}")
+        self.directory = Path(root) / namespace
+        self.kind = kind
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.{self.kind}"
+
+    def get(self, key: str):
+        """Return the stored value for ``key``, or ``None`` when absent or unreadable."""
+        path = self._path(key)
+        try:
+            if self.kind == "npy":
+                return np.load(path, allow_pickle=False)
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, value) -> None:
+        """Store ``value`` under ``key`` atomically."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                if self.kind == "npy":
+                    np.save(stream, np.asarray(value), allow_pickle=False)
+                else:
+                    stream.write(json.dumps(value).encode("utf-8"))
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
