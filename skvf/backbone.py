@@ -105,6 +105,22 @@ def _describe_source(pretrained) -> str:
     return os.fspath(pretrained)
 
 
+# Built backbones, reused within a process: GridSearchCV and repeated fits build the same
+# frozen model over and over. Keyed by everything that determines the weights and device.
+_BUILT: dict = {}
+_MAX_BUILT = 2
+
+
+def _build_key(name, pretrained, backbone_kwargs, device) -> str:
+    import json
+
+    source = None if pretrained is None else os.fspath(pretrained)
+    if source is not None and os.path.isfile(source):
+        stat = os.stat(source)
+        source = f"{os.path.abspath(source)}:{stat.st_size}:{stat.st_mtime_ns}"
+    return json.dumps([name, source, backbone_kwargs or {}, str(device)], sort_keys=True)
+
+
 def build_backbone(
     name: str,
     pretrained=None,
@@ -112,7 +128,10 @@ def build_backbone(
     device: str = "cpu",
     expected_digest: str | None = None,
 ) -> Backbone:
-    """Build an open_clip model, frozen and in eval mode.
+    """Build (or reuse from this process) a frozen open_clip model.
+
+    The model is frozen and never modified, so one built backbone serves every
+    estimator that asks for the same name, weights, overrides and device.
 
     Parameters
     ----------
@@ -137,6 +156,28 @@ def build_backbone(
     BackboneError
         Unknown model name, weights not found or not downloadable, or a digest mismatch.
     """
+    key = _build_key(name, pretrained, backbone_kwargs, device)
+    backbone = _BUILT.get(key)
+    if backbone is None:
+        backbone = _build_uncached(name, pretrained, backbone_kwargs, device)
+        while len(_BUILT) >= _MAX_BUILT:
+            _BUILT.pop(next(iter(_BUILT)))
+        _BUILT[key] = backbone
+    if expected_digest is not None and backbone.digest != expected_digest:
+        raise BackboneError(
+            f"the weights of backbone={name!r} from {backbone.source!r} hash to "
+            f"{backbone.digest}, but the model was fitted with weights hashing to "
+            f"{expected_digest}. Pass the weights file used at fit time."
+        )
+    return backbone
+
+
+def _build_uncached(
+    name: str,
+    pretrained=None,
+    backbone_kwargs: dict | None = None,
+    device: str = "cpu",
+) -> Backbone:
     import open_clip
     import torch
 
@@ -169,12 +210,6 @@ def build_backbone(
     model.eval()
     model.requires_grad_(False)
     digest = weights_digest(model)
-    if expected_digest is not None and digest != expected_digest:
-        raise BackboneError(
-            f"the weights of backbone={name!r} from {source!r} hash to {digest}, but the model "
-            f"was fitted with weights hashing to {expected_digest}. Pass the weights file "
-            "used at fit time."
-        )
     tokenizer = open_clip.get_tokenizer(name)
     model.to(device)
     return Backbone(

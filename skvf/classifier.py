@@ -78,9 +78,10 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
     center_features : bool, default=True
         Subtract the training mean from image features before use.
     n_ctx : int or None, default=None
-        Context vectors; ``None`` is the token count of ``ctx_init`` (16 without it).
-    ctx_init : str or None, default="a photo of a"
-        Phrase initialising the context; ``None`` draws it at random.
+        Context vectors; ``None`` is 16, or the token count of ``ctx_init``.
+    ctx_init : str or None, default=None
+        Phrase initialising the context (``"a photo of a"`` starts from CLIP's
+        zero-shot prompt); ``None`` draws the context at random (CoOp's default).
     class_specific_context : bool, default=False
         One context per class instead of a shared one.
     max_epochs : int, default=200
@@ -95,11 +96,19 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         1/0.07 for random weights).
     learn_logit_scale : bool, default=True
         Train the logit scale (capped at 100) along with the context.
+    refinement : {"posterior", "dividemix"}, default="posterior"
+        How targets are refined after warm-up. ``"posterior"``: every sample is taught
+        its prediction times a candidate prior, its own name getting
+        ``clean_vote_weight`` extra votes scaled by its clean probability.
+        ``"dividemix"``: clean samples keep their name (blended with the prediction),
+        noisy ones learn the prediction restricted to their candidate set.
+    clean_vote_weight : float, default=2.0
+        Extra prior votes of a surely-clean sample's own name (posterior rule).
     candidate_weighting : {"votes", "mask"}, default="votes"
-        How a noisy sample's target uses its candidate set: prediction times vote
-        counts, or the prediction masked to the set.
-    sharpen_temperature : float, default=0.5
-        Temperature sharpening noisy samples' targets.
+        How targets use the candidate set: prediction times vote counts, or the
+        prediction masked to the set.
+    sharpen_temperature : float, default=1.0
+        Temperature sharpening refined targets (1 leaves them as they are).
     batch_size : int, default=64
         Images per pass of the CLIP image tower.
     device : str, default="auto"
@@ -145,6 +154,14 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         Per epoch: phase, loss, clean fraction, logit scale.
     llm_usage_ : dict or None
         The labeler's ``usage_`` after fitting, when it has one.
+    n_labeler_calls_ : int
+        Images the labeler was asked to name in the last fit (cache misses).
+    n_images_encoded_ : int
+        Images that went through the image tower or encoder in the last fit.
+    backbone_digest_ : str
+        Hash of the backbone's weights; a loaded model refuses other weights.
+    n_features_in_ : int
+        Columns of X, only when fitted on 2-D numeric rows (with an image_encoder).
     device_ : str
         Device used by the last fit or predict.
 
@@ -185,6 +202,8 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         "optimizer": [StrOptions({"adam", "sgd"})],
         "logit_scale": [Interval(numbers.Real, 0, 100, closed="right"), None],
         "learn_logit_scale": ["boolean"],
+        "refinement": [StrOptions({"posterior", "dividemix"})],
+        "clean_vote_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "candidate_weighting": [StrOptions({"votes", "mask"})],
         "sharpen_temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -207,7 +226,7 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         image_encoder=None,
         center_features=True,
         n_ctx=None,
-        ctx_init="a photo of a",
+        ctx_init=None,
         class_specific_context=False,
         max_epochs=200,
         warmup_epochs=50,
@@ -215,8 +234,10 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         optimizer="adam",
         logit_scale=None,
         learn_logit_scale=True,
+        refinement="posterior",
+        clean_vote_weight=2.0,
         candidate_weighting="votes",
-        sharpen_temperature=0.5,
+        sharpen_temperature=1.0,
         batch_size=64,
         device="auto",
         memory=None,
@@ -242,6 +263,8 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer = optimizer
         self.logit_scale = logit_scale
         self.learn_logit_scale = learn_logit_scale
+        self.refinement = refinement
+        self.clean_vote_weight = clean_vote_weight
         self.candidate_weighting = candidate_weighting
         self.sharpen_temperature = sharpen_temperature
         self.batch_size = batch_size
@@ -268,8 +291,8 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        from .backbone import build_backbone
         from ._device import resolve_device
+        from .backbone import build_backbone
 
         random_state = check_random_state(self.random_state)
         cache_root = resolve_memory(self.memory)
@@ -313,7 +336,7 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
 
         votes = self._candidate_votes(raw_features, labels, random_state)
         self.candidate_sets_ = votes > 0
-        splitter = self._component("noise_splitter", GMMNoiseSplitter, random_state)
+        splitter = self._component("noise_splitter", random_state)
         self.noise_splitter_ = splitter
 
         result = self._tune(backbone, features, labels, votes, splitter, random_state)
@@ -350,7 +373,9 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
             rows = np.asarray(X)
             if not np.all(np.isfinite(rows)):
                 raise ValueError("X holds NaN or infinite values; impute or drop those rows.")
+            self.n_features_in_ = rows.shape[1]
             return rows, [_row_digest(row) for row in rows], np.arange(len(rows)), []
+        self.__dict__.pop("n_features_in_", None)
         loaded = load_images(X, on_error=self.on_error)
         digests = [image_digest(image) for image in loaded.images]
         return loaded.images, digests, loaded.indices, loaded.errors
@@ -370,11 +395,16 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"none of the {n_items} items of X is a usable image: " + "; ".join(errors[:3])
             )
+        if len(positions) < 2:
+            raise ValueError(
+                f"NeaR needs at least two training images; got n_samples={len(positions)}."
+            )
         return items, digests, positions, errors
 
     def _fit_features(self, items, digests, backbone, cache_root) -> np.ndarray:
         if self.image_encoder is not None:
             self.image_encoder_ = clone(self.image_encoder)
+            self.n_images_encoded_ = len(items)
             features = self.image_encoder_.fit_transform(items)
             return self._check_encoder_output(features, len(items))
         self.image_encoder_ = None
@@ -405,12 +435,8 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
 
     def _label(self, items, digests, cache_root):
         """Name every item, through the answer cache; returns (raw names, valid mask)."""
-        if self.labeler is None:
-            from .labeling import MLLMLabeler
-
-            self.labeler_ = MLLMLabeler()
-        else:
-            self.labeler_ = clone(self.labeler)
+        labeler = self.labeler
+        self.labeler_ = _default_component("labeler") if labeler is None else clone(labeler)
         self.labeler_.fit(items)
         store = None
         if cache_root is not None:
@@ -427,7 +453,7 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
                 items[missing] if isinstance(items, np.ndarray) else [items[i] for i in missing]
             )
             names, valid = self._call_labeler(subset)
-            for index, name, ok in zip(missing, names, valid):
+            for index, name, ok in zip(missing, names, valid, strict=True):
                 answer = {"name": name if ok else None}
                 if store is not None:
                     store.put(digests[index], answer)
@@ -476,19 +502,19 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
                 "Use more varied images, or a more specific labeler prompt or domain."
             )
 
-    def _component(self, name: str, default_class, random_state):
+    def _component(self, name: str, random_state):
         """Clone the component parameter ``name`` (or its default), seeding it if unseeded."""
         given = getattr(self, name)
-        if given == _PASSTHROUGH:
+        if isinstance(given, str) and given == _PASSTHROUGH:
             return None
-        component = default_class() if given is None else clone(given)
+        component = _default_component(name) if given is None else clone(given)
         params = component.get_params(deep=False)
         if self.random_state is not None and params.get("random_state", 0) is None:
             component.set_params(random_state=int(random_state.randint(np.iinfo(np.int32).max)))
         return component
 
     def _candidate_votes(self, raw_features, labels, random_state) -> np.ndarray:
-        builder = self._component("candidate_builder", NeighborCandidateBuilder, random_state)
+        builder = self._component("candidate_builder", random_state)
         self.candidate_builder_ = builder
         n_classes = len(self.vocabulary_)
         if builder is None:
@@ -548,6 +574,8 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
             logit_scale=min(initial_scale, 100.0),
             learn_logit_scale=self.learn_logit_scale,
             clean_threshold=float(getattr(splitter, "threshold", 0.5)),
+            refinement=self.refinement,
+            clean_vote_weight=self.clean_vote_weight,
             candidate_weighting=self.candidate_weighting,
             sharpen_temperature=self.sharpen_temperature,
             device=self.device_,
@@ -556,7 +584,7 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         return tune_prompts(learner, features, labels, votes, splitter, config)
 
     def _filter_vocabulary(self, probabilities, votes, random_state) -> np.ndarray:
-        label_filter = self._component("label_filter", LabelFilter, random_state)
+        label_filter = self._component("label_filter", random_state)
         self.label_filter_ = label_filter
         if label_filter is None:
             return np.ones(len(self.vocabulary_), dtype=bool)
@@ -584,8 +612,8 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
 
     def _runtime_backbone(self):
         """The backbone for predict: the one from fit, or re-built after loading."""
-        from .backbone import build_backbone
         from ._device import resolve_device
+        from .backbone import build_backbone
 
         backbone = getattr(self, "_backbone", None)
         if backbone is None:
@@ -617,17 +645,31 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_classes)
-            Columns follow ``classes_``; rows of bad images are NaN under
-            ``on_error="skip"``.
+        ndarray of shape (n_samples, n_classes), or (n_samples,) with two classes
+            Columns follow ``classes_``; with two classes, the score of ``classes_[1]``
+            minus that of ``classes_[0]`` (scikit-learn's binary convention). Bad images
+            get NaN under ``on_error="skip"``.
         """
+        scores = self._scores(X)
+        if len(self.classes_) == 2:
+            return scores[:, 1] - scores[:, 0]
+        return scores
+
+    def _scores(self, X) -> np.ndarray:
+        """Scores of every image for every class, shape (n_samples, n_classes)."""
         check_is_fitted(self, "class_text_features_")
         if self._uses_feature_rows(X):
             items = np.asarray(X, dtype=np.float64)
-            if items.shape[1] != getattr(self.image_encoder_, "n_features_in_", items.shape[1]):
+            expected = getattr(self, "n_features_in_", None)
+            if expected is None:
                 raise ValueError(
-                    f"X has {items.shape[1]} features, but this model was fitted with "
-                    f"{self.image_encoder_.n_features_in_}."
+                    f"X is a 2-D numeric array of shape {items.shape}, but this model was "
+                    "fitted on images; pass images."
+                )
+            if items.shape[1] != expected:
+                raise ValueError(
+                    f"X has {items.shape[1]} features, but NeaRClassifier is expecting "
+                    f"{expected} features as input."
                 )
             return self.logit_scale_ * self._embed(items) @ self.class_text_features_.T
         entries = as_image_list(X)
@@ -656,7 +698,7 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         ndarray of shape (n_samples, n_classes)
             Rows sum to one (NaN rows for skipped bad images).
         """
-        scores = np.asarray(self.decision_function(X), dtype=np.float64)
+        scores = np.asarray(self._scores(X), dtype=np.float64)
         probabilities = np.full_like(scores, np.nan)
         ok = np.isfinite(scores).all(axis=1)
         probabilities[ok] = softmax(scores[ok])
@@ -674,7 +716,7 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         ndarray of str, shape (n_samples,)
             ``None`` for a bad image under ``on_error="skip"``.
         """
-        scores = self.decision_function(X)
+        scores = self._scores(X)
         ok = np.isfinite(scores).all(axis=1)
         names = np.full(len(scores), None, dtype=object)
         names[ok] = self.classes_[np.argmax(scores[ok], axis=1)]
@@ -708,6 +750,24 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
 
     # -- scikit-learn plumbing ----------------------------------------------------------
 
+    def set_params(self, **params):
+        """Set parameters; ``component__param`` works on a default (``None``) component.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters, nested ones as ``component__param``.
+
+        Returns
+        -------
+        self
+        """
+        for key in params:
+            component, _, nested = key.partition("__")
+            if nested and component in _COMPONENTS and getattr(self, component, 0) is None:
+                setattr(self, component, _default_component(component))
+        return super().set_params(**params)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = self.image_encoder is not None
@@ -718,13 +778,33 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: the live model keeps its backbone
         state.pop("_backbone", None)  # torch objects: re-built from name, weights and digest
         return state
+
+
+_COMPONENTS = ("labeler", "candidate_builder", "noise_splitter", "label_filter")
+
+
+def _default_component(name: str):
+    """A new instance of the default for the component parameter ``name``."""
+    if name == "labeler":
+        from .labeling import MLLMLabeler
+
+        return MLLMLabeler()
+    defaults = {
+        "candidate_builder": NeighborCandidateBuilder,
+        "noise_splitter": GMMNoiseSplitter,
+        "label_filter": LabelFilter,
+    }
+    return defaults[name]()
 
 
 def _shift_index(message: str, offset: int) -> str:
     """Rewrite ``X[i]`` in a chunk's error message into the position in the whole input."""
     import re
 
-    return re.sub(r"X\[(\d+)\]", lambda match: f"X[{int(match.group(1)) + offset}]", message, 1)
+    def shifted(match):
+        return f"X[{int(match.group(1)) + offset}]"
+
+    return re.sub(r"X\[(\d+)\]", shifted, message, count=1)

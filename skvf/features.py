@@ -69,7 +69,7 @@ def cached_encode(encode, images: list, digests: list[str], store: ItemStore | N
     missing = [index for index, vector in enumerate(cached) if vector is None]
     if missing:
         computed = encode([images[index] for index in missing])
-        for index, vector in zip(missing, computed):
+        for index, vector in zip(missing, computed, strict=True):
             store.put(digests[index], vector)
             cached[index] = vector
     return np.stack(cached).astype(np.float32, copy=False), len(missing)

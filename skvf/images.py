@@ -80,6 +80,11 @@ def as_image_list(X) -> list:
     list
         The items of ``X``.
     """
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise ImageInputError(
+            f"X is a sparse {type(X).__name__}; sparse input is not supported. Pass images, "
+            "or a dense 2-D numeric array (X.toarray()) with an image_encoder."
+        )
     if isinstance(X, (str, os.PathLike, Image.Image)):
         raise ImageInputError(
             "X must be a collection of images, got a single "

@@ -104,6 +104,9 @@ class GMMNoiseSplitter(BaseEstimator):
                 max_iter=self.max_iter,
                 tol=self.tol,
                 reg_covar=self.reg_covar,
+                # Start the components at the two ends of the normalised loss range:
+                # deterministic, and it skips a k-means run every epoch.
+                means_init=[[0.0], [1.0]],
                 random_state=check_random_state(self.random_state),
             ).fit(normalised)
             means = mixture.means_.ravel()

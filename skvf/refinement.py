@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["one_hot", "sharpen", "candidate_targets", "refined_targets"]
+__all__ = ["one_hot", "sharpen", "candidate_targets", "posterior_targets", "refined_targets"]
 
 
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -69,19 +69,62 @@ def candidate_targets(
     return sharpen(_normalise_rows(restricted), temperature)
 
 
+def posterior_targets(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    clean_probability: np.ndarray,
+    candidate_votes: np.ndarray,
+    clean_vote_weight: float = 2.0,
+    weighting: str = "votes",
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """The model's prediction times a candidate prior in which clean names weigh more.
+
+    ``t_i ∝ p_i * (s_i + clean_vote_weight * w_i * onehot(y_i))`` where ``s_i`` is the
+    candidate votes (or the candidate mask) of image ``i``: the neighbours' names form
+    the prior, and the image's own name gets extra votes in proportion to its clean
+    probability ``w_i``. Every sample is refined; none keeps a wrong name outright.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (n_samples,)
+    probabilities : ndarray of shape (n_samples, n_classes)
+    clean_probability : ndarray of shape (n_samples,)
+    candidate_votes : ndarray of shape (n_samples, n_classes)
+    clean_vote_weight : float
+        Extra votes of a surely-clean sample's own name.
+    weighting : {"votes", "mask"}
+    temperature : float
+        Sharpening temperature.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_classes)
+        Rows sum to one and are zero outside the candidate set.
+    """
+    prior = candidate_votes if weighting == "votes" else (candidate_votes > 0).astype(float)
+    prior = prior + clean_vote_weight * clean_probability[:, None] * one_hot(
+        labels, probabilities.shape[1]
+    )
+    return candidate_targets(probabilities, prior, "votes", temperature)
+
+
 def refined_targets(
     labels: np.ndarray,
     probabilities: np.ndarray,
     clean_probability: np.ndarray,
     candidate_votes: np.ndarray,
+    rule: str = "posterior",
+    clean_vote_weight: float = 2.0,
     threshold: float = 0.5,
     weighting: str = "votes",
-    temperature: float = 0.5,
+    temperature: float = 1.0,
 ) -> np.ndarray:
     """Soft training targets for one epoch.
 
-    A clean sample (``w_i > threshold``) keeps its name, blended with the prediction:
-    ``w_i * onehot(y_i) + (1 - w_i) * p_i``. A noisy sample is taught the prediction
+    ``rule="posterior"`` is :func:`posterior_targets`. ``rule="dividemix"``: a clean
+    sample (``w_i > threshold``) keeps its name, blended with the prediction,
+    ``w_i * onehot(y_i) + (1 - w_i) * p_i``; a noisy sample is taught the prediction
     restricted to its candidate set (:func:`candidate_targets`).
 
     Parameters
@@ -93,7 +136,11 @@ def refined_targets(
     clean_probability : ndarray of shape (n_samples,)
         ``w``, e.g. from :class:`skvf.GMMNoiseSplitter`.
     candidate_votes : ndarray of shape (n_samples, n_classes)
+    rule : {"posterior", "dividemix"}
+    clean_vote_weight : float
+        Used by the posterior rule.
     threshold : float
+        Used by the dividemix rule.
     weighting : {"votes", "mask"}
     temperature : float
 
@@ -102,6 +149,16 @@ def refined_targets(
     ndarray of shape (n_samples, n_classes)
         Rows sum to one.
     """
+    if rule == "posterior":
+        return posterior_targets(
+            labels,
+            probabilities,
+            clean_probability,
+            candidate_votes,
+            clean_vote_weight=clean_vote_weight,
+            weighting=weighting,
+            temperature=temperature,
+        )
     n_classes = probabilities.shape[1]
     weight = clean_probability[:, None]
     clean = weight * one_hot(labels, n_classes) + (1.0 - weight) * probabilities

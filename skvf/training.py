@@ -30,8 +30,10 @@ class TrainingConfig:
     logit_scale: float = 1 / 0.07
     learn_logit_scale: bool = True
     clean_threshold: float = 0.5
+    refinement: str = "posterior"
+    clean_vote_weight: float = 2.0
     candidate_weighting: str = "votes"
-    sharpen_temperature: float = 0.5
+    sharpen_temperature: float = 1.0
     device: str = "cpu"
     verbose: int = 0
 
@@ -132,6 +134,8 @@ def tune_prompts(
                 probabilities.double().cpu().numpy(),
                 clean_probability,
                 candidate_votes,
+                rule=config.refinement,
+                clean_vote_weight=config.clean_vote_weight,
                 threshold=config.clean_threshold,
                 weighting=config.candidate_weighting,
                 temperature=config.sharpen_temperature,

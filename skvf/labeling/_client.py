@@ -1,0 +1,274 @@
+"""One question to the model: the LiteLLM call, its retries and its failures.
+
+Transient failures (rate limits, timeouts, 5xx, refused connections) are retried with
+exponential backoff and full jitter, honouring a ``Retry-After`` header; everything else
+(authentication, unknown model, bad request) fails at once. Messages that leave this
+module are scrubbed of keys. LiteLLM is imported here, lazily, and only after
+``LITELLM_LOCAL_MODEL_COST_MAP`` is set, so that importing it never touches the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+from dataclasses import dataclass
+
+from ._secrets import scrub
+from ._usage import UsageMeter, price_of_call
+
+__all__ = ["Answer", "Cancelled", "ProviderError", "Requester", "import_litellm"]
+
+logger = logging.getLogger("skvf.labeling")
+
+#: Longest wait between two attempts, in seconds, whatever the backoff or Retry-After say.
+MAX_BACKOFF = 60.0
+
+
+def import_litellm():
+    """Import LiteLLM without letting it fetch its price map from the network."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    # Every failure is handled here; LiteLLM's "Give Feedback / Get Help" banner printed
+    # on each caught exception would only be noise on stdout.
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class ProviderError(RuntimeError):
+    """A request failed for good.
+
+    Attributes
+    ----------
+    retryable : bool
+        Whether the failure was transient (and retries ran out) rather than fatal.
+    attempts : int
+        Requests sent for this question.
+    """
+
+    def __init__(self, message: str, retryable: bool, attempts: int):
+        super().__init__(message)
+        self.retryable = retryable
+        self.attempts = attempts
+
+
+class Cancelled(Exception):
+    """The run was stopped before this question was sent (again)."""
+
+
+@dataclass
+class Answer:
+    """What the model said, and what it cost."""
+
+    text: str | None
+    refusal: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+
+    def record(self, model: str) -> dict:
+        """The JSON record the answer cache stores."""
+        return {
+            "answer": self.text,
+            "refusal": self.refusal,
+            "model": model,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd,
+        }
+
+
+def _is_retryable(litellm, error: BaseException) -> bool:
+    if isinstance(error, litellm.InternalServerError) and "Missing credentials" in str(error):
+        return False  # the OpenAI client found no key: no retry will find one
+    transient = (
+        litellm.RateLimitError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.BadGatewayError,
+    )
+    if isinstance(error, transient):
+        return True
+    status = getattr(error, "status_code", None)
+    return isinstance(error, litellm.APIError) and isinstance(status, int) and status >= 500
+
+
+def _retry_after(error: BaseException) -> float | None:
+    headers = getattr(error, "litellm_response_headers", None)
+    if headers is None:
+        return None
+    try:
+        return float(headers.get("retry-after"))
+    except (TypeError, ValueError):
+        return None
+
+
+class Requester:
+    """Asks one model about one image at a time; safe to share between threads.
+
+    Parameters
+    ----------
+    model, api_base : str
+        The LiteLLM model string and server.
+    completion_kwargs : dict
+        Extra arguments of ``litellm.completion``.
+    api_key_env : str or None
+        The environment variable holding the key, read at each call.
+    timeout : float
+        Seconds per request.
+    json_mode : bool
+        Whether to ask for ``response_format={"type": "json_object"}``.
+    max_retries : int
+        Retries of a transient failure.
+    backoff_base : float
+        Seconds before the first retry; doubled at each further retry.
+    price_per_token : tuple or None
+        See :func:`~skvf.labeling._usage.price_of_call`.
+    meter : UsageMeter
+        Receives calls, retries, tokens, cost and bytes.
+    stop : threading.Event
+        Once set, no further request starts.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_base: str | None,
+        completion_kwargs: dict,
+        api_key_env: str | None,
+        timeout: float,
+        json_mode: bool,
+        max_retries: int,
+        backoff_base: float,
+        price_per_token,
+        meter: UsageMeter,
+        stop: threading.Event,
+    ):
+        self.litellm = import_litellm()
+        self.model = model
+        self.api_base = api_base
+        self.completion_kwargs = completion_kwargs
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.json_mode = json_mode
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.price_per_token = price_per_token
+        self.meter = meter
+        self.stop = stop
+        self._api_key()  # fail before the first request when the variable is missing
+
+    def _api_key(self) -> str | None:
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ValueError(
+                f"api_key_env names the environment variable {self.api_key_env!r}, which is "
+                "not set or empty; set it to the API key (any non-empty value for a local "
+                "server that needs none)."
+            )
+        return key
+
+    def _request(self, prompt: str, data_uri: str, api_key: str | None):
+        messages = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": prompt},
+                    {"type": "image_url", "image_url": {"url": data_uri}},
+                ],
+            }
+        ]
+        arguments = dict(self.completion_kwargs)
+        arguments.update(model=self.model, messages=messages, timeout=self.timeout, max_retries=0)
+        if self.api_base is not None:
+            arguments["api_base"] = self.api_base
+        if api_key is not None:
+            arguments["api_key"] = api_key
+        if self.json_mode:
+            arguments["response_format"] = {"type": "json_object"}
+        return self.litellm.completion(**arguments)
+
+    def _answer(self, response) -> Answer:
+        message = response.choices[0].message
+        usage = getattr(response, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        cost = price_of_call(
+            self.litellm, response, prompt_tokens, completion_tokens, self.price_per_token
+        )
+        # LiteLLM keeps OpenAI's `refusal` field among the provider-specific ones.
+        extra = getattr(message, "provider_specific_fields", None) or {}
+        refusal = getattr(message, "refusal", None) or extra.get("refusal")
+        return Answer(
+            text=message.content if isinstance(message.content, str) else None,
+            refusal=refusal if isinstance(refusal, str) and refusal else None,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost,
+        )
+
+    def ask(self, prompt: str, data_uri: str, item: str) -> Answer:
+        """Send one image and the prompt; retry transient failures.
+
+        Parameters
+        ----------
+        prompt : str
+            The rendered prompt.
+        data_uri : str
+            The image.
+        item : str
+            The item's description, for log messages.
+
+        Returns
+        -------
+        Answer
+
+        Raises
+        ------
+        ProviderError
+            A fatal failure, or a transient one after the last retry.
+        Cancelled
+            ``stop`` was set before a request could be sent.
+        """
+        api_key = self._api_key()
+        payload_bytes = len(prompt.encode()) + len(data_uri)
+        attempt = 0
+        while True:
+            if self.stop.is_set():
+                raise Cancelled(item)
+            self.meter.add(calls=1, retries=int(attempt > 0), bytes_sent=payload_bytes)
+            try:
+                response = self._request(prompt, data_uri, api_key)
+                break
+            except Exception as error:  # noqa: BLE001 - classified below, never swallowed
+                message = scrub(f"{item}: {type(error).__name__}: {error}", [api_key])
+                if isinstance(error, self.litellm.ContentPolicyViolationError):
+                    return Answer(None, message, 0, 0, 0.0)  # the provider's refusal
+                if not _is_retryable(self.litellm, error):
+                    raise ProviderError(message, retryable=False, attempts=attempt + 1) from None
+                if attempt == self.max_retries:
+                    raise ProviderError(message, retryable=True, attempts=attempt + 1) from None
+                retry_after = _retry_after(error)
+            delay = min(MAX_BACKOFF, self.backoff_base * 2**attempt) * random.uniform(0.5, 1)
+            delay = max(delay, min(retry_after or 0.0, MAX_BACKOFF))
+            attempt += 1
+            logger.info(
+                "%s: %s; retry %d of %d in %.2f s", item, message, attempt, self.max_retries, delay
+            )
+            self.stop.wait(delay)
+        answer = self._answer(response)
+        self.meter.add(
+            answers=1,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            cost_usd=answer.cost_usd or 0.0,
+            unpriced_calls=int(answer.cost_usd is None),
+        )
+        return answer

@@ -1,0 +1,573 @@
+"""The MLLM labeler: one free-form class name per image from a vision language model."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ..images import ImageInputError, as_image_list, describe_item, image_digest, load_image
+from ._cache import AnswerCache, answer_affecting, resolve_cache_dir
+from ._client import ProviderError, Requester
+from ._encoding import jpeg_data_uri
+from ._errors import BudgetExceededError, LabelingError, LabelingWarning, UnusableAnswerError
+from ._parsing import UnusableAnswer, parse_name
+from ._prompts import BUILTIN_PROMPTS, check_template, render_prompt
+from ._runner import run_bounded
+from ._secrets import check_no_secrets
+from ._usage import UsageMeter, empty_usage
+
+__all__ = ["MLLMLabeler"]
+
+logger = logging.getLogger("skvf.labeling")
+
+_JPEG_QUALITY = 90
+# completion_kwargs entries that a dedicated parameter controls.
+_MANAGED_ARGUMENTS = {
+    "model": "model",
+    "messages": "prompt",
+    "api_base": "api_base",
+    "base_url": "api_base",
+    "timeout": "timeout",
+    "max_retries": "max_retries",
+    "num_retries": "max_retries",
+    "response_format": "json_mode",
+    "stream": "(none: answers are read whole)",
+    "n": "(none: one answer per image)",
+}
+_SHOWN_PROBLEMS = 5
+
+
+class MLLMLabeler(TransformerMixin, BaseEstimator):
+    """Name the fine-grained category of each image with a vision language model.
+
+    The labeler is the stage of NeaR that costs money per call, so it never pays twice
+    for the same answer, never loses an answer it paid for and never hangs: answers
+    are cached on disk the moment they arrive, requests run concurrently under a bound,
+    transient failures are retried with backoff, and every request has a timeout.
+
+    Any `LiteLLM <https://docs.litellm.ai/docs/providers>`_ model string works:
+    ``"gpt-4o-mini"``, ``"gemini/..."``, ``"anthropic/..."``, ``"ollama_chat/..."``, or
+    ``"openai/<name>"`` with ``api_base`` for vLLM, llama.cpp or LM Studio servers.
+
+    Parameters
+    ----------
+    model : str, default="gpt-4o-mini"
+        The LiteLLM model string.
+    prompt : str, default="direct"
+        ``"direct"`` asks for the fine-grained category of the main object;
+        ``"attributes"`` asks for the distinguishing visual attributes first, then the
+        name. Any other string is a template whose only placeholder is ``{domain}``;
+        an instruction to answer ``{"name": ...}`` in JSON is appended to every prompt.
+    domain : str, default=None
+        What the images show (``"bird"``, ``"car model"``); a hint in the built-in
+        prompts and the value of ``{domain}`` in templates.
+    api_base : str, default=None
+        The server's base URL, e.g. ``"http://localhost:8000/v1"``.
+    completion_kwargs : dict, default=None
+        Extra arguments of ``litellm.completion`` (``temperature``, ``max_tokens``,
+        ``seed``, ...). Secrets (``api_key``, ``Authorization`` headers) are refused:
+        use environment variables.
+    api_key_env : str, default=None
+        The name of an environment variable holding the API key, read at each call.
+        ``None`` lets LiteLLM read the provider's own variable (``OPENAI_API_KEY``, ...).
+    max_concurrency : int, default=8
+        Requests in flight at once.
+    timeout : float, default=60
+        Seconds per request.
+    max_retries : int, default=4
+        Retries of a request after a rate limit, timeout, 5xx answer or refused
+        connection. Authentication, unknown-model and bad-request errors are not retried.
+    backoff_base : float, default=1.0
+        Seconds before the first retry; doubled at each retry, with full jitter and at
+        least the server's ``Retry-After``, at most 60 s.
+    json_mode : "auto" or bool, default="auto"
+        Ask for a JSON object answer (``response_format``). ``"auto"`` asks when LiteLLM
+        says the provider supports it, and never for a custom ``api_base`` (local
+        servers differ); the parser reads plain-text answers either way.
+    max_side : int, default=512
+        Longest side of the image sent, as a JPEG data URI.
+    max_name_words : int, default=8
+        Answers with longer names are "overlong".
+    max_name_chars : int, default=80
+        Answers with longer names are "overlong".
+    on_error : {"raise", "warn", "skip"}, default="raise"
+        What an unusable image or answer (empty, refused, overlong, unparsable, or an
+        unreadable image) does: raise :class:`UnusableAnswerError` (or
+        :class:`~skvf.images.ImageInputError`); or leave the image without a name, with
+        a :class:`LabelingWarning` (``"warn"``) or silently (``"skip"``), as reported
+        by :meth:`label` and :attr:`skipped_`. Never an empty class name.
+    cache : "default", path or None, default="default"
+        Where answers are stored: ``"default"`` is ``labels/`` under the user's cache
+        directory (``$XDG_CACHE_HOME/skvf``, ``~/.cache/skvf``, ...), a path names a
+        directory, ``None`` disables the cache.
+    max_cost : float, default=None
+        USD this labeler may spend since :meth:`fit`. A request is not sent when the
+        cost so far plus that of the requests in flight and of this one (estimated
+        from the most expensive call so far; the first call runs alone to measure it)
+        would exceed it; :class:`BudgetExceededError` then reports what was spent and
+        what is cached.
+    price_per_token : tuple of (float, float), default=None
+        ``(prompt, completion)`` USD per token, used instead of LiteLLM's price map
+        (where local models are unmapped and count as 0).
+    verbose : int, default=0
+        A progress bar (tqdm) when positive.
+
+    Attributes
+    ----------
+    usage_ : dict
+        Reset by :meth:`fit`, accumulated over every :meth:`label` / :meth:`transform`
+        call since: ``calls`` (requests sent, retries included), ``answers`` (answers
+        received and paid for), ``cache_hits`` (distinct images answered from the
+        cache), ``retries``, ``failures`` (images whose request failed for good),
+        ``unusable_answers``, ``prompt_tokens``, ``completion_tokens``, ``cost_usd``,
+        ``unpriced_calls`` (answers with no known price, counted as 0 USD),
+        ``bytes_sent`` and ``wall_time_s``.
+    prompt_text_ : str
+        The text sent with every image.
+    skipped_ : list of str
+        One message per image left without a name by the last call (``on_error`` of
+        ``"warn"`` or ``"skip"``).
+
+    See Also
+    --------
+    skvf.names.normalize_name : The normalisation applied to every name.
+
+    References
+    ----------
+    .. [1] NeaR: "Vocabulary-free fine-grained visual recognition via enriched
+       contextually grounded vision-language model", arXiv:2505.01064.
+    .. [2] M. Liu et al., "Democratizing Fine-grained Visual Recognition with Large
+       Language Models" (FineR), ICLR 2024.
+
+    Examples
+    --------
+    >>> from skvf.labeling import MLLMLabeler
+    >>> labeler = MLLMLabeler(model="gpt-4o-mini", domain="bird").fit(None)
+    >>> names, valid = labeler.label(["photos/0001.jpg"])  # doctest: +SKIP
+    """
+
+    _parameter_constraints: dict = {
+        "model": [str],
+        "prompt": [str],
+        "domain": [str, None],
+        "api_base": [str, None],
+        "completion_kwargs": [dict, None],
+        "api_key_env": [str, None],
+        "max_concurrency": [Interval(Integral, 1, None, closed="left")],
+        "timeout": [Interval(Real, 0, None, closed="neither")],
+        "max_retries": [Interval(Integral, 0, None, closed="left")],
+        "backoff_base": [Interval(Real, 0, None, closed="left")],
+        "json_mode": ["boolean", StrOptions({"auto"})],
+        "max_side": [Interval(Integral, 16, None, closed="left")],
+        "max_name_words": [Interval(Integral, 1, None, closed="left")],
+        "max_name_chars": [Interval(Integral, 1, None, closed="left")],
+        "on_error": [StrOptions({"raise", "warn", "skip"})],
+        "cache": [str, os.PathLike, None],
+        "max_cost": [Interval(Real, 0, None, closed="left"), None],
+        "price_per_token": [tuple, list, None],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        model: str = "gpt-4o-mini",
+        *,
+        prompt: str = "direct",
+        domain: str | None = None,
+        api_base: str | None = None,
+        completion_kwargs: dict | None = None,
+        api_key_env: str | None = None,
+        max_concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        backoff_base: float = 1.0,
+        json_mode: str | bool = "auto",
+        max_side: int = 512,
+        max_name_words: int = 8,
+        max_name_chars: int = 80,
+        on_error: str = "raise",
+        cache="default",
+        max_cost: float | None = None,
+        price_per_token: tuple[float, float] | None = None,
+        verbose: int = 0,
+    ):
+        self.model = model
+        self.prompt = prompt
+        self.domain = domain
+        self.api_base = api_base
+        self.completion_kwargs = completion_kwargs
+        self.api_key_env = api_key_env
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.json_mode = json_mode
+        self.max_side = max_side
+        self.max_name_words = max_name_words
+        self.max_name_chars = max_name_chars
+        self.on_error = on_error
+        self.cache = cache
+        self.max_cost = max_cost
+        self.price_per_token = price_per_token
+        self.verbose = verbose
+
+    def fit(self, X=None, y=None):
+        """Check the parameters; no request is sent.
+
+        Parameters
+        ----------
+        X : ignored
+            Accepted for pipelines; the labeler learns nothing from images.
+        y : ignored
+
+        Returns
+        -------
+        self : MLLMLabeler
+        """
+        self._validate_params()
+        self._check_parameters()
+        self.prompt_text_ = render_prompt(self.prompt, self.domain)
+        self.usage_ = empty_usage()
+        self.skipped_ = []
+        return self
+
+    def _check_parameters(self) -> None:
+        for name in ("model", "domain", "api_key_env", "api_base"):
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
+        if self.prompt not in BUILTIN_PROMPTS:
+            check_template(self.prompt, self.domain)
+        kwargs = self.completion_kwargs or {}
+        check_no_secrets(kwargs)
+        for key in kwargs:
+            if key in _MANAGED_ARGUMENTS:
+                raise ValueError(
+                    f"completion_kwargs must not set {key!r}; use the parameter "
+                    f"{_MANAGED_ARGUMENTS[key]} instead."
+                )
+        if self.price_per_token is not None and not (
+            len(self.price_per_token) == 2
+            and all(
+                isinstance(price, Real) and math.isfinite(price) and price >= 0
+                for price in self.price_per_token
+            )
+        ):
+            raise ValueError(
+                "price_per_token must be (prompt, completion) USD per token, two "
+                f"non-negative numbers, got {self.price_per_token!r}."
+            )
+        resolve_cache_dir(self.cache)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = True
+        return tags
+
+    def transform(self, X) -> np.ndarray:
+        """Name every image.
+
+        Parameters
+        ----------
+        X : sequence of (path, PIL.Image.Image, ndarray) or ndarray
+            The images; see :func:`skvf.images.as_image_list`.
+
+        Returns
+        -------
+        ndarray of object, shape (n_images,)
+            Normalised names, never empty.
+
+        Raises
+        ------
+        ValueError
+            Some image got no name (``on_error`` of ``"warn"`` or ``"skip"``): use
+            :meth:`label`, which reports them in a mask.
+        """
+        names, valid = self.label(X)
+        if not valid.all():
+            raise ValueError(
+                f"{int((~valid).sum())} of {valid.size} images got no usable name "
+                f"(on_error={self.on_error!r}), and transform returns one name per image. "
+                "Use label(X), which returns the names and a mask of the valid ones, or "
+                f"on_error='raise'. First: {self.skipped_[0]}"
+            )
+        return names
+
+    def label(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Name every image, reporting the images left without a name.
+
+        Parameters
+        ----------
+        X : sequence of (path, PIL.Image.Image, ndarray) or ndarray
+            The images; see :func:`skvf.images.as_image_list`.
+
+        Returns
+        -------
+        names : ndarray of object, shape (n_images,)
+            Normalised names; ``None`` where ``valid`` is False.
+        valid : ndarray of bool, shape (n_images,)
+            False for the images ``on_error="warn"`` or ``"skip"`` left without a name.
+
+        Raises
+        ------
+        LabelingError
+            A request failed for good; the message says what is paid for and cached.
+        BudgetExceededError
+            ``max_cost`` would be exceeded.
+        UnusableAnswerError
+            An answer holds no name and ``on_error="raise"``.
+        """
+        check_is_fitted(self, "usage_")
+        started = time.perf_counter()
+        try:
+            return _Run(self, as_image_list(X)).execute()
+        finally:
+            self.usage_["wall_time_s"] += time.perf_counter() - started
+
+
+class _Run:
+    """One call of :meth:`MLLMLabeler.label`: the state it shares between its steps."""
+
+    def __init__(self, labeler: MLLMLabeler, items: list):
+        self.labeler = labeler
+        self.items = items
+        self.names = np.full(len(items), None, dtype=object)
+        self.valid = np.zeros(len(items), dtype=bool)
+        self.problems: dict[int, str] = {}
+        self.groups: dict[str, list[int]] = {}  # digest -> positions of that image
+        self.cached: set[str] = set()  # digests whose answer is in the cache
+        root = resolve_cache_dir(labeler.cache)
+        self.cache = None if root is None else AnswerCache(root, self._request_key())
+        self.meter = UsageMeter(labeler.usage_)
+
+    def _request_key(self) -> dict:
+        labeler = self.labeler
+        return {
+            "model": labeler.model,
+            "api_base": None if labeler.api_base is None else labeler.api_base.rstrip("/"),
+            "prompt": labeler.prompt_text_,
+            "json_mode": labeler.json_mode,
+            "max_side": labeler.max_side,
+            "jpeg_quality": _JPEG_QUALITY,
+            "completion_kwargs": answer_affecting(labeler.completion_kwargs or {}),
+        }
+
+    def execute(self) -> tuple[np.ndarray, np.ndarray]:
+        self._group_by_digest()
+        missing = []
+        for digest, positions in self.groups.items():
+            record = None if self.cache is None else self.cache.get(digest)
+            if record is None:
+                missing.append(digest)
+            else:
+                self.cached.add(digest)
+                self.meter.add(cache_hits=1)
+                self._accept(positions, record)
+        if missing:
+            self._ask(missing)
+        self._report_problems()
+        return self.names, self.valid
+
+    def _group_by_digest(self) -> None:
+        def digest(position: int) -> str | None:
+            try:
+                return image_digest(load_image(self.items[position]))
+            except ImageInputError as error:
+                message = f"{describe_item(position, self.items[position])}: {error}"
+                if self.labeler.on_error == "raise":
+                    raise ImageInputError(
+                        f"{message}. Fix or remove this item, or pass on_error='skip' to "
+                        "leave bad images without a name."
+                    ) from None
+                self.problems[position] = message
+                return None
+
+        workers = min(self.labeler.max_concurrency, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            digests = list(pool.map(digest, range(len(self.items))))
+        for position, value in enumerate(digests):
+            if value is not None:
+                self.groups.setdefault(value, []).append(position)
+
+    def _accept(self, positions: list[int], record: dict) -> None:
+        labeler = self.labeler
+        try:
+            name = parse_name(
+                record.get("answer"),
+                max_words=labeler.max_name_words,
+                max_chars=labeler.max_name_chars,
+                refusal=record.get("refusal"),
+            )
+        except UnusableAnswer as problem:
+            self.meter.add(unusable_answers=1)
+            first = positions[0]
+            message = f"{describe_item(first, self.items[first])}: {problem}"
+            if labeler.on_error == "raise":
+                cached = " The answer is cached, so rerunning gives it again." if self.cache else ""
+                raise UnusableAnswerError(
+                    f"{message}.{cached} Pass on_error='warn' or 'skip' to leave such images "
+                    "without a name, or change the prompt or the model.",
+                    index=first,
+                    reason=problem.reason,
+                    answer=problem.answer,
+                ) from None
+            for position in positions:
+                self.problems[position] = message
+            return
+        self.names[positions] = name
+        self.valid[positions] = True
+
+    def _ask(self, missing: list[str]) -> None:
+        labeler = self.labeler
+        stop = threading.Event()
+        requester = Requester(
+            model=labeler.model,
+            api_base=labeler.api_base,
+            completion_kwargs=dict(labeler.completion_kwargs or {}),
+            api_key_env=labeler.api_key_env,
+            timeout=labeler.timeout,
+            json_mode=self._json_mode(),
+            max_retries=labeler.max_retries,
+            backoff_base=labeler.backoff_base,
+            price_per_token=labeler.price_per_token,
+            meter=self.meter,
+            stop=stop,
+        )
+        usage_before = dict(labeler.usage_)
+        progress = self._progress_bar()
+
+        def work(digest: str) -> dict:
+            position = self.groups[digest][0]
+            item = self.items[position]
+            data_uri = jpeg_data_uri(load_image(item), labeler.max_side, _JPEG_QUALITY)
+            answer = requester.ask(labeler.prompt_text_, data_uri, describe_item(position, item))
+            record = answer.record(labeler.model)
+            if self.cache is not None:
+                self.cache.put(digest, record)
+                self.cached.add(digest)
+            return record
+
+        def on_done(digest: str, record: dict) -> None:
+            progress.update(1)
+            self._accept(self.groups[digest], record)
+
+        try:
+            left = run_bounded(
+                missing,
+                work,
+                on_done,
+                max_concurrency=labeler.max_concurrency,
+                stop=stop,
+                may_start=None if labeler.max_cost is None else self._budget(usage_before),
+            )
+        except ProviderError as error:
+            self.meter.add(failures=1)
+            raise LabelingError(
+                f"Labelling stopped: {error} ({error.attempts} request(s) for this image"
+                f"{', retries exhausted' if error.retryable else ', not retried'}). "
+                + self._paid_and_cached(usage_before),
+                **self._paid_counts(usage_before),
+            ) from None
+        finally:
+            progress.close()
+        if left:
+            raise BudgetExceededError(
+                f"max_cost={labeler.max_cost} USD reached: ${labeler.usage_['cost_usd']:.6f} "
+                f"spent since fit, and the next request would exceed it; {len(left)} "
+                "image(s) were not sent. "
+                + self._paid_and_cached(usage_before)
+                + " Raise max_cost and run again to resume.",
+                **self._paid_counts(usage_before),
+            )
+        if labeler.max_cost is not None and labeler.usage_["unpriced_calls"]:
+            logger.warning(
+                "max_cost is set but %s has no known price, so its calls count as 0 USD; "
+                "pass price_per_token=(prompt, completion) to enforce the budget.",
+                labeler.model,
+            )
+
+    def _json_mode(self) -> bool:
+        labeler = self.labeler
+        if labeler.json_mode != "auto":
+            return bool(labeler.json_mode)
+        if labeler.api_base is not None:
+            return False
+        from ._client import import_litellm
+
+        litellm = import_litellm()
+        try:
+            model, provider, _, _ = litellm.get_llm_provider(labeler.model)
+            supported = litellm.get_supported_openai_params(
+                model=model, custom_llm_provider=provider
+            )
+        except Exception:  # noqa: BLE001 - an unknown model fails on its first request
+            return False
+        return "response_format" in (supported or [])
+
+    def _budget(self, usage_before: dict):
+        labeler, meter = self.labeler, self.meter
+
+        def may_start(n_running: int) -> bool:
+            spent = meter.spent()
+            if labeler.usage_["answers"] == usage_before["answers"]:
+                # No price measured yet: one request alone, while the budget has room.
+                return n_running == 0 and spent < labeler.max_cost
+            return spent + (n_running + 1) * meter.most_expensive_call <= labeler.max_cost
+
+        return may_start
+
+    def _paid_counts(self, usage_before: dict) -> dict:
+        images_cached = sum(len(self.groups[digest]) for digest in self.cached)
+        return {
+            "answers_paid": self.labeler.usage_["answers"] - usage_before["answers"],
+            "answers_cached": images_cached,
+            "cache_dir": None if self.cache is None else str(self.cache.directory),
+        }
+
+    def _paid_and_cached(self, usage_before: dict) -> str:
+        counts = self._paid_counts(usage_before)
+        cost = self.labeler.usage_["cost_usd"] - usage_before["cost_usd"]
+        paid = f"This run paid for {counts['answers_paid']} answer(s) (${cost:.6f})"
+        if self.cache is None:
+            return f"{paid}, which are lost because cache=None."
+        n_images = len(self.items)
+        return (
+            f"{paid}; every answer received is cached in {counts['cache_dir']}, and "
+            f"{counts['answers_cached']} of {n_images} images now have one: running again "
+            f"requests only the {n_images - counts['answers_cached']} missing."
+        )
+
+    def _progress_bar(self):
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=len(self.groups),
+            initial=len(self.cached),
+            disable=not self.labeler.verbose,
+            desc="labelling",
+            unit="image",
+        )
+
+    def _report_problems(self) -> None:
+        self.labeler.skipped_ = [self.problems[position] for position in sorted(self.problems)]
+        if self.problems and self.labeler.on_error == "warn":
+            shown = "; ".join(self.labeler.skipped_[:_SHOWN_PROBLEMS])
+            more = len(self.problems) - _SHOWN_PROBLEMS
+            warnings.warn(
+                f"{len(self.problems)} of {len(self.items)} images got no usable name and "
+                f"are left without one: {shown}" + (f"; and {more} more" if more > 0 else ""),
+                LabelingWarning,
+                stacklevel=4,
+            )

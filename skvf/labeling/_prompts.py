@@ -1,0 +1,93 @@
+"""The questions the labeler asks: built-in prompts, user templates and their checks.
+
+A prompt is a question about one image plus an answer-format instruction. The built-in
+``"direct"`` prompt asks for the fine-grained category of the main object; ``"attributes"``
+asks for the distinguishing visual attributes first and the name last (the attribute-seeking
+idea of FineR), which makes the model look before it names. A user template is any string;
+its only placeholder is ``{domain}``.
+"""
+
+from __future__ import annotations
+
+import string
+
+__all__ = ["BUILTIN_PROMPTS", "check_template", "render_prompt"]
+
+_DIRECT = (
+    "What is the fine-grained category of the {subject} in this image? Give the most "
+    "specific name you can (for example the species, the make and model, or the variety), "
+    "not a generic word."
+)
+_ATTRIBUTES = (
+    "Look at the {subject} in this image. First list the visual attributes that tell its "
+    "fine-grained category apart from similar ones (shape, colours, markings, parts). Then "
+    "give the most specific name of its category (for example the species, the make and "
+    "model, or the variety)."
+)
+
+#: The prompts selected by name through the ``prompt`` parameter.
+BUILTIN_PROMPTS = {"direct": _DIRECT, "attributes": _ATTRIBUTES}
+
+_FORMAT_NAME = 'Answer with JSON only, in the form {"name": "<category name>"}.'
+_FORMAT_ATTRIBUTES = (
+    'Answer with JSON only, in the form {"attributes": ["<attribute>", ...], '
+    '"name": "<category name>"}.'
+)
+_PLACEHOLDERS = frozenset({"domain"})
+
+
+def check_template(template: str, domain: str | None) -> None:
+    """Check a user prompt template; raise ``ValueError`` naming the ``prompt`` parameter.
+
+    Parameters
+    ----------
+    template : str
+        The template; ``{domain}`` is its only placeholder, ``{{`` and ``}}`` are
+        literal braces.
+    domain : str or None
+        The ``domain`` parameter; a template that uses ``{domain}`` needs one.
+    """
+    if not template.strip():
+        raise ValueError(
+            "prompt must be 'direct', 'attributes' or a non-empty template string, got ''."
+        )
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as error:
+        raise ValueError(
+            f"prompt is not a valid template ({error}); write literal braces as '{{{{' and "
+            "'}}}}'."
+        ) from None
+    unknown = sorted({name for name in fields if name not in _PLACEHOLDERS})
+    if unknown:
+        shown = ", ".join("{" + name + "}" for name in unknown)
+        raise ValueError(
+            f"prompt uses unknown placeholder(s) {shown}; the only placeholder is {{domain}} "
+            "(write literal braces as '{{' and '}}')."
+        )
+    if "domain" in fields and domain is None:
+        raise ValueError("prompt uses {domain} but domain is None; pass domain='bird' or similar.")
+
+
+def render_prompt(prompt: str, domain: str | None) -> str:
+    """Return the text sent with every image: the question and the answer format.
+
+    Parameters
+    ----------
+    prompt : str
+        ``"direct"``, ``"attributes"`` or a template checked by :func:`check_template`.
+    domain : str or None
+        What kind of object the images show (``"bird"``, ``"car model"``); built-in
+        prompts mention it, templates use it through ``{domain}``.
+
+    Returns
+    -------
+    str
+    """
+    if prompt in BUILTIN_PROMPTS:
+        subject = "main object" if domain is None else f"{domain} (the main object)"
+        question = BUILTIN_PROMPTS[prompt].format(subject=subject)
+        answer_format = _FORMAT_ATTRIBUTES if prompt == "attributes" else _FORMAT_NAME
+        return f"{question} {answer_format}"
+    question = prompt.format(domain=domain)
+    return f"{question}\n{_FORMAT_NAME}"

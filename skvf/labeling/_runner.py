@@ -1,0 +1,105 @@
+"""Bounded concurrency that never abandons a paid answer.
+
+:func:`run_bounded` keeps at most ``max_concurrency`` jobs running on threads and hands
+each result to the caller on the calling thread. On the first failure, or on
+``KeyboardInterrupt``, it stops starting jobs, sets the shared ``stop`` event (so no retry
+starts either) and waits for the requests already in flight: their answers are paid for,
+and the jobs store them in the cache the moment they arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+from ._client import Cancelled
+
+__all__ = ["run_bounded"]
+
+logger = logging.getLogger("skvf.labeling")
+
+
+def run_bounded(
+    jobs: Iterable,
+    work: Callable,
+    on_done: Callable,
+    *,
+    max_concurrency: int,
+    stop: threading.Event,
+    may_start: Callable[[int], bool] | None = None,
+) -> list:
+    """Run ``work(job)`` for every job on at most ``max_concurrency`` threads.
+
+    Parameters
+    ----------
+    jobs : iterable
+        The jobs, started in this order.
+    work : callable
+        ``work(job) -> result``, run on a worker thread. A job that raises
+        :class:`~skvf.labeling._client.Cancelled` was stopped and is ignored.
+    on_done : callable
+        ``on_done(job, result)``, run on the calling thread as results arrive. An
+        exception it raises stops the run like a failed job.
+    max_concurrency : int
+        Jobs running at once.
+    stop : threading.Event
+        Set on failure or interruption; jobs check it before each request.
+    may_start : callable, optional
+        ``may_start(n_running) -> bool``, asked before each start (a budget). Once it
+        says no and nothing runs, the run ends.
+
+    Returns
+    -------
+    list
+        The jobs never started because ``may_start`` said no.
+
+    Raises
+    ------
+    BaseException
+        The first exception of a job or of ``on_done``, after the jobs in flight ended.
+    """
+    pending = deque(jobs)
+    running: dict = {}
+    failure: BaseException | None = None
+    pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="skvf-labeler")
+    try:
+        while pending or running:
+            while (
+                pending
+                and failure is None
+                and len(running) < max_concurrency
+                and (may_start is None or may_start(len(running)))
+            ):
+                job = pending.popleft()
+                running[pool.submit(work, job)] = job
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                try:
+                    on_done(job, future.result())
+                except Cancelled:
+                    pass
+                except Exception as error:  # noqa: BLE001 - re-raised once the run drained
+                    if failure is None:
+                        failure = error
+                        stop.set()
+                        pending.clear()
+    except BaseException:
+        stop.set()
+        if running:
+            logger.warning(
+                "interrupted: waiting for %d request(s) in flight so that their answers are "
+                "cached (interrupt again to abandon them)",
+                len(running),
+            )
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failure is not None:
+        raise failure
+    return list(pending)

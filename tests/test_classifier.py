@@ -1,0 +1,312 @@
+"""Behaviour of NeaRClassifier end to end, on real images with a simulated labeler."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.decomposition import PCA
+from sklearn.pipeline import make_pipeline
+
+from skvf import NeaRClassifier
+from skvf.datasets import few_shot_split, load_digits_images
+from skvf.images import ImageInputError
+from skvf.metrics import cluster_accuracy
+from skvf.noise import FixedNoiseSplitter
+from skvf.pixels import ImagePixels
+from skvf.simulation import NoisyOracleLabeler, digits_confusions, make_oracle
+from skvf.testing import TINY_BACKBONE_KWARGS as TINY
+
+logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that weights are random
+
+
+class CountingLabeler(NoisyOracleLabeler):
+    """A simulated labeler that counts the images it is asked to name."""
+
+    calls: list = []
+
+    def transform(self, X):
+        CountingLabeler.calls.append(len(X))
+        return super().transform(X)
+
+
+class ConstantLabeler:
+    """A labeler that answers one fixed string for every image."""
+
+    def __init__(self, answer="sparrow"):
+        self.answer = answer
+
+    def get_params(self, deep=True):
+        return {"answer": self.answer}
+
+    def set_params(self, **params):
+        self.answer = params.get("answer", self.answer)
+        return self
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.asarray([self.answer] * len(X), dtype=object)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    images, names = load_digits_images(scale=4)  # 32x32, the tiny tower's input size
+    return images, names
+
+
+@pytest.fixture(scope="module")
+def split(digits):
+    images, names = digits
+    fit_index, test_index = few_shot_split(names, 30, random_state=0, max_test_per_class=40)
+    return fit_index, test_index
+
+
+def make_classifier(images, names, noise_rate=0.4, **params):
+    labeler = NoisyOracleLabeler(
+        make_oracle(images, names),
+        noise_rate=noise_rate,
+        confusions=digits_confusions(),
+        random_state=0,
+    )
+    defaults = dict(
+        labeler=labeler,
+        backbone="ViT-S-32",
+        pretrained=None,
+        backbone_kwargs=TINY,
+        image_encoder=make_pipeline(ImagePixels(size=16), PCA(32, random_state=0)),
+        max_epochs=200,
+        warmup_epochs=50,
+        random_state=0,
+    )
+    defaults.update(params)
+    return NeaRClassifier(**defaults)
+
+
+@pytest.fixture(scope="module")
+def fitted(digits, split):
+    images, names = digits
+    return make_classifier(images, names).fit(images[split[0]])
+
+
+def test_near_beats_coop_on_raw_names(digits, split):
+    """The product's claim: with 40% wrong names, refinement beats plain prompt tuning."""
+    images, names = digits
+    fit_index, test_index = split
+    truth = names[test_index]
+    coop = make_classifier(images, names, noise_splitter="passthrough", label_filter="passthrough")
+    coop_accuracy = cluster_accuracy(truth, coop.fit(images[fit_index]).predict(images[test_index]))
+    near = make_classifier(images, names).fit(images[fit_index])
+    near_accuracy = cluster_accuracy(truth, near.predict(images[test_index]))
+    raw_accuracy = cluster_accuracy(names[fit_index], near.labeler_names_["normalized"])
+    assert near_accuracy > coop_accuracy + 0.03, (near_accuracy, coop_accuracy)
+    assert near_accuracy > raw_accuracy + 0.05, (near_accuracy, raw_accuracy)
+
+
+def test_predict_and_proba_follow_classes(fitted, digits, split):
+    images, _ = digits
+    test = images[split[1][:50]]
+    predictions = fitted.predict(test)
+    probabilities = fitted.predict_proba(test)
+    assert set(predictions) <= set(fitted.classes_)
+    assert probabilities.shape == (50, len(fitted.classes_))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(fitted.classes_[probabilities.argmax(axis=1)], predictions)
+    assert list(fitted.classes_) == sorted(fitted.classes_)
+
+
+def test_fitted_diagnostics(fitted, split):
+    n_train, n_names = len(split[0]), len(fitted.vocabulary_)
+    assert fitted.candidate_sets_.shape == (n_train, n_names)
+    own = np.searchsorted(fitted.vocabulary_, fitted.labeler_names_["normalized"])
+    assert fitted.candidate_sets_[np.arange(n_train), own].all()  # own name is a candidate
+    assert fitted.clean_mask_.shape == (n_train,) and 0 < fitted.clean_mask_.mean() < 1
+    np.testing.assert_allclose(fitted.refined_targets_.sum(axis=1), 1.0, atol=1e-9)
+    assert len(fitted.history_) == 200
+    assert [h["phase"] for h in fitted.history_[49:51]] == ["warmup", "refine"]
+    assert fitted.history_[-1]["loss"] < fitted.history_[0]["loss"]
+    assert fitted.device_ == "cpu"
+    assert set(fitted.classes_) <= set(fitted.vocabulary_)
+
+
+def test_clean_split_is_better_than_chance(fitted, digits, split):
+    """Names the GMM calls clean are right more often than the labeler's base rate."""
+    _, names = digits
+    correct = fitted.labeler_names_["normalized"] == names[split[0]][fitted.train_indices_]
+    assert correct[fitted.clean_mask_].mean() > correct.mean() + 0.05
+
+
+def test_passthrough_stages_give_the_coop_baseline(digits, split):
+    images, names = digits
+    clf = make_classifier(
+        images,
+        names,
+        candidate_builder="passthrough",
+        noise_splitter="passthrough",
+        label_filter="passthrough",
+        max_epochs=20,
+    ).fit(images[split[0]])
+    codes = np.searchsorted(clf.vocabulary_, clf.labeler_names_["normalized"])
+    assert clf.candidate_sets_.sum(axis=1).tolist() == [1] * len(codes)
+    assert clf.clean_mask_.all()
+    np.testing.assert_array_equal(clf.refined_targets_.argmax(axis=1), codes)
+    assert clf.refined_targets_.max(axis=1).tolist() == [1.0] * len(codes)
+    np.testing.assert_array_equal(clf.classes_, clf.vocabulary_)
+    assert clf.candidate_builder_ is None and clf.noise_splitter_ is None
+
+
+def test_all_noisy_ablation_teaches_candidates_only(digits, split):
+    images, names = digits
+    clf = make_classifier(
+        images, names, noise_splitter=FixedNoiseSplitter(0.0), max_epochs=55, warmup_epochs=50
+    ).fit(images[split[0]])
+    assert not clf.clean_mask_.any()
+    assert np.all(clf.refined_targets_[~clf.candidate_sets_] == 0)
+
+
+def test_same_random_state_same_predictions_and_y_is_ignored(digits, split):
+    images, names = digits
+    train, test = images[split[0]], images[split[1][:60]]
+    first = make_classifier(images, names, max_epochs=60).fit(train)
+    second = make_classifier(images, names, max_epochs=60).fit(train, names[split[0]][::-1])
+    np.testing.assert_array_equal(first.predict(test), second.predict(test))
+    np.testing.assert_array_equal(first.predict_proba(test), second.predict_proba(test))
+
+
+def test_score_is_cluster_accuracy(fitted, digits, split):
+    images, names = digits
+    test = images[split[1][:80]]
+    expected = cluster_accuracy(names[split[1][:80]], fitted.predict(test))
+    assert fitted.score(test, names[split[1][:80]]) == pytest.approx(expected)
+
+
+def test_clip_image_tower_path_paths_pil_and_arrays_agree(digits, tmp_path):
+    """With no image_encoder the frozen CLIP image tower gives the features."""
+    images, names = digits
+    index = np.r_[0:40, 1000:1040]
+    clf = make_classifier(images, names, image_encoder=None, max_epochs=10, warmup_epochs=5)
+    clf.fit(images[index])
+    assert clf.image_encoder_ is None and clf.projection_ is None
+    paths = []
+    for position in range(5):
+        path = tmp_path / f"digit_{position}.png"
+        Image.fromarray(images[position]).save(path)
+        paths.append(str(path))
+    pil_images = [Image.fromarray(image) for image in images[:5]]
+    from_paths = clf.predict_proba(paths)
+    np.testing.assert_allclose(from_paths, clf.predict_proba(pil_images), atol=1e-6)
+    np.testing.assert_allclose(from_paths, clf.predict_proba(images[:5]), atol=1e-6)
+
+
+def test_memory_makes_refits_free(digits, tmp_path):
+    images, names = digits
+    index = np.r_[0:40, 1000:1040]
+    labeler = CountingLabeler(make_oracle(images, names), noise_rate=0.3, random_state=0)
+    params = dict(labeler=labeler, image_encoder=None, max_epochs=5, memory=tmp_path)
+    CountingLabeler.calls = []
+    first = make_classifier(images, names, **params).fit(images[index])
+    assert first.n_labeler_calls_ == 80 and first.n_images_encoded_ == 80
+    assert CountingLabeler.calls == [80]
+    second = make_classifier(images, names, **params).fit(images[index[::2]])  # a "CV fold"
+    assert second.n_labeler_calls_ == 0 and second.n_images_encoded_ == 0
+    assert CountingLabeler.calls == [80]
+    changed = make_classifier(
+        images, names, **{**params, "labeler": labeler.set_params(noise_rate=0.5)}
+    ).fit(images[index])
+    assert changed.n_labeler_calls_ == 80  # labeler parameters are part of the key
+    assert changed.n_images_encoded_ == 0
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def test_empty_input_is_refused(digits):
+    images, names = digits
+    with pytest.raises(ValueError, match="X is empty"):
+        make_classifier(images, names).fit([])
+
+
+def test_single_distinct_name_is_refused(digits):
+    images, names = digits
+    clf = make_classifier(images, names, labeler=ConstantLabeler("sparrow"), image_encoder=None)
+    with pytest.raises(ValueError, match="same name \\('sparrow'\\) to all 30"):
+        clf.fit(images[:30])
+
+
+def test_too_few_images_for_the_neighbours(digits):
+    images, names = digits
+    few = images[np.r_[0, 1, 2, 1000]]
+    with pytest.raises(ValueError, match="n_neighbors=5 needs at least 6 images, got 4"):
+        make_classifier(images, names, noise_rate=0.0, image_encoder=None).fit(few)
+
+
+def test_empty_name_from_labeler_is_refused(digits):
+    images, names = digits
+    clf = make_classifier(images, names, labeler=ConstantLabeler('"..."'), image_encoder=None)
+    with pytest.raises(ValueError, match="empty after normalisation"):
+        clf.fit(images[:10])
+
+
+def test_bad_image_is_named_by_index_and_path(digits, tmp_path):
+    images, names = digits
+    items = [images[0], images[1], str(tmp_path / "missing.png"), images[2]]
+    with pytest.raises(ImageInputError, match=r"X\[2\] \('.*missing.png'\): file not found"):
+        make_classifier(images, names).fit(items)
+
+
+def test_skip_drops_bad_images_in_fit_and_marks_them_in_predict(digits, split, tmp_path):
+    images, names = digits
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not a jpeg at all")
+    train = list(images[split[0]])
+    train.insert(7, str(corrupt))
+    clf = make_classifier(images, names, on_error="skip", max_epochs=20, warmup_epochs=10)
+    with pytest.warns(UserWarning, match="1 training item"):
+        clf.fit(train)
+    assert len(clf.train_indices_) == len(split[0]) and 7 not in clf.train_indices_
+    assert "X[7]" in clf.skipped_[0] and "corrupt.jpg" in clf.skipped_[0]
+    predictions = clf.predict([images[0], str(corrupt), images[1]])
+    assert predictions[1] is None and predictions[0] in clf.classes_
+    assert np.isnan(clf.predict_proba([str(corrupt)])).all()
+
+
+def test_bad_image_in_a_later_predict_chunk_keeps_its_index(fitted, digits, tmp_path):
+    images, _ = digits
+    items = list(images[:300]) + [str(tmp_path / "gone.png")]
+    with pytest.raises(ImageInputError, match=r"X\[300\]"):
+        fitted.predict(items)
+
+
+def test_feature_rows_need_an_image_encoder(digits):
+    images, names = digits
+    clf = make_classifier(images, names, image_encoder=None)
+    with pytest.raises(ValueError, match="2-D numeric array of shape \\(10, 4\\)"):
+        clf.fit(np.zeros((10, 4)))
+
+
+def test_labeler_must_return_one_name_per_image(digits):
+    images, names = digits
+
+    class ShortLabeler(ConstantLabeler):
+        def transform(self, X):
+            return np.asarray(["a", "b"], dtype=object)
+
+    with pytest.raises(ValueError, match="returned 2 names for 10 images"):
+        make_classifier(images, names, labeler=ShortLabeler(), image_encoder=None).fit(images[:10])
+
+
+def test_invalid_parameter_is_named(digits):
+    images, names = digits
+    with pytest.raises(ValueError, match="'warmup_epochs' parameter"):
+        make_classifier(images, names, warmup_epochs=-1).fit(images[:20])
+
+
+def test_unknown_weights_are_refused_without_network(digits):
+    from skvf.backbone import BackboneError
+
+    images, names = digits
+    with pytest.raises(BackboneError, match="neither a weights file nor a known tag"):
+        make_classifier(images, names, pretrained="/no/such/weights.bin").fit(images[:20])

@@ -1,0 +1,155 @@
+"""Tests of skvf.noise: splitting clean from noisy names by their loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skvf.noise import FixedNoiseSplitter, GMMNoiseSplitter
+
+
+def _two_populations(seed=0, n_clean=80, n_noisy=20):
+    rng = np.random.default_rng(seed)
+    clean = rng.normal(0.2, 0.05, n_clean)
+    noisy = rng.normal(3.0, 0.3, n_noisy)
+    return np.r_[clean, noisy]
+
+
+def test_gmm_separates_two_clear_loss_populations_low_is_clean():
+    losses = _two_populations()
+    splitter = GMMNoiseSplitter(random_state=0).fit(losses)
+    assert splitter.clean_mask_[:80].all()
+    assert not splitter.clean_mask_[80:].any()
+    assert splitter.clean_mask_.dtype == bool
+    assert splitter.means_.shape == (2,)
+    assert splitter.means_[0] < splitter.means_[1]  # low (clean) first
+    # on the min-max normalised scale the clean mean is near 0, the noisy one far above
+    assert splitter.means_[0] < 0.1 and splitter.means_[1] > 0.5
+
+
+def test_gmm_labels_follow_the_loss_not_the_position():
+    losses = _two_populations()[::-1].copy()  # noisy samples first
+    splitter = GMMNoiseSplitter(random_state=0).fit(losses)
+    assert not splitter.clean_mask_[:20].any()
+    assert splitter.clean_mask_[20:].all()
+
+
+def test_gmm_docstring_example():
+    losses = np.r_[np.full(8, 0.1), np.full(4, 2.0)] + np.linspace(0, 0.01, 12)
+    mask = GMMNoiseSplitter(random_state=0).fit(losses).clean_mask_
+    assert mask.astype(int).tolist() == [1] * 8 + [0] * 4
+
+
+def test_gmm_is_invariant_to_loss_scale_and_shift():
+    losses = np.random.default_rng(3).uniform(0, 1, 200) ** 3
+    first = GMMNoiseSplitter(random_state=0).fit(losses).clean_probability_
+    second = GMMNoiseSplitter(random_state=0).fit(10 * losses + 5).clean_probability_
+    np.testing.assert_allclose(first, second, atol=1e-8)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clean_probability_is_a_probability(seed):
+    losses = np.random.default_rng(seed).gamma(1.0, 1.0, 150)
+    probability = GMMNoiseSplitter(random_state=seed).fit(losses).clean_probability_
+    assert probability.shape == (150,)
+    assert np.all((probability >= 0) & (probability <= 1))
+    # the lowest loss is clean, the highest is not
+    assert probability[np.argmin(losses)] > 0.5
+    assert probability[np.argmax(losses)] < 0.5
+
+
+@pytest.mark.parametrize(
+    "losses", [np.full(6, 2.5), np.zeros(3), [0.7], np.full(4, 1e-13) * [1, 2, 3, 4]]
+)
+def test_equal_losses_are_all_clean(losses):
+    splitter = GMMNoiseSplitter(random_state=0).fit(losses)
+    np.testing.assert_array_equal(splitter.clean_probability_, np.ones(len(losses)))
+    assert splitter.clean_mask_.all()
+
+
+def test_two_distinct_losses():
+    splitter = GMMNoiseSplitter(random_state=0).fit([0.0, 0.0, 0.0, 1.0])
+    assert splitter.clean_mask_.tolist() == [True, True, True, False]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_losses_are_refused(bad):
+    with pytest.raises(
+        ValueError, match="losses hold NaN or infinite values; the training diverged."
+    ):
+        GMMNoiseSplitter().fit([0.1, bad, 0.3])
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.1, 0.5, 0.9, 0.999, 1.0])
+def test_threshold_is_respected(threshold):
+    losses = np.random.default_rng(5).gamma(2.0, 1.0, 100)
+    splitter = GMMNoiseSplitter(threshold=threshold, random_state=0).fit(losses)
+    np.testing.assert_array_equal(splitter.clean_mask_, splitter.clean_probability_ > threshold)
+
+
+def test_higher_threshold_keeps_fewer_clean():
+    losses = np.random.default_rng(5).gamma(2.0, 1.0, 100)
+    counts = [
+        GMMNoiseSplitter(threshold=t, random_state=0).fit(losses).clean_mask_.sum()
+        for t in (0.1, 0.5, 0.9)
+    ]
+    assert counts[0] >= counts[1] >= counts[2]
+    assert counts[0] > counts[2]
+
+
+def test_refit_replaces_state():
+    splitter = GMMNoiseSplitter(random_state=0)
+    splitter.fit(_two_populations())
+    splitter.fit(np.full(3, 1.0))
+    assert splitter.clean_probability_.shape == (3,)
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({"threshold": 1.5}, "threshold"),
+        ({"threshold": -0.1}, "threshold"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"tol": -1.0}, "tol"),
+        ({"reg_covar": -1e-3}, "reg_covar"),
+    ],
+)
+def test_gmm_parameter_validation_names_the_parameter(params, name):
+    with pytest.raises(InvalidParameterError, match=f"The '{name}' parameter of GMMNoiseSplitter"):
+        GMMNoiseSplitter(**params).fit([0.1, 0.2, 3.0])
+
+
+def test_gmm_defaults_follow_the_design():
+    assert GMMNoiseSplitter().get_params() == {
+        "threshold": 0.5,
+        "max_iter": 10,
+        "tol": 1e-2,
+        "reg_covar": 5e-4,
+        "random_state": None,
+    }
+
+
+# ----------------------------------------------------------------------------- fixed
+
+
+@pytest.mark.parametrize(
+    ("probability", "clean"), [(0.0, False), (0.5, False), (0.7, True), (1.0, True)]
+)
+def test_fixed_splitter_gives_every_sample_the_same_probability(probability, clean):
+    splitter = FixedNoiseSplitter(clean_probability=probability).fit(np.arange(4.0))
+    np.testing.assert_array_equal(splitter.clean_probability_, np.full(4, probability))
+    assert splitter.clean_mask_.tolist() == [clean] * 4
+
+
+def test_fixed_splitter_default_treats_every_name_as_noisy_and_ignores_values():
+    splitter = FixedNoiseSplitter().fit([np.nan, 1.0, np.inf])
+    np.testing.assert_array_equal(splitter.clean_probability_, [0.0, 0.0, 0.0])
+    assert not splitter.clean_mask_.any()
+
+
+def test_fixed_splitter_parameter_validation():
+    with pytest.raises(
+        InvalidParameterError, match="The 'clean_probability' parameter of FixedNoiseSplitter"
+    ):
+        FixedNoiseSplitter(clean_probability=1.5).fit([1.0])

@@ -1,0 +1,280 @@
+"""Saving and loading fitted NeaRClassifier models: skops with trusted types, and pickle."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import skops.io
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.pipeline import make_pipeline
+from skops.io.exceptions import UntrustedTypesFoundException
+
+from skvf import NeaRClassifier
+from skvf.backbone import BackboneError, build_backbone
+from skvf.datasets import load_digits_images
+from skvf.pixels import ImagePixels
+from skvf.serialization import dump, load, trusted_types
+from skvf.simulation import NoisyOracleLabeler, make_oracle
+from skvf.testing import TINY_BACKBONE
+from skvf.testing import TINY_BACKBONE_KWARGS as TINY
+
+#: Where a fitted model's types may come from: no torch, nothing else.
+ALLOWED_MODULE_PREFIXES = ("builtins", "numpy", "sklearn.", "skvf.", "pathlib")
+
+
+@pytest.fixture(autouse=True)
+def _quiet_open_clip(caplog):
+    # open_clip warns on the root logger that random-init models have no pretrained weights.
+    caplog.set_level(logging.ERROR, logger="root")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """60 images of the digits 0-3, 32x32 RGB (the tiny backbone's input size)."""
+    images, names = load_digits_images(scale=4, n_class=4)
+    return images[:60], names[:60]
+
+
+def make_classifier(images, names, **params) -> NeaRClassifier:
+    defaults = dict(
+        labeler=NoisyOracleLabeler(make_oracle(images, names), noise_rate=0.3),
+        backbone=TINY_BACKBONE,
+        pretrained=None,
+        backbone_kwargs=TINY,
+        max_epochs=8,
+        warmup_epochs=3,
+        random_state=0,
+    )
+    defaults.update(params)
+    return NeaRClassifier(**defaults)
+
+
+@pytest.fixture(scope="module", params=["clip-image-tower", "pixels-pca"])
+def fitted(request, digits):
+    """A fitted classifier per feature path: CLIP's image tower, or pixels -> PCA."""
+    images, names = digits
+    encoder = None
+    if request.param == "pixels-pca":
+        encoder = make_pipeline(ImagePixels(8), PCA(16, random_state=0))
+    return make_classifier(images, names, image_encoder=encoder).fit(images)
+
+
+def schema_of(path) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("schema.json"))
+
+
+def schema_modules(node) -> set[str]:
+    """Every ``__module__`` named anywhere in a skops schema."""
+    found = set()
+    if isinstance(node, dict):
+        if "__module__" in node:
+            found.add(node["__module__"])
+        for value in node.values():
+            found |= schema_modules(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= schema_modules(value)
+    return found
+
+
+def test_trusted_types_names_the_built_in_components():
+    names = trusted_types()
+    assert names == sorted(set(names))
+    assert set(names) == {
+        "skvf.classifier.NeaRClassifier",
+        "skvf.candidates.NeighborCandidateBuilder",
+        "skvf.noise.GMMNoiseSplitter",
+        "skvf.noise.FixedNoiseSplitter",
+        "skvf.filtering.LabelFilter",
+        "skvf.labeling._mllm.MLLMLabeler",
+        "skvf.simulation.NoisyOracleLabeler",
+        "skvf.pixels.ImagePixels",
+        "skvf.pixels.RandomConvFeatures",
+        "pathlib.PosixPath",
+        "pathlib.WindowsPath",
+    }
+    for name in names:  # every name is a real class at that path
+        module, _, class_name = name.rpartition(".")
+        assert isinstance(getattr(importlib.import_module(module), class_name), type)
+
+
+def test_skops_round_trip_predicts_identically(fitted, digits, tmp_path):
+    images, _ = digits
+    path = tmp_path / "model.skops"
+    skops.io.dump(fitted, path)
+
+    assert set(skops.io.get_untrusted_types(file=path)) <= set(trusted_types())
+    loaded = skops.io.load(path, trusted=trusted_types())
+
+    np.testing.assert_array_equal(loaded.classes_, fitted.classes_)
+    np.testing.assert_array_equal(loaded.predict(images), fitted.predict(images))
+    np.testing.assert_array_equal(loaded.predict_proba(images), fitted.predict_proba(images))
+    assert loaded.history_ == fitted.history_
+    assert loaded.backbone_digest_ == fitted.backbone_digest_
+
+
+def test_loaded_model_rebuilds_the_backbone_only_for_the_image_tower(fitted, digits, tmp_path):
+    images, _ = digits
+    path = tmp_path / "model.skops"
+    dump(fitted, path)
+    loaded = load(path)
+    assert "_backbone" not in vars(loaded)
+
+    loaded.predict(images[:4])
+    if fitted.image_encoder is None:
+        # Rebuilt from backbone + pretrained + backbone_kwargs, checked against the digest.
+        assert loaded._backbone.digest == fitted.backbone_digest_
+    else:
+        # With an image_encoder, predict is numpy only: no CLIP model is built at all.
+        assert "_backbone" not in vars(loaded)
+
+
+def test_saved_file_holds_no_torch_object(fitted, tmp_path):
+    path = tmp_path / "model.skops"
+    dump(fitted, path)
+    text = json.dumps(schema_of(path))
+    assert "torch" not in text
+    assert "_backbone" not in text
+    modules = schema_modules(schema_of(path))
+    assert all(module.startswith(ALLOWED_MODULE_PREFIXES) for module in modules), modules
+    with zipfile.ZipFile(path) as archive:
+        members = archive.namelist()
+    assert all(name == "schema.json" or name.endswith(".npy") for name in members), members
+
+
+def test_untrusted_load_is_refused(fitted, tmp_path):
+    path = tmp_path / "model.skops"
+    dump(fitted, path)
+    with pytest.raises(UntrustedTypesFoundException, match="skvf.classifier.NeaRClassifier"):
+        skops.io.load(path)
+    with pytest.raises(UntrustedTypesFoundException, match="skvf.classifier.NeaRClassifier"):
+        load(path, trusted=[])
+    missing_one = [name for name in trusted_types() if name != "skvf.filtering.LabelFilter"]
+    with pytest.raises(UntrustedTypesFoundException, match="skvf.filtering.LabelFilter"):
+        load(path, trusted=missing_one)
+
+
+@pytest.mark.parametrize("trusted", [True, "skvf.classifier.NeaRClassifier", [NeaRClassifier]])
+def test_load_refuses_trust_everything_and_malformed_lists(trusted, tmp_path):
+    with pytest.raises(TypeError, match="trusted must"):
+        load(tmp_path / "never-read.skops", trusted=trusted)
+
+
+def test_user_components_must_be_trusted_explicitly(digits, tmp_path):
+    images, names = digits
+    clf = make_classifier(
+        images, names, labeler=_RenamingLabeler(make_oracle(images, names), noise_rate=0.3)
+    ).fit(images)
+    path = tmp_path / "model.skops"
+    dump(clf, path)
+    own = f"{__name__}._RenamingLabeler"
+    untrusted = set(skops.io.get_untrusted_types(file=path))
+    assert own in untrusted
+    assert untrusted - {own} <= set(trusted_types())
+    with pytest.raises(UntrustedTypesFoundException, match="_RenamingLabeler"):
+        load(path)
+    loaded = load(path, trusted=trusted_types() + [own])
+    np.testing.assert_array_equal(loaded.predict(images), clf.predict(images))
+
+
+class _RenamingLabeler(NoisyOracleLabeler):
+    """A user-defined labeler: a type skvf cannot vouch for."""
+
+
+def test_weights_that_differ_are_refused_at_predict(digits, tmp_path):
+    import torch
+
+    images, names = digits
+    weights = tmp_path / "tiny-clip.pt"
+    torch.save(build_backbone(TINY_BACKBONE, None, TINY).model.state_dict(), weights)
+    clf = make_classifier(images, names, pretrained=str(weights)).fit(images)
+    digest = clf.backbone_digest_
+    path = tmp_path / "model.skops"
+    dump(clf, path)
+
+    # Other weights under the same name, as on a machine with a different file.
+    state = torch.load(weights)
+    state["visual.proj"] += 0.01
+    torch.save(state, weights)
+    later = os.stat(weights).st_mtime_ns + 10**9  # a later copy; the build cache keys on it
+    os.utime(weights, ns=(later, later))
+
+    mismatch = f"hash to [0-9a-f]+, but the model was fitted with weights hashing to {digest}"
+    with pytest.raises(BackboneError, match=mismatch):
+        load(path).predict(images[:2])
+
+    os.remove(weights)
+    with pytest.raises(BackboneError, match="neither a weights file nor a known tag"):
+        load(path).predict(images[:2])
+
+
+def test_api_key_from_the_environment_never_reaches_the_file(monkeypatch, tmp_path):
+    try:
+        from skvf.labeling import MLLMLabeler
+    except ImportError as error:
+        pytest.skip(f"MLLMLabeler cannot be imported: {error}")
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "labeling"))
+    fake_server = importlib.import_module("fake_openai_server")
+
+    key, variable = "sk-test-SERIALIZATION-0123456789abcdef", "SKVF_SERIALIZATION_TEST_KEY"
+    monkeypatch.setenv(variable, key)
+    colours = list(fake_server.COLOURS)[:4]
+    images = [
+        fake_server.colour_image(colour, size=32, seed=seed)
+        for seed in range(2)
+        for colour in colours
+    ]
+    # The server answers only requests carrying the key: a fit proves the key was used.
+    with fake_server.serve(fake_server.FakeVLM(api_key=key)) as base_url:
+        labeler = MLLMLabeler(
+            "openai/fake-vlm", api_base=base_url, api_key_env=variable, cache=None
+        )
+        unfitted = NeaRClassifier(
+            labeler=labeler,
+            backbone=TINY_BACKBONE,
+            pretrained=None,
+            backbone_kwargs=TINY,
+            max_epochs=4,
+            warmup_epochs=2,
+            random_state=0,
+        )
+        clf = clone(unfitted).fit(images)
+    assert clf.llm_usage_["answers"] == len(images)
+
+    for estimator in (unfitted, clf):
+        path = tmp_path / "model.skops"
+        dump(estimator, path)
+        assert key.encode() not in path.read_bytes()
+        assert key.encode() not in pickle.dumps(estimator)
+    np.testing.assert_array_equal(load(path).predict(images), clf.predict(images))
+
+
+def test_pickle_round_trip_drops_the_backbone(fitted, digits, tmp_path):
+    images, _ = digits
+    assert "_backbone" not in fitted.__getstate__()
+
+    path = tmp_path / "model.joblib"
+    joblib.dump(fitted, path)
+    assert b"torch" not in path.read_bytes()
+    loaded = joblib.load(path)
+    assert "_backbone" not in vars(loaded)
+    np.testing.assert_array_equal(loaded.predict_proba(images), fitted.predict_proba(images))
+    np.testing.assert_array_equal(loaded.predict(images), fitted.predict(images))
+
+
+def test_saving_leaves_the_fitted_model_untouched(fitted, digits):
+    fitted.predict(digits[0][:1])  # the image tower path builds it; the other holds it from fit
+    assert "_backbone" in vars(fitted)
+    pickle.dumps(fitted)
+    assert "_backbone" in vars(fitted)

@@ -1,0 +1,213 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.base import clone
+
+from skvf.datasets import DIGIT_NAMES, FASHION_MNIST_NAMES, load_digits_images
+from skvf.images import ImageInputError
+from skvf.simulation import (
+    NoisyOracleLabeler,
+    confusions_from_groups,
+    digits_confusions,
+    digits_synonyms,
+    fashion_mnist_confusions,
+    fashion_mnist_synonyms,
+    item_keys,
+    make_oracle,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    images, names = load_digits_images(scale=1)
+    return images, names, make_oracle(images, names)
+
+
+def test_no_noise_returns_the_truth(digits):
+    images, names, oracle = digits
+    answers = NoisyOracleLabeler(oracle, noise_rate=0.0).fit(images).transform(images)
+    assert answers.dtype == object and answers.shape == (len(images),)
+    assert np.array_equal(answers, names)
+
+
+def test_realised_noise_rate_is_close_to_the_parameter(digits):
+    images, names, oracle = digits
+    for noise_rate in (0.1, 0.4, 0.7):
+        for random_state in (0, 1):
+            labeler = NoisyOracleLabeler(oracle, noise_rate=noise_rate, random_state=random_state)
+            answers = labeler.fit(images).transform(images)
+            # 1797 images: the standard error of the rate is at most 0.012.
+            assert abs(np.mean(answers != names) - noise_rate) < 0.04
+            assert set(answers) <= set(DIGIT_NAMES)
+
+
+def test_confusable_classes_dominate_wrong_answers(digits):
+    images, names, oracle = digits
+    confusions = digits_confusions()
+
+    def confusable_share(confusable_rate):
+        labeler = NoisyOracleLabeler(
+            oracle, noise_rate=0.5, confusable_rate=confusable_rate, confusions=confusions
+        )
+        answers = labeler.fit(images).transform(images)
+        wrong = np.flatnonzero(answers != names)
+        return np.mean([answers[i] in confusions.get(names[i], []) for i in wrong])
+
+    # "two" has no confusions (always uniform); the others: 0.75 + 0.25 * uniform share.
+    assert confusable_share(0.75) > 0.65
+    assert confusable_share(1.0) > 0.85
+    assert confusable_share(0.0) < 0.3
+
+
+def test_without_confusions_wrong_answers_cover_every_other_class(digits):
+    images, names, oracle = digits
+    answers = NoisyOracleLabeler(oracle, noise_rate=0.6).fit(images).transform(images)
+    threes = names == "three"
+    wrong_for_three = set(answers[threes]) - {"three"}
+    assert wrong_for_three == set(DIGIT_NAMES) - {"three"}
+
+
+def test_answers_do_not_depend_on_order_subset_or_refit(digits):
+    images, names, oracle = digits
+    labeler = NoisyOracleLabeler(oracle, confusions=digits_confusions(), random_state=3)
+    full = labeler.fit(images).transform(images)
+    order = np.random.default_rng(0).permutation(len(images))
+    assert np.array_equal(labeler.transform(images[order]), full[order])
+    subset = clone(labeler).fit(images[100:200]).transform(images[150:400])
+    assert np.array_equal(subset, full[150:400])
+    other_seed = clone(labeler).set_params(random_state=4).fit(images).transform(images)
+    assert np.mean(other_seed != full) > 0.2
+
+
+def test_raising_the_noise_rate_keeps_earlier_wrong_answers(digits):
+    images, names, oracle = digits
+    low = NoisyOracleLabeler(oracle, noise_rate=0.2).fit(images).transform(images)
+    high = NoisyOracleLabeler(oracle, noise_rate=0.4).fit(images).transform(images)
+    assert np.all(high[low != names] != names[low != names])
+
+
+def test_same_picture_as_path_pil_and_array_gets_the_same_name(tmp_path, digits):
+    images, names, oracle = digits
+    paths = []
+    for index in range(20):
+        path = tmp_path / f"digit{index}.png"
+        Image.fromarray(images[index]).save(path)
+        paths.append(str(path))
+    labeler = NoisyOracleLabeler(oracle, noise_rate=0.5).fit(images)
+    from_arrays = labeler.transform(images[:20])
+    assert np.array_equal(labeler.transform(paths), from_arrays)
+    assert np.array_equal(labeler.transform([Image.open(p) for p in paths]), from_arrays)
+
+
+def test_synonyms_and_generic_names(digits):
+    images, names, oracle = digits
+    synonyms = digits_synonyms()
+    all_synonyms = NoisyOracleLabeler(
+        oracle, noise_rate=0.0, synonym_rate=1.0, synonyms=synonyms
+    ).fit(images)
+    answers = all_synonyms.transform(images)
+    assert all(answer in synonyms[name] for answer, name in zip(answers, names, strict=True))
+
+    half = all_synonyms.set_params(synonym_rate=0.5).fit(images).transform(images)
+    assert abs(np.mean(half != names) - 0.5) < 0.05
+
+    generic = NoisyOracleLabeler(oracle, generic_rate=1.0, generic_name="digit").fit(images)
+    assert set(generic.transform(images)) == {"digit"}
+    by_class = {"zero": "round digit", "six": "round digit"}
+    generic.set_params(noise_rate=0.0, generic_name=by_class).fit(images)
+    answers = generic.transform(images)
+    assert set(answers[np.isin(names, ["zero", "six"])]) == {"round digit"}
+    assert np.array_equal(
+        answers[~np.isin(names, ["zero", "six"])], names[~np.isin(names, ["zero", "six"])]
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"noise_rate": 1.5}, "'noise_rate' parameter"),
+        ({"confusable_rate": -0.1}, "'confusable_rate' parameter"),
+        ({"random_state": "seed"}, "'random_state' parameter"),
+        ({"oracle": 5}, "'oracle' parameter"),
+        ({"confusions": {"three": ["thre"]}}, r"confusions\['three'\] names \['thre'\]"),
+        ({"confusions": {"ten": ["three"]}}, "confusions has an entry for 'ten'"),
+        ({"confusions": {"three": "five"}}, r"confusions\['three'\] must be a list of str"),
+        ({"synonym_rate": 0.5}, "synonym_rate > 0 needs synonyms"),
+        ({"synonyms": {"tree": ["3"]}}, "synonyms has an entry for 'tree'"),
+        ({"generic_rate": 0.5}, "generic_rate > 0 needs generic_name"),
+        ({"classes": []}, "classes is empty"),
+    ],
+)
+def test_invalid_parameters_are_named(digits, params, message):
+    images, _, oracle = digits
+    labeler = NoisyOracleLabeler(oracle).set_params(**params)
+    with pytest.raises((ValueError, TypeError), match=message):
+        labeler.fit(images[:5])
+
+
+def test_unknown_images_and_bad_items_are_reported(digits):
+    images, _, oracle = digits
+    labeler = NoisyOracleLabeler(oracle).fit(images)
+    stranger = np.full((1, 8, 8, 3), 7, dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"X\[1\] \(ndarray\) is not in the oracle"):
+        labeler.transform(np.concatenate([images[:1], stranger]))
+    with pytest.raises(ImageInputError, match=r"X\[0\] \('/no/such.png'\): file not found"):
+        labeler.transform(["/no/such.png"])
+
+
+def test_make_oracle_checks_its_input(digits):
+    images, names, _ = digits
+    with pytest.raises(ValueError, match="X has 3 items but names has 2"):
+        make_oracle(images[:3], names[:2])
+    duplicated = np.concatenate([images[:2], images[:1]])
+    with pytest.raises(ValueError, match=r"X\[0\] and X\[2\] are the same image"):
+        make_oracle(duplicated, ["zero", "one", "seven"])
+    assert len(make_oracle(duplicated, ["zero", "one", "zero"])) == 2
+
+
+def test_numeric_rows_with_a_callable_or_dict_oracle():
+    X = np.random.default_rng(0).normal(size=(400, 5))
+    truth = np.where(X[:, 0] > 0, "positive", "negative")
+    by_row = NoisyOracleLabeler(lambda row: "positive" if row[0] > 0 else "negative")
+    answers = clone(by_row).set_params(noise_rate=0.3).fit(X).transform(X)
+    assert by_row.fit(X).classes_.tolist() == ["negative", "positive"]
+    assert abs(np.mean(answers != truth) - 0.3) < 0.08
+    assert np.array_equal(
+        clone(by_row).set_params(noise_rate=0.3).fit(X).transform(X[::-1]), answers[::-1]
+    )
+
+    by_key = NoisyOracleLabeler(make_oracle(X, truth), noise_rate=0.3).fit(X)
+    assert np.array_equal(by_key.transform(X), answers)  # same keys, same seed, same answers
+    assert len(set(item_keys(X))) == len(X)
+
+
+def test_callable_oracle_receives_items_as_given(tmp_path, digits):
+    images, names, _ = digits
+    paths = []
+    for index in range(30):
+        folder = tmp_path / names[index]
+        folder.mkdir(exist_ok=True)
+        paths.append(folder / f"{index}.png")
+        Image.fromarray(images[index]).save(paths[-1])
+    labeler = NoisyOracleLabeler(lambda path: Path(path).parent.name, classes=DIGIT_NAMES)
+    answers = labeler.set_params(noise_rate=0.0).fit(paths[:3]).transform(paths)
+    assert np.array_equal(answers, names[:30])
+    assert labeler.classes_.tolist() == sorted(DIGIT_NAMES)
+
+
+def test_confusion_and_synonym_maps_use_the_dataset_names():
+    for confusions, class_names in (
+        (digits_confusions(), DIGIT_NAMES),
+        (fashion_mnist_confusions(), FASHION_MNIST_NAMES),
+    ):
+        assert set(confusions) <= set(class_names)
+        for name, others in confusions.items():
+            assert name not in others
+            assert all(name in confusions[other] for other in others)  # symmetric
+    assert set(digits_confusions()["three"]) == {"five", "eight"}
+    assert set(fashion_mnist_confusions()["sneaker"]) == {"sandal", "ankle boot"}
+    assert set(fashion_mnist_synonyms()) == set(FASHION_MNIST_NAMES)
+    assert set(digits_synonyms()) == set(DIGIT_NAMES)
+    assert confusions_from_groups([["a", "b"], ["a", "c"]])["a"] == ["b", "c"]
