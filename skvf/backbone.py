@@ -201,7 +201,7 @@ def _build_uncached(
             model, _, preprocess = open_clip.create_model_and_transforms(
                 name, pretrained=pretrained_arg, device="cpu", **model_kwargs
             )
-        except (RuntimeError, OSError, ValueError) as error:
+        except Exception as error:  # torch.load fails on a corrupt file in many ways
             raise BackboneError(
                 f"could not build backbone={name!r} with pretrained={pretrained_arg!r}: {error}. "
                 "On a machine without internet access, download the weights elsewhere and "

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 __all__ = ["NeighborCandidateBuilder", "nearest_neighbors", "candidate_votes"]
@@ -202,15 +202,24 @@ class NeighborCandidateBuilder(BaseEstimator):
         self
         """
         self._validate_params()
-        features = np.asarray(features, dtype=np.float64)
+        features = check_array(features, dtype=np.float64, ensure_min_samples=0)
         labels = np.asarray(labels, dtype=np.int64)
         n_samples = len(features)
+        if labels.shape != (n_samples,):
+            raise ValueError(
+                f"labels has shape {labels.shape}; expected ({n_samples},), one per image."
+            )
         if n_samples <= self.n_neighbors:
             raise ValueError(
                 f"n_neighbors={self.n_neighbors} needs at least {self.n_neighbors + 1} images, "
                 f"got {n_samples}; pass more images or lower candidate_builder__n_neighbors."
             )
         n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
+        if labels.min() < 0 or labels.max() >= n_classes:
+            raise ValueError(
+                f"labels must be class indices in [0, {n_classes}), got values from "
+                f"{labels.min()} to {labels.max()}."
+            )
         seed = None
         if self.random_state is not None:
             seed = int(check_random_state(self.random_state).randint(2**31 - 1))

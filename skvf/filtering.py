@@ -72,7 +72,10 @@ class LabelFilter(BaseEstimator):
         candidate_votes = np.asarray(candidate_votes)
         n_classes = probabilities.shape[1]
         self.predicted_counts_ = np.bincount(probabilities.argmax(axis=1), minlength=n_classes)
-        self.supported_counts_ = np.bincount(candidate_votes.argmax(axis=1), minlength=n_classes)
+        # Every name tied for an image's top vote counts as its top candidate: argmax
+        # would hand ties to the lowest class index, i.e. to the alphabetically first name.
+        top = candidate_votes == candidate_votes.max(axis=1, keepdims=True)
+        self.supported_counts_ = top.sum(axis=0)
         self.keep_mask_ = (self.predicted_counts_ >= self.min_predicted) & (
             self.supported_counts_ >= self.min_supported
         )

@@ -148,7 +148,11 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        # 16-bit data has a known range: scale by it, not by the image's own maximum.
+        scaled = np.asarray(image, dtype=np.float64) / 65535.0 * 255.0
+        return Image.fromarray(scaled.round().astype(np.uint8)).convert("RGB")
+    if image.mode in ("I", "F"):
         # Wide grayscale: PIL's own convert clips at 255, so rescale instead.
         return _array_to_image(np.asarray(image)).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -212,9 +216,9 @@ def load_image(item, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
             item.load()
         except (OSError, ValueError) as error:
             raise ImageInputError(f"corrupt PIL image: {error}") from None
-        return _bound(_to_rgb(item), max_side)
+        return _bound(_to_rgb(ImageOps.exif_transpose(item)), max_side)
     if isinstance(item, np.ndarray):
-        return _bound(_array_to_image(item).convert("RGB"), max_side)
+        return _bound(_to_rgb(_array_to_image(item)), max_side)
     raise ImageInputError(
         f"{type(item).__name__} is not an image; pass a path, a PIL image or an array"
     )

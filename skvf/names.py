@@ -49,8 +49,9 @@ def normalize_name(name: str) -> str:
     text = unicodedata.normalize("NFKC", name).lower()
     text = _NON_NAME_CHARS.sub(" ", text)
     text = _SPACES.sub(" ", text).strip(" '-")
-    text = _LEADING_ARTICLES.sub("", text)
-    return text.strip(" '-")
+    text = _LEADING_ARTICLES.sub("", text).strip(" '-")
+    # A bare article is no name ("a" alone stays: letters are legitimate class names).
+    return "" if text in ("an", "the") else text
 
 
 def normalize_names(names: Iterable[str]) -> np.ndarray:

@@ -9,9 +9,11 @@ of the low-mean component is each sample's probability of being clean.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
@@ -108,7 +110,11 @@ class GMMNoiseSplitter(BaseEstimator):
                 # deterministic, and it skips a k-means run every epoch.
                 means_init=[[0.0], [1.0]],
                 random_state=check_random_state(self.random_state),
-            ).fit(normalised)
+            )
+            with warnings.catch_warnings():
+                # A few EM steps per epoch are the point (DivideMix): not converging is fine.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                mixture.fit(normalised)
             means = mixture.means_.ravel()
             clean_component = int(np.argmin(means))
             self.clean_probability_ = mixture.predict_proba(normalised)[:, clean_component]

@@ -178,11 +178,6 @@ def test_weights_of_another_architecture_are_a_backbone_error(backbone, tmp_path
         build_backbone("ViT-S-32", path, other)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backbone.py _build_uncached catches (RuntimeError, OSError, ValueError) only: "
-    "torch.load on a corrupt weights file raises UnpicklingError, IndexError, EOFError, ...",
-)
 @pytest.mark.parametrize(
     "content",
     [b"this is not a checkpoint" * 40, bytes(range(256)) * 4, b""],

@@ -232,11 +232,6 @@ def test_random_state_makes_the_builder_deterministic(monkeypatch):
     assert isinstance(seeds[0], int)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="candidates.py NeighborCandidateBuilder.fit does not validate its inputs: NaN "
-    "features make a row its own neighbour, bad labels fail with IndexError or wrap around",
-)
 @pytest.mark.parametrize(
     ("features", "labels", "n_classes"),
     [

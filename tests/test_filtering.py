@@ -96,12 +96,6 @@ def test_accepts_lists():
     assert label_filter.keep_mask_.tolist() == [True, False]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filtering.py LabelFilter.fit takes candidate_votes.argmax(axis=1): a tie for the "
-    "top vote goes to the lowest class index, so which names survive depends on their "
-    "alphabetical order",
-)
 def test_tied_top_candidates_do_not_depend_on_class_order():
     # Image 0 was named "2" and its one neighbour "0": a 1-1 tie. The model predicts 2.
     proba = np.array([[0.1, 0.1, 0.8], [0.8, 0.1, 0.1]])

@@ -119,11 +119,6 @@ def test_16_bit_png_is_rescaled_not_clipped(tmp_path):
     np.testing.assert_array_equal(pixels[..., 0], pixels[..., 2])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="images.py _to_rgb scales 16-bit images by their own maximum range: a dark "
-    "I;16 image (all values <= 255) is read as 8-bit and becomes up to 256x brighter",
-)
 def test_dark_16_bit_png_stays_dark(tmp_path):
     path = tmp_path / "dark.png"
     Image.fromarray(np.full((2, 2), 200, dtype=np.uint16)).save(path)
@@ -163,11 +158,6 @@ def test_exif_orientation_of_a_file_is_applied(tmp_path):
     assert pixels[-8:].mean() < 50
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="images.py load_image applies EXIF orientation to paths only; the same JPEG "
-    "given as Image.open(path) stays unrotated and gets a different digest",
-)
 def test_exif_orientation_of_an_opened_pil_image_is_applied(tmp_path):
     image = Image.new("RGB", (40, 20), (0, 0, 0))
     exif = image.getexif()
@@ -192,11 +182,6 @@ def test_rgb_array_round_trips():
     np.testing.assert_array_equal(_pixels(load_image(_gradient())), _gradient())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="images.py load_image converts an HxWx4 array with .convert('RGB'), dropping "
-    "alpha instead of compositing on white like RGBA files and PIL images",
-)
 def test_rgba_array_is_composited_on_white():
     rgba = np.zeros((1, 2, 4), dtype=np.uint8)
     rgba[0, 0] = [255, 0, 0, 255]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skvf.refinement import candidate_targets, one_hot, refined_targets, sharpen
+from skvf.refinement import (
+    candidate_targets,
+    one_hot,
+    posterior_targets,
+    refined_targets,
+    sharpen,
+)
 
 
 def _random_probabilities(rng, n_samples, n_classes):
@@ -137,7 +143,85 @@ def test_candidate_targets_do_not_modify_their_inputs():
     np.testing.assert_array_equal(votes, [[0.0, 2.0, 1.0]])
 
 
-# ----------------------------------------------------------------------------- refined
+# ----------------------------------------------------------------------------- posterior
+
+
+def test_posterior_targets_by_hand():
+    labels = np.array([0])
+    p = np.array([[0.2, 0.5, 0.3]])
+    votes = np.array([[1.0, 1.0, 0.0]])
+    # prior = votes + 2 * 0.5 * onehot(0) = (2, 1, 0); p * prior = (0.4, 0.5, 0) / 0.9
+    targets = posterior_targets(labels, p, np.array([0.5]), votes, clean_vote_weight=2.0)
+    np.testing.assert_allclose(targets, [[4 / 9, 5 / 9, 0.0]])
+    # mask weighting ignores the vote counts, not the clean bonus
+    targets = posterior_targets(
+        labels, p, np.array([0.5]), np.array([[3.0, 1.0, 0.0]]), weighting="mask"
+    )
+    np.testing.assert_allclose(targets, [[4 / 9, 5 / 9, 0.0]])
+    # T = 0.5 squares: (0.16, 0.25) / 0.41
+    targets = posterior_targets(labels, p, np.array([0.5]), votes, temperature=0.5)
+    np.testing.assert_allclose(targets, [[0.16 / 0.41, 0.25 / 0.41, 0.0]])
+
+
+def test_posterior_targets_with_zero_clean_probability_are_candidate_targets():
+    rng = np.random.default_rng(5)
+    p = _random_probabilities(rng, 10, 4)
+    labels = rng.integers(0, 4, 10)
+    votes = rng.integers(0, 3, (10, 4)).astype(float)
+    votes[np.arange(10), labels] += 1
+    for weighting in ("votes", "mask"):
+        np.testing.assert_allclose(
+            posterior_targets(labels, p, np.zeros(10), votes, weighting=weighting, temperature=0.5),
+            candidate_targets(p, votes, weighting, 0.5),
+        )
+
+
+def test_posterior_targets_clean_name_gains_mass_monotonically():
+    labels = np.array([1])
+    p = np.array([[0.5, 0.2, 0.3]])
+    votes = np.array([[2.0, 1.0, 1.0]])
+    own = [posterior_targets(labels, p, np.array([w]), votes)[0, 1] for w in (0.0, 0.25, 0.5, 1.0)]
+    assert own == sorted(own) and own[0] < own[-1]
+
+
+def test_posterior_targets_fall_back_to_the_prior_when_the_prediction_vanishes():
+    labels = np.array([0])
+    p = np.array([[0.0, 0.0, 1.0]])
+    votes = np.array([[1.0, 1.0, 0.0]])
+    # prior (3, 1, 0) with w = 1 and weight 2
+    np.testing.assert_allclose(posterior_targets(labels, p, np.ones(1), votes), [[0.75, 0.25, 0.0]])
+
+
+@pytest.mark.parametrize("weighting", ["votes", "mask"])
+def test_posterior_targets_zero_outside_the_set_rows_sum_to_one(weighting):
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, 5, 30)
+    p = _random_probabilities(rng, 30, 5)
+    w = rng.uniform(0, 1, 30)
+    votes = rng.integers(0, 3, (30, 5)).astype(float)
+    votes[np.arange(30), labels] += 1
+    targets = posterior_targets(labels, p, w, votes, weighting=weighting, temperature=0.5)
+    assert np.all(targets[votes == 0] == 0)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0)
+
+
+def test_refined_targets_default_rule_is_posterior():
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 4, 12)
+    p = _random_probabilities(rng, 12, 4)
+    w = rng.uniform(0, 1, 12)
+    votes = np.ones((12, 4))
+    np.testing.assert_array_equal(
+        refined_targets(labels, p, w, votes),
+        posterior_targets(labels, p, w, votes, clean_vote_weight=2.0, temperature=1.0),
+    )
+    np.testing.assert_array_equal(
+        refined_targets(labels, p, w, votes, rule="posterior", clean_vote_weight=0.5),
+        posterior_targets(labels, p, w, votes, clean_vote_weight=0.5),
+    )
+
+
+# ----------------------------------------------------------------------------- dividemix
 
 
 def test_refined_targets_by_hand():
@@ -145,7 +229,7 @@ def test_refined_targets_by_hand():
     p = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
     w = np.array([0.9, 0.1])
     votes = np.array([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
-    targets = refined_targets(labels, p, w, votes, threshold=0.5, temperature=1.0)
+    targets = refined_targets(labels, p, w, votes, rule="dividemix", threshold=0.5, temperature=1.0)
     # clean row: 0.9 * (1, 0, 0) + 0.1 * p
     np.testing.assert_allclose(targets[0], [0.92, 0.05, 0.03])
     # noisy row: p * votes = (0, 0.6, 0.1) / 0.7
@@ -160,7 +244,9 @@ def test_refined_targets_clean_and_noisy_rows_in_general():
     w = rng.uniform(0, 1, n_samples)
     votes = rng.integers(0, 3, (n_samples, n_classes)).astype(float)
     votes[np.arange(n_samples), labels] += 1
-    targets = refined_targets(labels, p, w, votes, threshold=0.6, weighting="mask", temperature=0.5)
+    targets = refined_targets(
+        labels, p, w, votes, rule="dividemix", threshold=0.6, weighting="mask", temperature=0.5
+    )
     clean = w > 0.6
     assert 0 < clean.sum() < n_samples
     expected_clean = w[:, None] * one_hot(labels, n_classes) + (1 - w[:, None]) * p
@@ -176,7 +262,7 @@ def test_refined_targets_threshold_is_strict():
     p = np.array([[0.1, 0.9]])
     votes = np.array([[1.0, 1.0]])
     at_threshold = refined_targets(
-        labels, p, np.array([0.5]), votes, threshold=0.5, temperature=1.0
+        labels, p, np.array([0.5]), votes, rule="dividemix", threshold=0.5, temperature=1.0
     )
     np.testing.assert_allclose(at_threshold, [[0.1, 0.9]])  # treated as noisy: p on the set
 
@@ -184,5 +270,5 @@ def test_refined_targets_threshold_is_strict():
 def test_refined_targets_all_clean_with_w_one_is_one_hot():
     labels = np.array([1, 0, 2])
     p = _random_probabilities(np.random.default_rng(4), 3, 3)
-    targets = refined_targets(labels, p, np.ones(3), np.ones((3, 3)))
+    targets = refined_targets(labels, p, np.ones(3), np.ones((3, 3)), rule="dividemix")
     np.testing.assert_array_equal(targets, one_hot(labels, 3))

@@ -123,6 +123,36 @@ def test_all_noisy_splitter_teaches_candidate_targets(backbone, data):
     assert not np.array_equal(result.targets, one_hot(labels, 3))
 
 
+def test_dividemix_rule_with_all_clean_names_keeps_one_hot_targets(backbone, data):
+    # w = 1 for every sample: w * onehot + (1 - w) * p is the one-hot name exactly.
+    features, labels, votes = data
+    result = tune_prompts(
+        _learner(backbone),
+        features,
+        labels,
+        votes,
+        FixedNoiseSplitter(1.0),
+        _config(max_epochs=4, warmup_epochs=1, refinement="dividemix"),
+    )
+    assert [entry["phase"] for entry in result.history] == ["warmup"] + ["refine"] * 3
+    np.testing.assert_array_equal(result.targets, one_hot(labels, 3))
+
+
+def test_posterior_rule_with_all_clean_names_still_refines(backbone, data):
+    features, labels, votes = data
+    result = tune_prompts(
+        _learner(backbone),
+        features,
+        labels,
+        votes,
+        FixedNoiseSplitter(1.0),
+        _config(max_epochs=4, warmup_epochs=1, refinement="posterior"),
+    )
+    assert np.all(result.targets[votes == 0] == 0)
+    assert not np.array_equal(result.targets, one_hot(labels, 3))
+    np.testing.assert_allclose(result.targets.sum(axis=1), 1.0)
+
+
 def test_training_leaves_the_backbone_untouched(backbone, data):
     features, labels, votes = data
     before = weights_digest(backbone.model)

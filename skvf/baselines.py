@@ -1,0 +1,433 @@
+"""Baselines NeaR is compared against, with the same ``fit(X)`` / ``predict(X)`` shape.
+
+- :class:`LabelerDirect`: the labeler (a vision LLM) names every image at prediction
+  time. No training, but one paid call per predicted image: the costly method NeaR
+  replaces.
+- :class:`ZeroShotCLIP`: the labeler's names on the training images form the
+  vocabulary; frozen CLIP scores each image against ``"a photo of a {name}."``, with no
+  tuning.
+- :func:`method_configs`: :class:`~skvf.NeaRClassifier` parameters for CoOp on the
+  labeler's raw names, NeaR, and NeaR's ablations (no candidate sets, no GMM, no label
+  filter).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted
+
+from .names import normalize_name
+from .noise import FixedNoiseSplitter
+
+__all__ = ["LabelerDirect", "ZeroShotCLIP", "method_configs"]
+
+
+def _ask_labeler(labeler, X) -> np.ndarray:
+    """The labeler's normalised name for each item of ``X`` (``None`` where it gave none)."""
+    if hasattr(labeler, "label"):
+        names, valid = labeler.label(X)
+    else:
+        names = labeler.transform(X)
+        valid = np.ones(len(names), dtype=bool)
+    names = np.asarray(names, dtype=object).ravel()
+    valid = np.asarray(valid, dtype=bool).ravel()
+    result = np.full(len(names), None, dtype=object)
+    for index in np.flatnonzero(valid):
+        result[index] = normalize_name(names[index]) or None
+    return result
+
+
+def _n_items(X) -> int:
+    from .images import as_image_list, is_feature_matrix
+
+    return len(X) if is_feature_matrix(X) else len(as_image_list(X))
+
+
+class LabelerDirect(ClassifierMixin, BaseEstimator):
+    """The labeler names every image itself, at prediction time.
+
+    The method NeaR is built to avoid: each ``predict`` call sends every image to the
+    labeler (a paid vision-LLM request per image unless its answer is cached). ``fit``
+    only fits the labeler; it names nothing.
+
+    Parameters
+    ----------
+    labeler : estimator
+        Object with ``fit(X)`` and ``transform(X) -> names`` (and optionally
+        ``label(X) -> (names, valid_mask)``), e.g. :class:`skvf.MLLMLabeler` or
+        :class:`skvf.simulation.NoisyOracleLabeler`.
+
+    Attributes
+    ----------
+    labeler_ : estimator
+        The fitted labeler.
+    n_labeler_calls_ : int
+        Images sent to the labeler by ``predict`` since ``fit`` (cache hits of an
+        :class:`~skvf.MLLMLabeler` included; its ``usage_`` tells paid calls apart).
+    llm_usage_ : dict or None
+        The labeler's ``usage_`` after the last ``predict``, when it has one.
+
+    See Also
+    --------
+    ZeroShotCLIP : names from a vocabulary, with no labeler call at prediction time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvf.simulation import NoisyOracleLabeler, make_oracle
+    >>> X = np.arange(8.0).reshape(4, 2)
+    >>> labeler = NoisyOracleLabeler(make_oracle(X, ["cat", "dog", "cat", "dog"]), noise_rate=0)
+    >>> model = LabelerDirect(labeler).fit(X)
+    >>> model.predict(X), model.n_labeler_calls_
+    (array(['cat', 'dog', 'cat', 'dog'], dtype=object), 4)
+    """
+
+    _parameter_constraints = {"labeler": [HasMethods(["fit", "transform"])]}
+
+    def __init__(self, labeler):
+        self.labeler = labeler
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit the labeler; no image is named.
+
+        Parameters
+        ----------
+        X : sequence of images, or 2-D numeric array
+            Whatever the labeler accepts.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        self.labeler_ = clone(self.labeler).fit(X)
+        self.n_labeler_calls_ = 0
+        self.llm_usage_ = None
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Ask the labeler for the name of every image.
+
+        Parameters
+        ----------
+        X : sequence of images, or 2-D numeric array
+
+        Returns
+        -------
+        ndarray of str, shape (n_samples,)
+            Normalised names (:func:`skvf.normalize_name`); ``None`` where the labeler
+            gave no usable name.
+        """
+        check_is_fitted(self, "labeler_")
+        names = _ask_labeler(self.labeler_, X)
+        self.n_labeler_calls_ += len(names)
+        usage = getattr(self.labeler_, "usage_", None)
+        self.llm_usage_ = dict(usage) if usage else None
+        return names
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Cluster accuracy of the labeler's names against true labels.
+
+        Parameters
+        ----------
+        X : sequence of images, or 2-D numeric array
+        y : array-like of shape (n_samples,)
+        sample_weight : None
+            Not supported; must be None.
+
+        Returns
+        -------
+        float
+        """
+        return _cluster_score(self, X, y, sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.target_tags.required = False
+        return tags
+
+
+class ZeroShotCLIP(ClassifierMixin, BaseEstimator):
+    """Frozen CLIP over the labeler's vocabulary, with no tuning.
+
+    ``fit`` asks the labeler to name the training images; the distinct normalised names
+    are ``classes_``. ``predict`` scores each image's frozen feature against the text
+    feature of ``template`` filled with each name (CLIP's zero-shot classifier) and
+    returns the best name. Nothing is learnt; the labeler is not called at prediction
+    time.
+
+    Parameters
+    ----------
+    labeler : estimator
+        As in :class:`~skvf.NeaRClassifier`.
+    backbone : str, default="ViT-B-16"
+        open_clip model name.
+    pretrained : str, path or None, default="openai"
+        A hub tag, a local weights file, or ``None`` for random weights (tests only).
+    backbone_kwargs : dict or None, default=None
+        open_clip config overrides.
+    image_encoder : transformer or None, default=None
+        ``None`` uses the backbone's frozen image tower. Otherwise a transformer mapping
+        the images (or the rows of a 2-D numeric X) to features; features of another
+        width than the backbone's embedding are mapped into it by a fixed random
+        projection, so zero-shot scores only mean something with the backbone's own
+        image tower.
+    template : str, default="a photo of a {}."
+        Prompt with one ``{}`` for the class name.
+    batch_size : int, default=64
+        Images per pass of the image tower.
+    device : str, default="auto"
+        ``"auto"`` is CUDA when available, else CPU.
+    random_state : int, RandomState or None, default=None
+        Seeds the random projection (only used with an ``image_encoder``).
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+        The labeler's distinct normalised names on the training images, sorted.
+    labeler_ : estimator
+        The fitted labeler.
+    n_labeler_calls_ : int
+        Images the labeler was asked to name by ``fit``.
+    image_encoder_ : transformer or None
+        The fitted image encoder.
+    class_text_features_ : ndarray of shape (n_classes, embed_dim)
+        Unit-norm text features of the filled-in template.
+    logit_scale_ : float
+        The backbone's logit scale (capped at 100).
+    device_ : str
+
+    See Also
+    --------
+    NeaRClassifier : tunes the prompt on the refined names instead.
+    LabelerDirect : the labeler names every image itself.
+
+    References
+    ----------
+    .. [1] Radford et al., "Learning Transferable Visual Models From Natural Language
+       Supervision" (CLIP), ICML 2021.
+    """
+
+    _parameter_constraints = {
+        "labeler": [HasMethods(["fit", "transform"])],
+        "backbone": [str],
+        "pretrained": [str, os.PathLike, None],
+        "backbone_kwargs": [dict, None],
+        "image_encoder": [HasMethods(["fit", "transform"]), None],
+        "template": [str],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "device": [str],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        labeler,
+        backbone="ViT-B-16",
+        pretrained="openai",
+        backbone_kwargs=None,
+        image_encoder=None,
+        template="a photo of a {}.",
+        batch_size=64,
+        device="auto",
+        random_state=None,
+    ):
+        self.labeler = labeler
+        self.backbone = backbone
+        self.pretrained = pretrained
+        self.backbone_kwargs = backbone_kwargs
+        self.image_encoder = image_encoder
+        self.template = template
+        self.batch_size = batch_size
+        self.device = device
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Name the training images and encode the vocabulary's prompts.
+
+        Parameters
+        ----------
+        X : sequence of images, or 2-D numeric array with an ``image_encoder``
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        import torch
+        import torch.nn.functional as F
+
+        from ._device import resolve_device
+        from .backbone import build_backbone
+
+        if self.template.count("{}") != 1:
+            raise ValueError(
+                f"template must hold exactly one '{{}}' for the class name, got {self.template!r}."
+            )
+        self.labeler_ = clone(self.labeler).fit(X)
+        names = _ask_labeler(self.labeler_, X)
+        self.n_labeler_calls_ = len(names)
+        named = names[names != None]  # noqa: E711
+        if len(named) == 0:
+            raise ValueError("the labeler gave no usable name for any training image.")
+        self.classes_ = np.unique(named.astype(str)).astype(object)
+
+        self.device_ = resolve_device(self.device)
+        backbone = build_backbone(
+            self.backbone, self.pretrained, self.backbone_kwargs, device=self.device_
+        )
+        self._backbone = backbone
+        embed_dim = int(backbone.config["embed_dim"])
+        self.image_encoder_ = None if self.image_encoder is None else clone(self.image_encoder)
+        self.projection_ = None
+        if self.image_encoder_ is not None:
+            from .features import projection_matrix
+
+            width = np.asarray(self.image_encoder_.fit_transform(X)).shape[1]
+            if width != embed_dim:
+                rng = check_random_state(self.random_state)
+                self.projection_ = projection_matrix(width, embed_dim, rng)
+
+        prompts = [self.template.format(name) for name in self.classes_]
+        tokens = backbone.tokenizer(prompts).to(self.device_)
+        with torch.no_grad():
+            text = F.normalize(backbone.model.encode_text(tokens).float(), dim=-1)
+            scale = float(backbone.model.logit_scale.exp().item())
+        self.class_text_features_ = text.cpu().numpy().astype(np.float32)
+        self.logit_scale_ = min(scale, 100.0)
+        return self
+
+    def _image_features(self, X) -> np.ndarray:
+        from .features import encode_images, to_embedding_space
+        from .images import load_images
+
+        if self.image_encoder_ is not None:
+            raw = np.asarray(self.image_encoder_.transform(X), dtype=np.float32)
+        else:
+            images = load_images(X).images
+            raw = encode_images(self._runtime_backbone(), images, self.device_, self.batch_size)
+        return to_embedding_space(raw, None, self.projection_)
+
+    def _runtime_backbone(self):
+        from .backbone import build_backbone
+
+        backbone = getattr(self, "_backbone", None)
+        if backbone is None:
+            backbone = build_backbone(
+                self.backbone, self.pretrained, self.backbone_kwargs, device=self.device_
+            )
+            self._backbone = backbone
+        return backbone
+
+    def decision_function(self, X) -> np.ndarray:
+        """Scaled cosine similarity of each image to each class prompt.
+
+        Parameters
+        ----------
+        X : sequence of images, or 2-D numeric array with an ``image_encoder``
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns follow ``classes_``.
+        """
+        check_is_fitted(self, "class_text_features_")
+        return self.logit_scale_ * self._image_features(X) @ self.class_text_features_.T
+
+    def predict(self, X) -> np.ndarray:
+        """Name each image with its best-scoring class.
+
+        Parameters
+        ----------
+        X : sequence of images, or 2-D numeric array with an ``image_encoder``
+
+        Returns
+        -------
+        ndarray of str, shape (n_samples,)
+        """
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Cluster accuracy of the predicted names against true labels.
+
+        Parameters
+        ----------
+        X : sequence of images, or 2-D numeric array with an ``image_encoder``
+        y : array-like of shape (n_samples,)
+        sample_weight : None
+            Not supported; must be None.
+
+        Returns
+        -------
+        float
+        """
+        return _cluster_score(self, X, y, sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = self.image_encoder is not None
+        tags.input_tags.string = True
+        tags.target_tags.required = False
+        return tags
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_backbone", None)  # torch objects: re-built from name and weights
+        return state
+
+
+def _cluster_score(estimator, X, y, sample_weight) -> float:
+    from .metrics import cluster_accuracy
+
+    if sample_weight is not None:
+        raise ValueError("sample_weight is not supported by cluster accuracy; pass None.")
+    predictions = estimator.predict(X)
+    return cluster_accuracy(y, np.where(predictions == None, "<no name>", predictions))  # noqa: E711
+
+
+def method_configs() -> dict[str, dict]:
+    """:class:`~skvf.NeaRClassifier` parameters of NeaR, its baseline and its ablations.
+
+    Each value holds only the parameters that differ from NeaR's defaults; merge it
+    with the shared ones (labeler, backbone, encoder, seed):
+    ``NeaRClassifier(**shared, **method_configs()["NeaR"])``. Components are new
+    instances on every call.
+
+    Returns
+    -------
+    dict
+        ``{method name: parameters}``, in this order:
+
+        - ``"CoOp on raw names"``: no noise split, no label filter: cross-entropy on
+          the labeler's names (CoOp);
+        - ``"NeaR"``: every stage at its default;
+        - ``"NeaR w/o candidates"``: singleton candidate sets (each image's own name);
+        - ``"NeaR w/o GMM (all clean)"``: every name gets clean probability 1;
+        - ``"NeaR w/o GMM (all noisy)"``: every name gets clean probability 0, so
+          every target comes from the candidate set and the prediction;
+        - ``"NeaR w/o label filter"``: every labeler name stays in ``classes_``.
+
+    Examples
+    --------
+    >>> sorted(method_configs()["CoOp on raw names"])
+    ['label_filter', 'noise_splitter']
+    """
+    return {
+        "CoOp on raw names": {"noise_splitter": "passthrough", "label_filter": "passthrough"},
+        "NeaR": {},
+        "NeaR w/o candidates": {"candidate_builder": "passthrough"},
+        "NeaR w/o GMM (all clean)": {"noise_splitter": FixedNoiseSplitter(1.0)},
+        "NeaR w/o GMM (all noisy)": {"noise_splitter": FixedNoiseSplitter(0.0)},
+        "NeaR w/o label filter": {"label_filter": "passthrough"},
+    }
