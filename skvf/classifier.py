@@ -617,7 +617,16 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
 
         backbone = getattr(self, "_backbone", None)
         if backbone is None:
-            self.device_ = resolve_device(self.device)
+            try:
+                self.device_ = resolve_device(self.device)
+            except ValueError:
+                # Fitted on a GPU, loaded where there is none: predict on the CPU.
+                warnings.warn(
+                    f"device={self.device!r} is not available here; predicting on the CPU.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                self.device_ = "cpu"
             backbone = build_backbone(
                 self.backbone,
                 self.pretrained,

@@ -50,16 +50,7 @@ def text_tower(model) -> TextTower:
     """
     text = getattr(model, "text", None)
     if text is None:  # CLIP keeps the text tower's modules on the model itself
-        return TextTower(
-            token_embedding=model.token_embedding,
-            positional_embedding=model.positional_embedding,
-            transformer=model.transformer,
-            ln_final=model.ln_final,
-            text_projection=model.text_projection,
-            attn_mask=model.attn_mask,
-            pool_type=model.text_pool_type,
-            eos_id=getattr(model, "text_eos_id", None),
-        )
+        return _tower_from(model, pool_attribute="text_pool_type", eos_attribute="text_eos_id")
     if not hasattr(text, "token_embedding") or getattr(text, "cls_emb", None) is not None:
         raise ValueError(
             f"the text tower of this backbone ({type(text).__name__}) is not supported by the "
@@ -71,15 +62,19 @@ def text_tower(model) -> TextTower:
             "backbones whose text tower uses a padding mask are not supported by the "
             "prompt learner; use a backbone with a causal text tower (e.g. ViT-B-16)."
         )
+    return _tower_from(text, pool_attribute="pool_type", eos_attribute="eos_id")
+
+
+def _tower_from(owner, pool_attribute: str, eos_attribute: str) -> TextTower:
     return TextTower(
-        token_embedding=text.token_embedding,
-        positional_embedding=text.positional_embedding,
-        transformer=text.transformer,
-        ln_final=text.ln_final,
-        text_projection=text.text_projection,
-        attn_mask=text.attn_mask,
-        pool_type=text.pool_type,
-        eos_id=getattr(text, "eos_id", None),
+        token_embedding=owner.token_embedding,
+        positional_embedding=owner.positional_embedding,
+        transformer=owner.transformer,
+        ln_final=owner.ln_final,
+        text_projection=owner.text_projection,
+        attn_mask=owner.attn_mask,
+        pool_type=getattr(owner, pool_attribute),
+        eos_id=getattr(owner, eos_attribute, None),
     )
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-#: A ~1M-parameter random-init open_clip model: small enough for CPU tests.
-TINY = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 32, "width": 64, "layers": 2, "patch_size": 8},
-    "text_cfg": {"width": 64, "heads": 2, "layers": 2},
-}
+from skvf.testing import TINY_BACKBONE_KWARGS as TINY
+
+# The test models are tiny: intra-op threads only add overhead, and on a loaded 2-core
+# machine they make each training step ten times slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -201,6 +201,26 @@ def test_clip_image_tower_path_paths_pil_and_arrays_agree(digits, tmp_path):
     np.testing.assert_allclose(from_paths, clf.predict_proba(images[:5]), atol=1e-6)
 
 
+def test_model_fitted_for_cuda_predicts_on_cpu_after_loading(digits):
+    """Fitted state is numpy only, so a GPU-fitted model needs no GPU to predict."""
+    import pickle
+
+    import torch
+
+    images, names = digits
+    index = np.r_[0:40, 1000:1040]
+    clf = make_classifier(images, names, image_encoder=None, max_epochs=5, warmup_epochs=2)
+    expected = clf.fit(images[index]).predict_proba(images[:20])
+    loaded = pickle.loads(pickle.dumps(clf.set_params(device="cuda")))
+    assert "_backbone" not in vars(loaded)
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the CPU fallback cannot be exercised")
+    with pytest.warns(UserWarning, match="device='cuda' is not available here"):
+        probabilities = loaded.predict_proba(images[:20])
+    np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+    assert loaded.device_ == "cpu"
+
+
 def test_memory_makes_refits_free(digits, tmp_path):
     images, names = digits
     index = np.r_[0:40, 1000:1040]

@@ -1,0 +1,43 @@
+"""NeaRClassifier fitted end to end with MLLMLabeler against a real local HTTP server."""
+
+from __future__ import annotations
+
+import logging
+
+from fake_openai_server import COLOURS, FakeVLM, colour_image
+
+from skvf import NeaRClassifier
+from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+
+
+def _classifier(labeler, memory):
+    return NeaRClassifier(
+        labeler=labeler,
+        backbone=TINY_BACKBONE,
+        pretrained=None,
+        backbone_kwargs=TINY_BACKBONE_KWARGS,
+        max_epochs=30,
+        warmup_epochs=10,
+        memory=memory,
+        random_state=0,
+    )
+
+
+def test_classifier_fits_on_server_names_and_refits_for_free(server, make_labeler, tmp_path):
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip: weights are random
+    colours = list(COLOURS)[:4]
+    images = [colour_image(colour, size=32, seed=seed) for seed in range(4) for colour in colours]
+    truth = [f"{colour} test bird" for seed in range(4) for colour in colours]
+    fake = FakeVLM()
+    labeler = make_labeler(server(fake), cache=None)  # only the classifier's memory caches
+
+    clf = _classifier(labeler, tmp_path / "memory").fit(images)
+    assert fake.answered == len(images)
+    assert list(clf.labeler_names_["normalized"]) == truth
+    assert list(clf.vocabulary_) == sorted(set(truth))
+    assert set(clf.predict(images)) <= set(clf.classes_)
+    assert clf.llm_usage_["calls"] == len(images)
+
+    again = _classifier(labeler, tmp_path / "memory").fit(images[::2])
+    assert fake.answered == len(images)  # no request: every answer came from memory
+    assert again.n_labeler_calls_ == 0 and again.n_images_encoded_ == 0
