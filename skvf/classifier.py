@@ -49,7 +49,7 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    labeler : estimator, "passthrough" is not allowed, or None, default=None
+    labeler : estimator or None, default=None
         Object with ``fit(X)`` and ``transform(X) -> names`` (and optionally
         ``label(X) -> (names, valid_mask)``). ``None`` is ``MLLMLabeler()``.
     candidate_builder : estimator, "passthrough" or None, default=None
@@ -504,13 +504,16 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
 
     def _component(self, name: str, random_state):
         """Clone the component parameter ``name`` (or its default), seeding it if unseeded."""
+        # Drawn for every stage, used or not: switching a stage off in an ablation must
+        # not shift the seeds of the stages after it (the prompt context among them).
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
         given = getattr(self, name)
         if isinstance(given, str) and given == _PASSTHROUGH:
             return None
         component = _default_component(name) if given is None else clone(given)
         params = component.get_params(deep=False)
         if self.random_state is not None and params.get("random_state", 0) is None:
-            component.set_params(random_state=int(random_state.randint(np.iinfo(np.int32).max)))
+            component.set_params(random_state=seed)
         return component
 
     def _candidate_votes(self, raw_features, labels, random_state) -> np.ndarray:

@@ -126,8 +126,10 @@ class GMMNoiseSplitter(BaseEstimator):
 class FixedNoiseSplitter(BaseEstimator):
     """The same clean probability for every sample (an ablation of the GMM split).
 
-    ``clean_probability=1.0`` trusts every name (plain cross-entropy on the labeler's
-    names, as with ``noise_splitter="passthrough"``); ``0.0`` treats every name as noisy,
+    ``clean_probability=1.0`` trusts every name fully (with ``refinement="dividemix"``
+    that is plain cross-entropy on the labeler's names, as with
+    ``noise_splitter="passthrough"``; the posterior rule still refines with the
+    candidate sets); ``0.0`` treats every name as noisy,
     so every target comes from the candidate set and the model's prediction.
 
     Parameters

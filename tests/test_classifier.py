@@ -330,3 +330,18 @@ def test_unknown_weights_are_refused_without_network(digits):
     images, names = digits
     with pytest.raises(BackboneError, match="neither a weights file nor a known tag"):
         make_classifier(images, names, pretrained="/no/such/weights.bin").fit(images[:20])
+
+
+def test_nested_params_reach_default_components():
+    from sklearn.base import clone
+
+    from skvf import GMMNoiseSplitter, NeighborCandidateBuilder
+
+    clf = clone(NeaRClassifier()).set_params(
+        candidate_builder__n_neighbors=3, noise_splitter__threshold=0.6
+    )
+    assert isinstance(clf.candidate_builder, NeighborCandidateBuilder)
+    assert clf.candidate_builder.n_neighbors == 3
+    assert isinstance(clf.noise_splitter, GMMNoiseSplitter)
+    assert clf.noise_splitter.threshold == 0.6
+    assert clf.label_filter is None  # untouched components keep their default marker
