@@ -415,7 +415,9 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
             )
             store = ItemStore(cache_root, namespace, kind="npy")
         features, self.n_images_encoded_ = cached_encode(
-            lambda images: encode_images(backbone, images, self.device_, self.batch_size),
+            lambda images: encode_images(
+                backbone, images, self.device_, self.batch_size, self.verbose
+            ),
             items,
             digests,
             store,
@@ -437,10 +439,16 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         """Name every item, through the answer cache; returns (raw names, valid mask)."""
         labeler = self.labeler
         self.labeler_ = _default_component("labeler") if labeler is None else clone(labeler)
+        if self.verbose and "verbose" in self.labeler_.get_params(deep=False):
+            self.labeler_.set_params(verbose=self.verbose)
         self.labeler_.fit(items)
         store = None
         if cache_root is not None:
-            params = self.labeler_.get_params(deep=True)
+            params = {
+                key: value
+                for key, value in self.labeler_.get_params(deep=True).items()
+                if key not in _LABELER_PARAMS_NOT_IN_KEY
+            }
             namespace = "labels-" + stable_hash(
                 {"labeler": type(self.labeler_).__qualname__, "params": params}
             )
@@ -796,6 +804,12 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
 
 
 _COMPONENTS = ("labeler", "candidate_builder", "noise_splitter", "label_filter")
+
+# Labeler parameters that change how answers are fetched, not what they are: leaving them
+# out of the answer-cache key lets a verbose or more concurrent run reuse every answer.
+_LABELER_PARAMS_NOT_IN_KEY = frozenset(
+    {"verbose", "max_concurrency", "timeout", "max_retries", "backoff_base", "cache", "max_cost"}
+)
 
 
 def _default_component(name: str):

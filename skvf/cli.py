@@ -26,6 +26,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -123,7 +124,11 @@ def _add_labeler(parser: argparse.ArgumentParser) -> None:
         help="'direct' (default), 'attributes', or a template with a {domain} placeholder",
     )
     group.add_argument(
-        "--max-concurrency", type=_positive_int, default=8, help="requests in flight (default 8)"
+        "--max-concurrency",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="requests in flight (default 8)",
     )
     group.add_argument(
         "--max-cost", type=float, metavar="USD", help="stop before spending more than USD"
@@ -152,9 +157,11 @@ def _add_model_file(parser: argparse.ArgumentParser) -> None:
         help="also trust this type when loading (repeatable); review "
         "skops.io.get_untrusted_types(file=...) first",
     )
-    parser.add_argument("--device", help="'cpu', 'cuda', 'cuda:1', ... (default: as fitted)")
     parser.add_argument(
-        "--batch-size", type=_positive_int, help="images per pass of the image tower"
+        "--device", metavar="DEVICE", help="'cpu', 'cuda', 'cuda:1', ... (default: as fitted)"
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, metavar="N", help="images per pass of the image tower"
     )
     parser.add_argument(
         "--on-error",
@@ -213,9 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_labeler(fit)
     model = fit.add_argument_group("model")
-    model.add_argument("--backbone", help="open_clip model name (default: ViT-B-16)")
+    model.add_argument(
+        "--backbone", metavar="NAME", help="open_clip model name (default: ViT-B-16)"
+    )
     model.add_argument(
         "--pretrained",
+        metavar="WEIGHTS",
         help="weights: a hub tag, a local file, or 'none' for random weights (default: openai)",
     )
     model.add_argument(
@@ -235,19 +245,33 @@ def build_parser() -> argparse.ArgumentParser:
         default="clip",
         help="image features: CLIP's image tower (default), or pixels -> PCA (offline trials)",
     )
-    model.add_argument("--n-neighbors", type=_positive_int, default=5, help="kNN kappa (default 5)")
     model.add_argument(
-        "--max-epochs", type=_positive_int, default=200, help="training steps (default 200)"
+        "--n-neighbors", type=_positive_int, default=5, metavar="K", help="kNN kappa (default 5)"
     )
     model.add_argument(
-        "--warmup-epochs", type=int, default=50, help="steps before refinement (default 50)"
+        "--max-epochs",
+        type=_positive_int,
+        default=200,
+        metavar="N",
+        help="training steps (default 200)",
+    )
+    model.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=50,
+        metavar="N",
+        help="steps before refinement (default 50)",
     )
     model.add_argument("--memory", metavar="DIR", help="cache of image features and answers")
     model.add_argument("--device", default="auto", help="'auto' (default), 'cpu', 'cuda', ...")
     model.add_argument(
-        "--batch-size", type=_positive_int, default=64, help="images per pass (default 64)"
+        "--batch-size",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="images per pass (default 64)",
     )
-    model.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    model.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     model.add_argument(
         "--on-error",
         choices=["raise", "skip"],
@@ -351,6 +375,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"skvf {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (``skvf predict ... | head``): stop quietly, as cat would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("skvf: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -692,6 +720,15 @@ def _run_predict(args: argparse.Namespace) -> None:
     )
 
 
+def _quiet_model_loading() -> None:
+    """No "Loading weights" bar from transformers when the sentence model loads."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:  # semantic_accuracy then says what to install
+        return
+    transformers_logging.disable_progress_bar()
+
+
 def _run_evaluate(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -717,6 +754,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         "cluster_accuracy": cluster_accuracy(true_names, predicted),
     }
     if not args.no_semantic:
+        if not args.verbose:
+            _quiet_model_loading()
         scores["semantic_accuracy"] = semantic_accuracy(
             true_names, predicted, model=args.semantic_model
         )

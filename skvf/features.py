@@ -10,7 +10,9 @@ from .store import ItemStore
 __all__ = ["encode_images", "cached_encode", "projection_matrix", "to_embedding_space"]
 
 
-def encode_images(backbone, images: list, device: str, batch_size: int = 64) -> np.ndarray:
+def encode_images(
+    backbone, images: list, device: str, batch_size: int = 64, verbose: int = 0
+) -> np.ndarray:
     """Run the frozen CLIP image tower over RGB PIL images.
 
     Parameters
@@ -20,6 +22,8 @@ def encode_images(backbone, images: list, device: str, batch_size: int = 64) -> 
     device : str
         Where the model is; on CUDA the tower runs under bfloat16 autocast.
     batch_size : int
+    verbose : int
+        A progress bar (on stderr) when positive.
 
     Returns
     -------
@@ -27,10 +31,12 @@ def encode_images(backbone, images: list, device: str, batch_size: int = 64) -> 
         Unnormalised image embeddings.
     """
     import torch
+    from tqdm.auto import tqdm
 
     outputs = []
     use_autocast = device.startswith("cuda")
-    with torch.inference_mode():
+    progress = tqdm(total=len(images), desc="image features", unit="image", disable=not verbose)
+    with torch.inference_mode(), progress:
         for start in range(0, len(images), batch_size):
             batch = torch.stack(
                 [backbone.preprocess(img) for img in images[start : start + batch_size]]
@@ -39,6 +45,7 @@ def encode_images(backbone, images: list, device: str, batch_size: int = 64) -> 
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
                 features = backbone.model.encode_image(batch)
             outputs.append(features.float().cpu().numpy())
+            progress.update(len(batch))
     if not outputs:
         return np.zeros((0, int(backbone.config["embed_dim"])), dtype=np.float32)
     return np.concatenate(outputs).astype(np.float32, copy=False)
