@@ -27,16 +27,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.decomposition import PCA
-from sklearn.pipeline import make_pipeline
 
-from skvf import NeaRClassifier
 from skvf.datasets import few_shot_split, load_digits_images, load_flat_folder, load_image_folder
 from skvf.metrics import cluster_accuracy
-from skvf.pixels import ImagePixels
 from skvf.serialization import dump, load
-from skvf.simulation import NoisyOracleLabeler, digits_confusions, make_oracle
-from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+from skvf.testing import offline_demo_classifier
 
 
 def write_photo_folders(root: Path, shots: int, seed: int = 0) -> None:
@@ -59,21 +54,12 @@ def main(workdir: Path, shots: int = 20, max_epochs: int = 150, seed: int = 0) -
     #    that reads the class folders; the classifier sees paths only.
     train_paths = load_flat_folder(workdir / "train", recursive=True)
     folder_paths, folder_names = load_image_folder(workdir / "train")
-    labeler = NoisyOracleLabeler(
-        make_oracle(folder_paths, folder_names),
-        noise_rate=0.4,
-        confusions=digits_confusions(),
+    clf = offline_demo_classifier(
+        folder_paths,
+        folder_names,
         random_state=seed,
-    )
-    clf = NeaRClassifier(
-        labeler=labeler,
-        backbone=TINY_BACKBONE,
-        pretrained=None,
-        backbone_kwargs=TINY_BACKBONE_KWARGS,
-        image_encoder=make_pipeline(ImagePixels(size=16), PCA(32, random_state=seed)),
         max_epochs=max_epochs,
         memory=workdir / "cache",  # features and answers: a refit pays nothing twice
-        random_state=seed,
     )
     clf.fit(train_paths)
     print(f"fitted on {len(train_paths)} unlabeled photos: {len(clf.classes_)} classes")
@@ -96,7 +82,7 @@ def main(workdir: Path, shots: int = 20, max_epochs: int = 150, seed: int = 0) -
     # 4. Score against the test folders.
     scores = {
         "labeler names (train)": cluster_accuracy(
-            folder_names, labeler.fit(None).transform(folder_paths)
+            folder_names, clf.labeler.fit(None).transform(folder_paths)
         ),
         "NeaR predictions (test)": cluster_accuracy(true_names, predicted),
     }

@@ -19,16 +19,11 @@ import logging
 import tempfile
 
 import numpy as np
-from sklearn.decomposition import PCA
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.pipeline import make_pipeline
 
-from skvf import NeaRClassifier
 from skvf.datasets import few_shot_split, load_digits_images
 from skvf.metrics import cluster_accuracy_scorer
-from skvf.pixels import ImagePixels
-from skvf.simulation import NoisyOracleLabeler, digits_confusions, make_oracle
-from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+from skvf.testing import offline_demo_classifier
 
 
 def main(
@@ -39,23 +34,13 @@ def main(
     images, names = load_digits_images(scale=4)
     index, _ = few_shot_split(names, shots, random_state=seed)
     X, y = images[index], names[index]
-    labeler = NoisyOracleLabeler(
-        make_oracle(X, y), noise_rate=0.4, confusions=digits_confusions(), random_state=seed
-    )
     grid = grid or {
         "candidate_builder__n_neighbors": [3, 5, 10],
         "refinement": ["posterior", "dividemix"],
     }
     with tempfile.TemporaryDirectory() as memory:
-        clf = NeaRClassifier(
-            labeler=labeler,
-            backbone=TINY_BACKBONE,
-            pretrained=None,
-            backbone_kwargs=TINY_BACKBONE_KWARGS,
-            image_encoder=make_pipeline(ImagePixels(size=16), PCA(16, random_state=seed)),
-            max_epochs=max_epochs,
-            memory=memory,
-            random_state=seed,
+        clf = offline_demo_classifier(
+            X, y, n_components=16, random_state=seed, max_epochs=max_epochs, memory=memory
         )
         search = GridSearchCV(
             clf,

@@ -23,19 +23,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no window, works on a headless machine
 
-from sklearn.decomposition import PCA  # noqa: E402 - after the backend is chosen
-from sklearn.pipeline import make_pipeline  # noqa: E402
-
-from skvf import NeaRClassifier  # noqa: E402
-from skvf.datasets import few_shot_split, load_digits_images  # noqa: E402
-from skvf.pixels import ImagePixels  # noqa: E402
+from skvf.datasets import few_shot_split, load_digits_images  # noqa: E402 - after the backend
 from skvf.plotting import (  # noqa: E402
     plot_name_frequencies,
     plot_name_mapping,
     plot_training_history,
 )
-from skvf.simulation import NoisyOracleLabeler, digits_confusions, make_oracle  # noqa: E402
-from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS  # noqa: E402
+from skvf.testing import offline_demo_classifier  # noqa: E402
 
 
 def main(out: Path, shots: int = 30, max_epochs: int = 200, seed: int = 0) -> list[Path]:
@@ -44,21 +38,12 @@ def main(out: Path, shots: int = 30, max_epochs: int = 200, seed: int = 0) -> li
     images, names = load_digits_images(scale=4)
     index, _ = few_shot_split(names, shots, random_state=seed)
     X = images[index]
-    labeler = NoisyOracleLabeler(
-        make_oracle(X, names[index]),
-        noise_rate=0.4,
-        confusions=digits_confusions(),
+    clf = offline_demo_classifier(
+        X,
+        names[index],
         random_state=seed,
-    )
-    clf = NeaRClassifier(
-        labeler=labeler,
-        backbone=TINY_BACKBONE,
-        pretrained=None,
-        backbone_kwargs=TINY_BACKBONE_KWARGS,
-        image_encoder=make_pipeline(ImagePixels(size=16), PCA(32, random_state=seed)),
         max_epochs=max_epochs,
         warmup_epochs=max_epochs // 4,
-        random_state=seed,
     ).fit(X)
     figures = {
         "history.png": plot_training_history(clf),

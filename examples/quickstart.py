@@ -10,7 +10,8 @@ What is real and what is simulated here:
   weights), and CLIP's text tower is a tiny random-init open_clip model, since no
   pretrained CLIP weights can be downloaded on this machine.
 
-With a real LLM and real CLIP weights, the same code is::
+:func:`skvf.testing.offline_demo_classifier` builds that setup. With a real LLM and real
+CLIP weights, the same code is::
 
     NeaRClassifier(labeler=MLLMLabeler(model="gpt-4o-mini", domain="handwritten digit"),
                    backbone="ViT-B-16", pretrained="openai").fit(paths)
@@ -25,15 +26,12 @@ import logging
 import time
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.pipeline import make_pipeline
+from sklearn.base import clone
 
-from skvf import NeaRClassifier
+from skvf.baselines import method_configs
 from skvf.datasets import few_shot_split, load_digits_images
 from skvf.metrics import cluster_accuracy
-from skvf.pixels import ImagePixels
-from skvf.simulation import NoisyOracleLabeler, digits_confusions, make_oracle
-from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+from skvf.testing import offline_demo_classifier
 
 
 def main(shots: int = 30, noise_rate: float = 0.4, seed: int = 0, max_epochs: int = 200) -> dict:
@@ -41,31 +39,17 @@ def main(shots: int = 30, noise_rate: float = 0.4, seed: int = 0, max_epochs: in
     logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that weights are random
     images, true_names = load_digits_images(scale=4)
     fit_index, test_index = few_shot_split(true_names, shots, random_state=seed)
-    labeler = NoisyOracleLabeler(
-        make_oracle(images, true_names),
-        noise_rate=noise_rate,
-        confusions=digits_confusions(),
-        random_state=seed,
-    )
-    common = dict(
-        labeler=labeler,
-        backbone=TINY_BACKBONE,
-        pretrained=None,
-        backbone_kwargs=TINY_BACKBONE_KWARGS,
-        image_encoder=make_pipeline(ImagePixels(size=16), PCA(32, random_state=seed)),
-        max_epochs=max_epochs,
-        random_state=seed,
+    near = offline_demo_classifier(
+        images, true_names, noise_rate=noise_rate, random_state=seed, max_epochs=max_epochs
     )
     X_fit, X_test, y_test = images[fit_index], images[test_index], true_names[test_index]
-    raw_names = labeler.fit(X_fit).transform(X_fit)
+    raw_names = near.labeler.fit(X_fit).transform(X_fit)
     results = {"labeler names (train)": cluster_accuracy(true_names[fit_index], raw_names)}
     print(f"{len(X_fit)} unlabeled training images ({shots} per digit), {len(X_test)} test images")
     print(f"simulated labeler: {np.mean(raw_names != true_names[fit_index]):.0%} wrong names\n")
+    configs = method_configs()
     models = {
-        "CoOp on raw names": NeaRClassifier(
-            noise_splitter="passthrough", label_filter="passthrough", **common
-        ),
-        "NeaR": NeaRClassifier(**common),
+        name: clone(near).set_params(**configs[name]) for name in ("CoOp on raw names", "NeaR")
     }
     for name, model in models.items():
         start = time.perf_counter()

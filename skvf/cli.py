@@ -577,13 +577,9 @@ def _backbone_params(args: argparse.Namespace) -> dict:
         ]
         if given:
             raise UsageError(f"--tiny chooses the backbone; drop {', '.join(given)}.")
-        from .testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+        from .testing import TINY_BACKBONE_PARAMS
 
-        return {
-            "backbone": TINY_BACKBONE,
-            "pretrained": None,
-            "backbone_kwargs": TINY_BACKBONE_KWARGS,
-        }
+        return dict(TINY_BACKBONE_PARAMS)
     pretrained = "openai" if args.pretrained is None else args.pretrained
     return {
         "backbone": args.backbone or "ViT-B-16",
@@ -592,20 +588,15 @@ def _backbone_params(args: argparse.Namespace) -> dict:
     }
 
 
-def _pixel_encoder(n_images: int, seed: int):
-    from sklearn.decomposition import PCA
-    from sklearn.pipeline import make_pipeline
-
-    from .pixels import ImagePixels
-
-    return make_pipeline(
-        ImagePixels(size=16), PCA(min(32, max(1, n_images - 1)), random_state=seed)
-    )
+def _pca_components(n_images: int) -> int:
+    """PCA components of pixel features: 32, fewer when PCA sees 32 images or fewer."""
+    return min(32, max(1, n_images - 1))
 
 
 def _run_fit(args: argparse.Namespace) -> None:
     from .classifier import NeaRClassifier
     from .serialization import dump
+    from .testing import pixel_pca_encoder
 
     output = Path(args.output).expanduser()
     if not output.parent.is_dir():
@@ -617,7 +608,9 @@ def _run_fit(args: argparse.Namespace) -> None:
     clf = NeaRClassifier(
         labeler=_build_labeler(args, paths, on_error=labeler_on_error),
         image_encoder=(
-            _pixel_encoder(len(paths), args.seed) if args.image_encoder == "pixels" else None
+            pixel_pca_encoder(_pca_components(len(paths)), random_state=args.seed)
+            if args.image_encoder == "pixels"
+            else None
         ),
         max_epochs=args.max_epochs,
         warmup_epochs=args.warmup_epochs,
@@ -787,12 +780,12 @@ def _run_demo(args: argparse.Namespace) -> None:
     import time
 
     import numpy as np
+    from sklearn.base import clone
 
-    from .classifier import NeaRClassifier
+    from .baselines import method_configs
     from .datasets import few_shot_split, load_digits_images
     from .metrics import cluster_accuracy
-    from .simulation import NoisyOracleLabeler, digits_confusions, make_oracle
-    from .testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+    from .testing import offline_demo_classifier
 
     images, true_names = load_digits_images(scale=4)
     fit_index, test_index = few_shot_split(
@@ -801,25 +794,18 @@ def _run_demo(args: argparse.Namespace) -> None:
     if args.export:
         _export_digits(Path(args.export).expanduser(), images, true_names, fit_index, test_index)
         _note(args, f"wrote the digit images to {args.export}/train and {args.export}/test")
-    labeler = NoisyOracleLabeler(
-        make_oracle(images, true_names),
-        noise_rate=args.noise_rate,
-        confusions=digits_confusions(),
-        random_state=args.seed,
-    )
     X_fit, X_test = images[fit_index], images[test_index]
-    common = dict(
-        labeler=labeler,
-        backbone=TINY_BACKBONE,
-        pretrained=None,
-        backbone_kwargs=TINY_BACKBONE_KWARGS,
-        image_encoder=_pixel_encoder(len(X_fit), args.seed),
+    near = offline_demo_classifier(
+        images,
+        true_names,
+        noise_rate=args.noise_rate,
+        n_components=_pca_components(len(X_fit)),
+        random_state=args.seed,
         max_epochs=args.max_epochs,
         warmup_epochs=min(50, args.max_epochs // 4),
-        random_state=args.seed,
         verbose=args.verbose,
     )
-    raw_names = labeler.fit(X_fit).transform(X_fit)
+    raw_names = near.labeler.fit(X_fit).transform(X_fit)
     results = {
         "labeler names (training images)": cluster_accuracy(true_names[fit_index], raw_names)
     }
@@ -829,11 +815,9 @@ def _run_demo(args: argparse.Namespace) -> None:
         f"digits; the simulated labeler named {np.mean(raw_names != true_names[fit_index]):.0%} "
         "of the training digits wrong",
     )
+    configs = method_configs()
     models = {
-        "CoOp on raw names": NeaRClassifier(
-            noise_splitter="passthrough", label_filter="passthrough", **common
-        ),
-        "NeaR": NeaRClassifier(**common),
+        name: clone(near).set_params(**configs[name]) for name in ("CoOp on raw names", "NeaR")
     }
     for name, model in models.items():
         start = time.perf_counter()

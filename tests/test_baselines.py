@@ -10,8 +10,7 @@ from skvf.baselines import LabelerDirect, ZeroShotCLIP, method_configs
 from skvf.noise import FixedNoiseSplitter
 from skvf.simulation import NoisyOracleLabeler, make_oracle
 from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
-
-TINY = dict(backbone=TINY_BACKBONE, pretrained=None, backbone_kwargs=TINY_BACKBONE_KWARGS)
+from skvf.testing import TINY_BACKBONE_PARAMS as TINY
 
 
 class CountingLabeler(NoisyOracleLabeler):

@@ -7,17 +7,14 @@ import logging
 import numpy as np
 import pytest
 from PIL import Image
-from sklearn.decomposition import PCA
-from sklearn.pipeline import make_pipeline
 
 from skvf import NeaRClassifier
 from skvf.datasets import few_shot_split, load_digits_images
 from skvf.images import ImageInputError
 from skvf.metrics import cluster_accuracy
 from skvf.noise import FixedNoiseSplitter
-from skvf.pixels import ImagePixels
-from skvf.simulation import NoisyOracleLabeler, digits_confusions, make_oracle
-from skvf.testing import TINY_BACKBONE_KWARGS as TINY
+from skvf.simulation import NoisyOracleLabeler, make_oracle
+from skvf.testing import offline_demo_classifier
 
 logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that weights are random
 
@@ -66,24 +63,8 @@ def split(digits):
 
 
 def make_classifier(images, names, noise_rate=0.4, **params):
-    labeler = NoisyOracleLabeler(
-        make_oracle(images, names),
-        noise_rate=noise_rate,
-        confusions=digits_confusions(),
-        random_state=0,
-    )
-    defaults = dict(
-        labeler=labeler,
-        backbone="ViT-S-32",
-        pretrained=None,
-        backbone_kwargs=TINY,
-        image_encoder=make_pipeline(ImagePixels(size=16), PCA(32, random_state=0)),
-        max_epochs=200,
-        warmup_epochs=50,
-        random_state=0,
-    )
-    defaults.update(params)
-    return NeaRClassifier(**defaults)
+    params = {"max_epochs": 200, "warmup_epochs": 50, **params}
+    return offline_demo_classifier(images, names, noise_rate=noise_rate, random_state=0, **params)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from skvf import NeaRClassifier
 from skvf.datasets import few_shot_split, load_digits_images
 from skvf.pixels import ImagePixels
 from skvf.simulation import NoisyOracleLabeler, make_oracle
-from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+from skvf.testing import TINY_BACKBONE_PARAMS
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -35,9 +35,7 @@ def fitted():
     labeler = NoisyOracleLabeler(make_oracle(X, names[index]), noise_rate=0.4, random_state=0)
     clf = NeaRClassifier(
         labeler=labeler,
-        backbone=TINY_BACKBONE,
-        pretrained=None,
-        backbone_kwargs=TINY_BACKBONE_KWARGS,
+        **TINY_BACKBONE_PARAMS,
         image_encoder=make_pipeline(ImagePixels(size=8), PCA(8, random_state=0)),
         max_epochs=8,
         warmup_epochs=3,

@@ -25,7 +25,7 @@ from skvf.datasets import load_digits_images
 from skvf.pixels import ImagePixels
 from skvf.serialization import dump, load, trusted_types
 from skvf.simulation import NoisyOracleLabeler, make_oracle
-from skvf.testing import TINY_BACKBONE
+from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_PARAMS
 from skvf.testing import TINY_BACKBONE_KWARGS as TINY
 
 #: Where a fitted model's types may come from: no torch, nothing else.
@@ -47,16 +47,13 @@ def digits():
 
 def make_classifier(images, names, **params) -> NeaRClassifier:
     defaults = dict(
+        TINY_BACKBONE_PARAMS,
         labeler=NoisyOracleLabeler(make_oracle(images, names), noise_rate=0.3),
-        backbone=TINY_BACKBONE,
-        pretrained=None,
-        backbone_kwargs=TINY,
         max_epochs=8,
         warmup_epochs=3,
         random_state=0,
     )
-    defaults.update(params)
-    return NeaRClassifier(**defaults)
+    return NeaRClassifier(**{**defaults, **params})
 
 
 @pytest.fixture(scope="module", params=["clip-image-tower", "pixels-pca"])
@@ -241,13 +238,7 @@ def test_api_key_from_the_environment_never_reaches_the_file(monkeypatch, tmp_pa
             "openai/fake-vlm", api_base=base_url, api_key_env=variable, cache=None
         )
         unfitted = NeaRClassifier(
-            labeler=labeler,
-            backbone=TINY_BACKBONE,
-            pretrained=None,
-            backbone_kwargs=TINY,
-            max_epochs=4,
-            warmup_epochs=2,
-            random_state=0,
+            labeler=labeler, max_epochs=4, warmup_epochs=2, random_state=0, **TINY_BACKBONE_PARAMS
         )
         clf = clone(unfitted).fit(images)
     assert clf.llm_usage_["answers"] == len(images)

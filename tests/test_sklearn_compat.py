@@ -28,8 +28,7 @@ from skvf.candidates import NeighborCandidateBuilder
 from skvf.datasets import load_digits_images
 from skvf.metrics import cluster_accuracy_scorer
 from skvf.simulation import NoisyOracleLabeler, make_oracle
-from skvf.testing import TINY_BACKBONE
-from skvf.testing import TINY_BACKBONE_KWARGS as TINY
+from skvf.testing import TINY_BACKBONE_PARAMS
 
 ROW_NAMES = np.asarray(["class a", "class b", "class c"], dtype=object)
 
@@ -64,17 +63,14 @@ class RecordingOracleLabeler(NoisyOracleLabeler):
 def numeric_classifier(**params) -> NeaRClassifier:
     """A NeaRClassifier for numeric 2-D X: scaled rows as features, rows named by RowNamer."""
     defaults = dict(
+        TINY_BACKBONE_PARAMS,
         labeler=RowNamer(),
         image_encoder=StandardScaler(),
-        backbone=TINY_BACKBONE,
-        pretrained=None,
-        backbone_kwargs=TINY,
         max_epochs=5,
         warmup_epochs=2,
         random_state=0,
     )
-    defaults.update(params)
-    return NeaRClassifier(**defaults)
+    return NeaRClassifier(**{**defaults, **params})
 
 
 _Y_IGNORED = "y is ignored (NeaR learns from the labeler's names, not y): "
@@ -198,9 +194,7 @@ def test_grid_search_scores_with_y_and_fits_from_the_cache(tmp_path):
     clf = NeaRClassifier(
         labeler=RecordingOracleLabeler(make_oracle(images, names), noise_rate=0.3),
         candidate_builder=NeighborCandidateBuilder(),
-        backbone=TINY_BACKBONE,
-        pretrained=None,
-        backbone_kwargs=TINY,
+        **TINY_BACKBONE_PARAMS,
         max_epochs=5,
         warmup_epochs=2,
         memory=tmp_path,

@@ -57,12 +57,29 @@ def _config(**overrides):
     return TrainingConfig(**settings)
 
 
-@pytest.fixture(scope="module")
-def gmm_run(backbone, data):
+def _tune(backbone, data, noise_splitter=None, **config):
+    """Tune a fresh learner on ``data`` (features, labels, votes) with ``_config(**config)``."""
     features, labels, votes = data
     return tune_prompts(
-        _learner(backbone), features, labels, votes, GMMNoiseSplitter(random_state=0), _config()
+        _learner(backbone), features, labels, votes, noise_splitter, _config(**config)
     )
+
+
+def _all_clean_run(backbone, data, refinement):
+    """Four epochs, one of warm-up, with every name held clean."""
+    return _tune(
+        backbone,
+        data,
+        FixedNoiseSplitter(1.0),
+        max_epochs=4,
+        warmup_epochs=1,
+        refinement=refinement,
+    )
+
+
+@pytest.fixture(scope="module")
+def gmm_run(backbone, data):
+    return _tune(backbone, data, GMMNoiseSplitter(random_state=0))
 
 
 def test_loss_decreases_and_the_names_are_learned(gmm_run, data):
@@ -97,10 +114,8 @@ def test_result_arrays(gmm_run):
 
 
 def test_without_noise_splitter_every_target_is_one_hot(backbone, data):
-    features, labels, votes = data
-    result = tune_prompts(
-        _learner(backbone), features, labels, votes, None, _config(max_epochs=12, warmup_epochs=3)
-    )
+    _, labels, _ = data
+    result = _tune(backbone, data, max_epochs=12, warmup_epochs=3)
     np.testing.assert_array_equal(result.targets, one_hot(labels, 3))
     np.testing.assert_array_equal(result.clean_probability, np.ones(60))
     assert [entry["phase"] for entry in result.history] == ["warmup"] * 12
@@ -108,15 +123,8 @@ def test_without_noise_splitter_every_target_is_one_hot(backbone, data):
 
 
 def test_all_noisy_splitter_teaches_candidate_targets(backbone, data):
-    features, labels, votes = data
-    result = tune_prompts(
-        _learner(backbone),
-        features,
-        labels,
-        votes,
-        FixedNoiseSplitter(0.0),
-        _config(max_epochs=6, warmup_epochs=2),
-    )
+    _, labels, votes = data
+    result = _tune(backbone, data, FixedNoiseSplitter(0.0), max_epochs=6, warmup_epochs=2)
     assert [entry["clean_fraction"] for entry in result.history[2:]] == [0.0] * 4
     assert np.all(result.targets[votes == 0] == 0)
     np.testing.assert_allclose(result.targets.sum(axis=1), 1.0)
@@ -125,29 +133,15 @@ def test_all_noisy_splitter_teaches_candidate_targets(backbone, data):
 
 def test_dividemix_rule_with_all_clean_names_keeps_one_hot_targets(backbone, data):
     # w = 1 for every sample: w * onehot + (1 - w) * p is the one-hot name exactly.
-    features, labels, votes = data
-    result = tune_prompts(
-        _learner(backbone),
-        features,
-        labels,
-        votes,
-        FixedNoiseSplitter(1.0),
-        _config(max_epochs=4, warmup_epochs=1, refinement="dividemix"),
-    )
+    _, labels, _ = data
+    result = _all_clean_run(backbone, data, "dividemix")
     assert [entry["phase"] for entry in result.history] == ["warmup"] + ["refine"] * 3
     np.testing.assert_array_equal(result.targets, one_hot(labels, 3))
 
 
 def test_posterior_rule_with_all_clean_names_still_refines(backbone, data):
-    features, labels, votes = data
-    result = tune_prompts(
-        _learner(backbone),
-        features,
-        labels,
-        votes,
-        FixedNoiseSplitter(1.0),
-        _config(max_epochs=4, warmup_epochs=1, refinement="posterior"),
-    )
+    _, labels, votes = data
+    result = _all_clean_run(backbone, data, "posterior")
     assert np.all(result.targets[votes == 0] == 0)
     assert not np.array_equal(result.targets, one_hot(labels, 3))
     np.testing.assert_allclose(result.targets.sum(axis=1), 1.0)
@@ -166,16 +160,8 @@ def test_training_leaves_the_backbone_untouched(backbone, data):
 
 
 def test_training_is_deterministic(backbone, data):
-    features, labels, votes = data
     runs = [
-        tune_prompts(
-            _learner(backbone),
-            features,
-            labels,
-            votes,
-            GMMNoiseSplitter(random_state=0),
-            _config(max_epochs=5, warmup_epochs=2),
-        )
+        _tune(backbone, data, GMMNoiseSplitter(random_state=0), max_epochs=5, warmup_epochs=2)
         for _ in range(2)
     ]
     np.testing.assert_array_equal(runs[0].context, runs[1].context)
@@ -185,15 +171,7 @@ def test_training_is_deterministic(backbone, data):
 def test_logit_scale_is_clamped_at_100(backbone, text_aligned):
     # Features equal to the class prompts: a larger scale always lowers the loss, so the
     # optimiser pushes the scale up against the clamp.
-    features, labels, votes = text_aligned
-    result = tune_prompts(
-        _learner(backbone),
-        features,
-        labels,
-        votes,
-        None,
-        _config(max_epochs=4, learning_rate=1e-2, logit_scale=99.5),
-    )
+    result = _tune(backbone, text_aligned, max_epochs=4, learning_rate=1e-2, logit_scale=99.5)
     scales = [entry["logit_scale"] for entry in result.history]
     assert MAX_LOGIT_SCALE == 100.0
     assert max(scales) == pytest.approx(100.0, abs=1e-4)  # the clamp was reached...
@@ -202,15 +180,7 @@ def test_logit_scale_is_clamped_at_100(backbone, text_aligned):
 
 
 def test_fixed_logit_scale_stays_fixed(backbone, data):
-    features, labels, votes = data
-    result = tune_prompts(
-        _learner(backbone),
-        features,
-        labels,
-        votes,
-        None,
-        _config(max_epochs=3, logit_scale=20.0, learn_logit_scale=False),
-    )
+    result = _tune(backbone, data, max_epochs=3, logit_scale=20.0, learn_logit_scale=False)
     assert [entry["logit_scale"] for entry in result.history] == pytest.approx([20.0] * 3)
 
 

@@ -7,15 +7,13 @@ import logging
 from fake_openai_server import COLOURS, FakeVLM, colour_image
 
 from skvf import NeaRClassifier
-from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+from skvf.testing import TINY_BACKBONE_PARAMS
 
 
 def _classifier(labeler, memory):
     return NeaRClassifier(
         labeler=labeler,
-        backbone=TINY_BACKBONE,
-        pretrained=None,
-        backbone_kwargs=TINY_BACKBONE_KWARGS,
+        **TINY_BACKBONE_PARAMS,
         max_epochs=30,
         warmup_epochs=10,
         memory=memory,
