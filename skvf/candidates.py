@@ -147,6 +147,10 @@ class NeighborCandidateBuilder(BaseEstimator):
         Votes per name: own name (``self_weight``) plus one per neighbour.
     candidate_sets_ : ndarray of bool, shape (n_samples, n_classes)
         Candidate membership, ``candidate_votes_ > 0``.
+    name_agreement_ : ndarray of shape (n_samples,)
+        Share of each image's neighbours that carry its own labeler name. A low mean
+        says the feature space does not group images by name, so the candidate sets
+        can add little (see :class:`skvf.NeaRClassifier`'s ``neighbor_agreement_``).
 
     Examples
     --------
@@ -235,4 +239,5 @@ class NeighborCandidateBuilder(BaseEstimator):
             labels, self.neighbors_, n_classes, self_weight=self.self_weight
         )
         self.candidate_sets_ = self.candidate_votes_ > 0
+        self.name_agreement_ = (labels[self.neighbors_] == labels[:, None]).mean(axis=1)
         return self

@@ -146,6 +146,10 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
     clean_mask_ : ndarray of bool, shape (n_train,)
     refined_targets_ : ndarray of shape (n_train, len(vocabulary_))
         Last epoch's training targets.
+    neighbor_agreement_ : float or None
+        Mean share of a training image's neighbours that carry its own labeler name
+        (``None`` without candidate sets). Near the labeler's accuracy or below, the
+        features do not group images by class and NeaR can add little over CoOp.
     train_indices_ : ndarray of int
         Positions in ``X`` of the images used for training.
     skipped_ : list of str
@@ -529,8 +533,11 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         self.candidate_builder_ = builder
         n_classes = len(self.vocabulary_)
         if builder is None:
+            self.neighbor_agreement_ = None
             return candidate_votes(labels, None, n_classes)
         builder.fit(raw_features, labels, n_classes=n_classes)
+        agreement = getattr(builder, "name_agreement_", None)
+        self.neighbor_agreement_ = None if agreement is None else float(np.mean(agreement))
         return np.asarray(builder.candidate_votes_, dtype=np.float64)
 
     def _clean_threshold(self) -> float:

@@ -110,6 +110,10 @@ def test_fitted_diagnostics(fitted, split):
     assert [h["phase"] for h in fitted.history_[49:51]] == ["warmup", "refine"]
     assert fitted.history_[-1]["loss"] < fitted.history_[0]["loss"]
     assert fitted.device_ == "cpu"
+    builder = fitted.candidate_builder_
+    own = fitted.labeler_names_["normalized"]
+    by_hand = (own[builder.neighbors_] == own[:, None]).mean()
+    assert fitted.neighbor_agreement_ == pytest.approx(by_hand)
     assert set(fitted.classes_) <= set(fitted.vocabulary_)
 
 
