@@ -148,9 +148,8 @@ class NeighborCandidateBuilder(BaseEstimator):
     candidate_sets_ : ndarray of bool, shape (n_samples, n_classes)
         Candidate membership, ``candidate_votes_ > 0``.
     name_agreement_ : ndarray of shape (n_samples,)
-        Share of each image's neighbours that carry its own labeler name. A low mean
-        says the feature space does not group images by name, so the candidate sets
-        can add little (see :class:`skvf.NeaRClassifier`'s ``neighbor_agreement_``).
+        Share of each image's neighbours that carry its own labeler name (see
+        ``neighbor_agreement_`` of :class:`skvf.NeaRClassifier` for how to read it).
 
     Examples
     --------

@@ -148,8 +148,10 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         Last epoch's training targets.
     neighbor_agreement_ : float or None
         Mean share of a training image's neighbours that carry its own labeler name
-        (``None`` without candidate sets). Near the labeler's accuracy or below, the
-        features do not group images by class and NeaR can add little over CoOp.
+        (``None`` without candidate sets). It grows with the labeler's accuracy ``q``
+        and with how well the features group images by class: neighbours of one class
+        agree about ``q**2`` of the time, so a value well below that says neighbours
+        cross class borders and the candidate sets can add little.
     train_indices_ : ndarray of int
         Positions in ``X`` of the images used for training.
     skipped_ : list of str
