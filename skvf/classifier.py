@@ -114,9 +114,10 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
     device : str, default="auto"
         ``"auto"`` is CUDA when available (bfloat16 autocast there), else CPU.
     memory : str, path, joblib.Memory or None, default=None
-        Cache directory for image features and labeler answers, one file per image
-        keyed by content hash plus backbone or labeler parameters: a second fit (and
-        every cross-validation fold) reuses them.
+        Cache directory for CLIP image-tower features and labeler answers, one file
+        per image keyed by content hash plus backbone weights or labeler parameters: a
+        second fit (and every cross-validation fold) reuses them. A custom
+        ``image_encoder`` is refitted each time (cache inside it if it is costly).
     on_error : {"raise", "skip"}, default="raise"
         Bad images (missing, corrupt, not an image): ``"raise"`` names the first one;
         ``"skip"`` drops them from ``fit`` (listed in ``skipped_``) and gives them the
