@@ -118,6 +118,9 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         per image keyed by content hash plus backbone weights or labeler parameters: a
         second fit (and every cross-validation fold) reuses them. A custom
         ``image_encoder`` is refitted each time (cache inside it if it is costly).
+        Answers enter this cache when the labeler returns; what survives an interrupted
+        labeling run is the labeler's own cache (``MLLMLabeler(cache=...)``, on by
+        default), which stores each answer the moment it arrives.
     on_error : {"raise", "skip"}, default="raise"
         Bad images (missing, corrupt, not an image): ``"raise"`` names the first one;
         ``"skip"`` drops them from ``fit`` (listed in ``skipped_``) and gives them the
