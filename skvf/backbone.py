@@ -10,9 +10,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 
-__all__ = ["Backbone", "BackboneError", "build_backbone", "backbone_config", "weights_digest"]
+__all__ = [
+    "Backbone",
+    "BackboneError",
+    "FrozenBackboneMixin",
+    "build_backbone",
+    "backbone_config",
+    "weights_digest",
+]
 
 #: Random-init backbones (``pretrained=None``) draw their weights from this fixed seed, so
 #: every fit and every load re-creates the same model.
@@ -222,6 +230,43 @@ def _build_uncached(
     )
 
 
-def embedding_dim(config: dict) -> int:
-    """Return the joint image-text embedding size of a model config."""
-    return int(config["embed_dim"])
+class FrozenBackboneMixin:
+    """Keeps an estimator's built backbone out of its pickled state and re-builds it.
+
+    The estimator stores the backbone it built in ``fit`` as ``_backbone``; pickling,
+    skops and ``deepcopy`` drop it (torch objects are never saved), and
+    :meth:`_runtime_backbone` re-builds it from the ``backbone``, ``pretrained`` and
+    ``backbone_kwargs`` parameters, checking ``backbone_digest_`` when the estimator has
+    one.
+    """
+
+    def _runtime_backbone(self) -> Backbone:
+        """The backbone for predict: the one from fit, or re-built after loading."""
+        from ._device import resolve_device
+
+        backbone = getattr(self, "_backbone", None)
+        if backbone is None:
+            try:
+                self.device_ = resolve_device(self.device)
+            except ValueError:
+                # Fitted on a GPU, loaded where there is none: predict on the CPU.
+                warnings.warn(
+                    f"device={self.device!r} is not available here; predicting on the CPU.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                self.device_ = "cpu"
+            backbone = build_backbone(
+                self.backbone,
+                self.pretrained,
+                self.backbone_kwargs,
+                device=self.device_,
+                expected_digest=getattr(self, "backbone_digest_", None),
+            )
+            self._backbone = backbone
+        return backbone
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: the live model keeps its backbone
+        state.pop("_backbone", None)  # torch objects: re-built from name, weights and digest
+        return state

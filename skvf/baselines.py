@@ -22,6 +22,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
+from .backbone import FrozenBackboneMixin
+from .metrics import estimator_cluster_accuracy
 from .names import normalize_name
 from .noise import FixedNoiseSplitter
 
@@ -30,13 +32,9 @@ __all__ = ["LabelerDirect", "ZeroShotCLIP", "method_configs"]
 
 def _ask_labeler(labeler, X) -> np.ndarray:
     """The labeler's normalised name for each item of ``X`` (``None`` where it gave none)."""
-    if hasattr(labeler, "label"):
-        names, valid = labeler.label(X)
-    else:
-        names = labeler.transform(X)
-        valid = np.ones(len(names), dtype=bool)
-    names = np.asarray(names, dtype=object).ravel()
-    valid = np.asarray(valid, dtype=bool).ravel()
+    from .classifier import label_items
+
+    names, valid = label_items(labeler, X)
     result = np.full(len(names), None, dtype=object)
     for index in np.flatnonzero(valid):
         result[index] = normalize_name(names[index]) or None
@@ -147,7 +145,7 @@ class LabelerDirect(ClassifierMixin, BaseEstimator):
         -------
         float
         """
-        return _cluster_score(self, X, y, sample_weight)
+        return estimator_cluster_accuracy(self, X, y, sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -156,7 +154,7 @@ class LabelerDirect(ClassifierMixin, BaseEstimator):
         return tags
 
 
-class ZeroShotCLIP(ClassifierMixin, BaseEstimator):
+class ZeroShotCLIP(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
     """Frozen CLIP over the labeler's vocabulary, with no tuning.
 
     ``fit`` asks the labeler to name the training images; the distinct normalised names
@@ -319,17 +317,6 @@ class ZeroShotCLIP(ClassifierMixin, BaseEstimator):
             raw = encode_images(self._runtime_backbone(), images, self.device_, self.batch_size)
         return to_embedding_space(raw, None, self.projection_)
 
-    def _runtime_backbone(self):
-        from .backbone import build_backbone
-
-        backbone = getattr(self, "_backbone", None)
-        if backbone is None:
-            backbone = build_backbone(
-                self.backbone, self.pretrained, self.backbone_kwargs, device=self.device_
-            )
-            self._backbone = backbone
-        return backbone
-
     def decision_function(self, X) -> np.ndarray:
         """Scaled cosine similarity of each image to each class prompt.
 
@@ -372,7 +359,7 @@ class ZeroShotCLIP(ClassifierMixin, BaseEstimator):
         -------
         float
         """
-        return _cluster_score(self, X, y, sample_weight)
+        return estimator_cluster_accuracy(self, X, y, sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -380,20 +367,6 @@ class ZeroShotCLIP(ClassifierMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.target_tags.required = False
         return tags
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        state.pop("_backbone", None)  # torch objects: re-built from name and weights
-        return state
-
-
-def _cluster_score(estimator, X, y, sample_weight) -> float:
-    from .metrics import cluster_accuracy
-
-    if sample_weight is not None:
-        raise ValueError("sample_weight is not supported by cluster accuracy; pass None.")
-    predictions = estimator.predict(X)
-    return cluster_accuracy(y, np.where(predictions == None, "<no name>", predictions))  # noqa: E711
 
 
 def method_configs() -> dict[str, dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 import os
 import warnings
@@ -13,13 +12,21 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .backbone import FrozenBackboneMixin
 from .candidates import NeighborCandidateBuilder, candidate_votes
 from .features import cached_encode, encode_images, projection_matrix, to_embedding_space
 from .filtering import LabelFilter
-from .images import ImageInputError, as_image_list, image_digest, is_feature_matrix, load_images
-from .names import normalize_name
+from .images import (
+    ImageInputError,
+    as_image_list,
+    image_digest,
+    is_feature_matrix,
+    load_images,
+    row_digest,
+)
+from .names import normalize_names
 from .noise import GMMNoiseSplitter
-from .store import ItemStore, resolve_memory, stable_hash
+from .store import ItemStore, cached_values, resolve_memory, stable_hash
 from .training import TrainingConfig, softmax, tune_prompts
 
 __all__ = ["NeaRClassifier"]
@@ -29,14 +36,7 @@ _PASSTHROUGH = "passthrough"
 _PREDICT_CHUNK = 256
 
 
-def _row_digest(row: np.ndarray) -> str:
-    return hashlib.blake2b(
-        f"{row.dtype}:{row.shape}:".encode() + np.ascontiguousarray(row).tobytes(),
-        digest_size=20,
-    ).hexdigest()
-
-
-class NeaRClassifier(ClassifierMixin, BaseEstimator):
+class NeaRClassifier(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
     """Name images with no vocabulary: LLM names refined by neighbours, then CLIP alone.
 
     ``fit`` takes unlabeled images. A multimodal LLM (the ``labeler``) names each one;
@@ -384,7 +384,7 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
             if not np.all(np.isfinite(rows)):
                 raise ValueError("X holds NaN or infinite values; impute or drop those rows.")
             self.n_features_in_ = rows.shape[1]
-            return rows, [_row_digest(row) for row in rows], np.arange(len(rows)), []
+            return rows, [row_digest(row) for row in rows], np.arange(len(rows)), []
         self.__dict__.pop("n_features_in_", None)
         loaded = load_images(X, on_error=self.on_error)
         digests = [image_digest(image) for image in loaded.images]
@@ -463,46 +463,17 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
                 {"labeler": type(self.labeler_).__qualname__, "params": params}
             )
             store = ItemStore(cache_root, namespace, kind="json")
-        cached = [None] * len(digests) if store is None else [store.get(d) for d in digests]
-        missing = [index for index, answer in enumerate(cached) if answer is None]
-        self.n_labeler_calls_ = len(missing)
-        if missing:
-            subset = (
-                items[missing] if isinstance(items, np.ndarray) else [items[i] for i in missing]
-            )
-            names, valid = self._call_labeler(subset)
-            for index, name, ok in zip(missing, names, valid, strict=True):
-                answer = {"name": name if ok else None}
-                if store is not None:
-                    store.put(digests[index], answer)
-                cached[index] = answer
-        raw = np.asarray([answer["name"] for answer in cached], dtype=object)
-        valid = np.asarray([answer["name"] is not None for answer in cached])
-        return raw, valid
 
-    def _call_labeler(self, items):
-        if hasattr(self.labeler_, "label"):
-            names, valid = self.labeler_.label(items)
-        else:
-            names = self.labeler_.transform(items)
-            valid = np.ones(len(items), dtype=bool)
-        names = np.asarray(names, dtype=object).ravel()
-        valid = np.asarray(valid, dtype=bool).ravel()
-        if len(names) != len(items):
-            raise ValueError(
-                f"the labeler returned {len(names)} names for {len(items)} images; a labeler "
-                "must return exactly one name per image."
-            )
-        for index, name in enumerate(names):
-            if valid[index] and not isinstance(name, str):
-                raise TypeError(
-                    f"the labeler returned {name!r} ({type(name).__name__}) for image {index}; "
-                    "names must be str."
-                )
-        return names, valid
+        def ask(subset):
+            names, valid = label_items(self.labeler_, subset)
+            return [{"name": name if ok else None} for name, ok in zip(names, valid, strict=True)]
+
+        answers, self.n_labeler_calls_ = cached_values(ask, items, digests, store)
+        raw = np.asarray([answer["name"] for answer in answers], dtype=object)
+        return raw, np.asarray([answer["name"] is not None for answer in answers])
 
     def _normalise_names(self, raw_names) -> np.ndarray:
-        names = np.asarray([normalize_name(name) for name in raw_names], dtype=object)
+        names = normalize_names(raw_names)
         empty = [int(self.train_indices_[i]) for i in np.flatnonzero(names == "")]
         if empty:
             raise ValueError(
@@ -597,7 +568,7 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
             optimizer=self.optimizer,
             logit_scale=min(initial_scale, 100.0),
             learn_logit_scale=self.learn_logit_scale,
-            clean_threshold=float(getattr(splitter, "threshold", 0.5)),
+            clean_threshold=self._clean_threshold(),
             refinement=self.refinement,
             clean_vote_weight=self.clean_vote_weight,
             candidate_weighting=self.candidate_weighting,
@@ -633,33 +604,6 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         return text.cpu().numpy().astype(np.float32)
 
     # -- prediction ---------------------------------------------------------------------
-
-    def _runtime_backbone(self):
-        """The backbone for predict: the one from fit, or re-built after loading."""
-        from ._device import resolve_device
-        from .backbone import build_backbone
-
-        backbone = getattr(self, "_backbone", None)
-        if backbone is None:
-            try:
-                self.device_ = resolve_device(self.device)
-            except ValueError:
-                # Fitted on a GPU, loaded where there is none: predict on the CPU.
-                warnings.warn(
-                    f"device={self.device!r} is not available here; predicting on the CPU.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-                self.device_ = "cpu"
-            backbone = build_backbone(
-                self.backbone,
-                self.pretrained,
-                self.backbone_kwargs,
-                device=self.device_,
-                expected_digest=self.backbone_digest_,
-            )
-            self._backbone = backbone
-        return backbone
 
     def _embed(self, items) -> np.ndarray:
         if self.image_encoder_ is not None:
@@ -773,13 +717,9 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         -------
         float
         """
-        from .metrics import cluster_accuracy
+        from .metrics import estimator_cluster_accuracy
 
-        if sample_weight is not None:
-            raise ValueError("sample_weight is not supported by cluster accuracy; pass None.")
-        predictions = self.predict(X)
-        predictions = np.where(predictions == None, "<unreadable>", predictions)  # noqa: E711
-        return cluster_accuracy(y, predictions)
+        return estimator_cluster_accuracy(self, X, y, sample_weight)
 
     # -- scikit-learn plumbing ----------------------------------------------------------
 
@@ -810,10 +750,44 @@ class NeaRClassifier(ClassifierMixin, BaseEstimator):
         tags.non_deterministic = self.random_state is None
         return tags
 
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: the live model keeps its backbone
-        state.pop("_backbone", None)  # torch objects: re-built from name, weights and digest
-        return state
+
+def label_items(labeler, items):
+    """Ask a labeler for one name per item; returns ``(names, valid)``.
+
+    Uses the labeler's ``label(X) -> (names, valid)`` when it has one, else its
+    ``transform(X)`` (every name valid), and checks that the answer is one ``str`` per
+    valid item.
+
+    Parameters
+    ----------
+    labeler : fitted labeler
+    items : list or ndarray
+        Images (or feature rows) to name.
+
+    Returns
+    -------
+    names : ndarray of object, shape (n_items,)
+    valid : ndarray of bool, shape (n_items,)
+    """
+    if hasattr(labeler, "label"):
+        names, valid = labeler.label(items)
+    else:
+        names = labeler.transform(items)
+        valid = np.ones(len(items), dtype=bool)
+    names = np.asarray(names, dtype=object).ravel()
+    valid = np.asarray(valid, dtype=bool).ravel()
+    if len(names) != len(items):
+        raise ValueError(
+            f"the labeler returned {len(names)} names for {len(items)} images; a labeler "
+            "must return exactly one name per image."
+        )
+    for index, name in enumerate(names):
+        if valid[index] and not isinstance(name, str):
+            raise TypeError(
+                f"the labeler returned {name!r} ({type(name).__name__}) for image {index}; "
+                "names must be str."
+            )
+    return names, valid
 
 
 _COMPONENTS = ("labeler", "candidate_builder", "noise_splitter", "label_filter")

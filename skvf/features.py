@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .store import ItemStore
+from .store import ItemStore, cached_values
 
 __all__ = ["encode_images", "cached_encode", "projection_matrix", "to_embedding_space"]
 
@@ -70,16 +70,10 @@ def cached_encode(encode, images: list, digests: list[str], store: ItemStore | N
     n_computed : int
         Images that went through ``encode``.
     """
-    if store is None:
+    if store is None:  # keep encode's array whole rather than restacking its rows
         return encode(images), len(images)
-    cached = [store.get(digest) for digest in digests]
-    missing = [index for index, vector in enumerate(cached) if vector is None]
-    if missing:
-        computed = encode([images[index] for index in missing])
-        for index, vector in zip(missing, computed, strict=True):
-            store.put(digests[index], vector)
-            cached[index] = vector
-    return np.stack(cached).astype(np.float32, copy=False), len(missing)
+    vectors, n_computed = cached_values(encode, images, digests, store)
+    return np.stack(vectors).astype(np.float32, copy=False), n_computed
 
 
 def projection_matrix(n_features: int, n_components: int, random_state) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,7 @@ __all__ = [
     "is_feature_matrix",
     "load_image",
     "load_images",
+    "row_digest",
 ]
 
 #: Longest side an image keeps after loading; larger images are downscaled on load.
@@ -262,12 +263,6 @@ def load_images(
     return LoadedImages(images=images, indices=np.asarray(indices, dtype=int), errors=errors)
 
 
-def iter_chunks(items: list, chunk_size: int) -> Iterator[tuple[int, list]]:
-    """Yield ``(start, items[start:start + chunk_size])`` over a list."""
-    for start in range(0, len(items), chunk_size):
-        yield start, items[start : start + chunk_size]
-
-
 def image_digest(image: Image.Image) -> str:
     """Return a content hash of an RGB image: the same pixels give the same digest.
 
@@ -277,4 +272,17 @@ def image_digest(image: Image.Image) -> str:
     hasher = hashlib.blake2b(digest_size=20)
     hasher.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
     hasher.update(image.tobytes())
+    return hasher.hexdigest()
+
+
+def row_digest(row: np.ndarray) -> str:
+    """Return a content hash of one row of a 2-D numeric ``X`` (dtype, length and bytes).
+
+    The key of a numeric sample where :func:`image_digest` keys an image: used when a
+    classifier is fitted on feature rows (scikit-learn's estimator checks, precomputed
+    features).
+    """
+    hasher = hashlib.blake2b(digest_size=20)
+    hasher.update(f"row:{row.dtype.str}:{row.shape[0]}:".encode())
+    hasher.update(np.ascontiguousarray(row).tobytes())
     return hasher.hexdigest()

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_SENTENCE_MODEL",
     "cluster_accuracy",
     "cluster_accuracy_scorer",
+    "estimator_cluster_accuracy",
     "load_sentence_model",
     "make_semantic_accuracy_scorer",
     "semantic_accuracy",
@@ -111,6 +112,29 @@ def cluster_accuracy(y_true, y_pred) -> float:
     )
     rows, columns = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, columns].sum() / len(true_labels))
+
+
+def estimator_cluster_accuracy(estimator, X, y, sample_weight=None) -> float:
+    """:func:`cluster_accuracy` of ``estimator.predict(X)``: the ``score`` of skvf's classifiers.
+
+    Images a classifier could not name (``None``) form a cluster of their own.
+
+    Parameters
+    ----------
+    estimator : fitted classifier whose ``predict`` returns names
+    X : images
+    y : array-like of shape (n_samples,)
+        True labels.
+    sample_weight : None
+        Not supported; must be None.
+
+    Returns
+    -------
+    float
+    """
+    if sample_weight is not None:
+        raise ValueError("sample_weight is not supported by cluster accuracy; pass None.")
+    return cluster_accuracy(y, estimator.predict(X))
 
 
 def load_sentence_model(model: str = DEFAULT_SENTENCE_MODEL):

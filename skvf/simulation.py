@@ -42,6 +42,7 @@ from .images import (
     image_digest,
     is_feature_matrix,
     load_image,
+    row_digest,
 )
 
 __all__ = [
@@ -74,7 +75,7 @@ def item_keys(X) -> list[str]:
         One key per item.
     """
     if is_feature_matrix(X):
-        return [_row_digest(row) for row in X]
+        return [row_digest(row) for row in X]
     keys = []
     for index, item in enumerate(as_image_list(X)):
         try:
@@ -82,13 +83,6 @@ def item_keys(X) -> list[str]:
         except ImageInputError as error:
             raise ImageInputError(f"{describe_item(index, item)}: {error}") from None
     return keys
-
-
-def _row_digest(row: np.ndarray) -> str:
-    hasher = hashlib.blake2b(digest_size=20)
-    hasher.update(f"row:{row.dtype.str}:{row.shape[0]}:".encode())
-    hasher.update(np.ascontiguousarray(row).tobytes())
-    return hasher.hexdigest()
 
 
 def make_oracle(X, names: Sequence[str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ItemStore", "resolve_memory", "stable_hash"]
+__all__ = ["ItemStore", "cached_values", "resolve_memory", "stable_hash"]
 
 
 def stable_hash(value, length: int = 16) -> str:
@@ -103,3 +103,36 @@ class ItemStore:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def cached_values(compute, items, keys: list[str], store: ItemStore | None):
+    """One value per item, read from ``store`` where present and computed where not.
+
+    Parameters
+    ----------
+    compute : callable
+        ``compute(subset_of_items) -> sequence of values``, one per item; called once,
+        on the misses only (on every item when ``store`` is None).
+    items : list or ndarray
+        The items; an ndarray is subset by fancy indexing.
+    keys : list of str
+        Content key of each item.
+    store : ItemStore or None
+        ``None`` disables caching.
+
+    Returns
+    -------
+    values : list
+        One value per item, in order.
+    n_computed : int
+        Items that went through ``compute``.
+    """
+    values = [None] * len(keys) if store is None else [store.get(key) for key in keys]
+    missing = [index for index, value in enumerate(values) if value is None]
+    if missing:
+        subset = items[missing] if isinstance(items, np.ndarray) else [items[i] for i in missing]
+        for index, value in zip(missing, compute(subset), strict=True):
+            if store is not None:
+                store.put(keys[index], value)
+            values[index] = value
+    return values, len(missing)
