@@ -91,7 +91,7 @@ class Setting:
     names: np.ndarray
     frozen_features: np.ndarray
     encoder: str
-    confusions: dict | None
+    name_noise: dict  # NoisyOracleLabeler's confusions, synonyms and generic name
     labeler: str
     domain: str | None
     backbone: str
@@ -100,24 +100,37 @@ class Setting:
     max_epochs: int
     device: str
     test_per_class: int | None
+    synonym_rate: float = 0.0
+    generic_rate: float = 0.0
     llm_answers: dict = field(default_factory=dict)  # image index -> name or None
     llm_cost_per_image: float = 0.0
 
 
 def load_data(dataset: str, max_per_class: int | None):
-    """Return (images, true names, confusions) of ``dataset``."""
+    """Return (images, true names, the simulated labeler's name model) of ``dataset``.
+
+    The name model holds the ``confusions``, ``synonyms`` and ``generic_name`` of
+    :class:`~skvf.simulation.NoisyOracleLabeler` for the data set.
+    """
     from skvf.datasets import load_digits_images, load_fashion_mnist, load_image_folder
-    from skvf.simulation import digits_confusions, fashion_mnist_confusions
+    from skvf.simulation import (
+        digits_confusions,
+        digits_synonyms,
+        fashion_mnist_confusions,
+        fashion_mnist_synonyms,
+    )
 
     if dataset == "digits":
         images, names = load_digits_images(scale=4)
-        return images, names, digits_confusions()
+        model = dict(confusions=digits_confusions(), synonyms=digits_synonyms())
+        return images, names, {**model, "generic_name": "number"}
     if dataset == "fashion-mnist":
         images, names = load_fashion_mnist("train", max_per_class=max_per_class)
-        return images, names, fashion_mnist_confusions()
+        model = dict(confusions=fashion_mnist_confusions(), synonyms=fashion_mnist_synonyms())
+        return images, names, {**model, "generic_name": "clothing"}
     if dataset.startswith("folder:"):
         paths, names = load_image_folder(os.path.expanduser(dataset.removeprefix("folder:")))
-        return paths, names, None
+        return paths, names, {}
     raise SystemExit(f"unknown --dataset {dataset!r}; use digits, fashion-mnist or folder:<root>")
 
 
@@ -175,11 +188,22 @@ def make_labeler(setting: Setting, rows, indices, noise: float, seed: int):
     from skvf.simulation import NoisyOracleLabeler, item_keys, make_oracle
 
     if setting.labeler == "simulated":
+        variants = {}
+        if setting.synonym_rate:
+            variants.update(
+                synonym_rate=setting.synonym_rate, synonyms=setting.name_noise.get("synonyms")
+            )
+        if setting.generic_rate:
+            variants.update(
+                generic_rate=setting.generic_rate,
+                generic_name=setting.name_noise.get("generic_name"),
+            )
         return NoisyOracleLabeler(
             make_oracle(rows, setting.names[indices]),
             noise_rate=noise,
-            confusions=setting.confusions,
+            confusions=setting.name_noise.get("confusions"),
             random_state=seed,
+            **variants,
         )
     answers = [setting.llm_answers[i] for i in indices]
     return AnswerLookup(dict(zip(item_keys(rows), answers, strict=True)))
@@ -322,6 +346,52 @@ def markdown_table(results: list[dict], methods: list[str], simulated: bool) -> 
     return "\n".join(lines)
 
 
+def paired_differences(results: list[dict], method: str, reference: str) -> dict | None:
+    """cACC of ``method`` minus ``reference``, paired by seed: mean, 95% CI, wins.
+
+    The seeds share the split, the labeler's names and the features, so the paired
+    difference removes the between-seed spread that the ± sd columns show.
+    """
+    from scipy import stats
+
+    by_seed = {r["seed"]: r["cacc"] for r in results if r["method"] == reference}
+    pairs = [(r["cacc"], by_seed[r["seed"]]) for r in results if r["method"] == method]
+    if len(pairs) < 2 or method == reference:
+        return None
+    differences = np.array([a - b for a, b in pairs])
+    half_width = stats.t.ppf(0.975, len(differences) - 1) * stats.sem(differences)
+    return {
+        "mean": float(differences.mean()),
+        "low": float(differences.mean() - half_width),
+        "high": float(differences.mean() + half_width),
+        "wins": int(np.sum(differences > 0)),
+        "n": len(differences),
+    }
+
+
+def paired_table(results: list[dict], methods: list[str], references: list[str]) -> str:
+    """Markdown table of every method's paired cACC difference to each reference."""
+    references = [r for r in references if r in methods]
+    if not references:
+        return ""
+    lines = [
+        "| method | " + " | ".join(f"Δ cACC vs {r} (95% CI), wins" for r in references) + " |",
+        "|---|" + "---|" * len(references),
+    ]
+    for method in methods:
+        cells = []
+        for reference in references:
+            paired = paired_differences(results, method, reference)
+            cells.append(
+                "—"
+                if paired is None
+                else f"{paired['mean']:+.3f} ({paired['low']:+.3f}, {paired['high']:+.3f}), "
+                f"{paired['wins']}/{paired['n']}"
+            )
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_sweep(results: list[dict], key: str, label: str, title: str, path: Path) -> None:
     """Save mean ± sd cACC of each method against ``key`` (noise or shots)."""
     import matplotlib
@@ -399,6 +469,18 @@ def parse_arguments(argv):
     parser.add_argument(
         "--noise", type=float, default=0.4, help="name-noise rate of the simulated labeler"
     )
+    parser.add_argument(
+        "--synonym-rate",
+        type=float,
+        default=0.0,
+        help="share of simulated answers given as a synonym or spelling variant",
+    )
+    parser.add_argument(
+        "--generic-rate",
+        type=float,
+        default=0.0,
+        help="share of simulated answers too generic ('clothing', 'number')",
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--methods", default=",".join(all_methods), help="comma-separated")
     parser.add_argument(
@@ -456,14 +538,14 @@ def main(argv=None) -> list[dict]:
         import torch
 
         torch.set_num_threads(arguments.threads)
-    images, names, confusions = load_data(arguments.dataset, arguments.max_per_class)
+    images, names, name_noise = load_data(arguments.dataset, arguments.max_per_class)
     started = time.perf_counter()
     setting = Setting(
         images=images,
         names=names,
         frozen_features=frozen_features(arguments, images),
         encoder=arguments.encoder,
-        confusions=confusions,
+        name_noise=name_noise,
         labeler=arguments.labeler,
         domain=arguments.domain,
         backbone=arguments.backbone,
@@ -472,6 +554,8 @@ def main(argv=None) -> list[dict]:
         max_epochs=arguments.epochs,
         device=arguments.device,
         test_per_class=arguments.test_per_class or None,
+        synonym_rate=arguments.synonym_rate,
+        generic_rate=arguments.generic_rate,
     )
     simulated = arguments.labeler == "simulated"
     command = "python " + shlex.join(
@@ -480,7 +564,12 @@ def main(argv=None) -> list[dict]:
     print(f"`{command}`\n")
     print(
         f"{arguments.dataset}, encoder {arguments.encoder}, labeler {arguments.labeler}"
-        + (f" (noise {arguments.noise:g})" if simulated else "")
+        + (
+            f" (noise {arguments.noise:g}, synonyms {arguments.synonym_rate:g}, "
+            f"generic {arguments.generic_rate:g})"
+            if simulated
+            else ""
+        )
         + f", m = {arguments.shots}, {arguments.seeds} seeds, backbone {arguments.backbone}"
         + f" ({arguments.pretrained or 'random-init'})\n"
     )
@@ -490,6 +579,9 @@ def main(argv=None) -> list[dict]:
             setting, arguments, arguments.methods, seed, arguments.noise, arguments.shots
         )
     print(markdown_table(results, arguments.methods, simulated))
+    paired = paired_table(results, arguments.methods, ["CoOp on raw names", LABELER_DIRECT])
+    if paired:
+        print("\nPaired by seed (method minus reference):\n\n" + paired)
     first = results[0]
     print(
         f"\n{first['n_fit']} fitting / {first['n_test']} test images per seed; "

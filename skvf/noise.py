@@ -101,14 +101,19 @@ class GMMNoiseSplitter(BaseEstimator):
             self.means_ = np.array([0.0, 0.0])
         else:
             normalised = ((losses - losses.min()) / spread).reshape(-1, 1)
+            # Start the components at the two ends of the normalised loss range, equally
+            # weighted, each as wide as the whole sample: deterministic, and with every
+            # initial parameter given scikit-learn skips its k-means initialisation
+            # (most of the time of a fit this small, and the GMM is refitted every epoch).
+            precision = 1.0 / (normalised.var() + self.reg_covar)
             mixture = GaussianMixture(
                 n_components=2,
                 max_iter=self.max_iter,
                 tol=self.tol,
                 reg_covar=self.reg_covar,
-                # Start the components at the two ends of the normalised loss range:
-                # deterministic, and it skips a k-means run every epoch.
+                weights_init=[0.5, 0.5],
                 means_init=[[0.0], [1.0]],
+                precisions_init=np.full((2, 1, 1), precision),
                 random_state=check_random_state(self.random_state),
             )
             with warnings.catch_warnings():

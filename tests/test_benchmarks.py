@@ -1,0 +1,109 @@
+"""The offline benchmark (benchmarks/fgvr.py): its table, paired comparison and options."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def fgvr():
+    spec = importlib.util.spec_from_file_location("fgvr", BENCHMARKS / "fgvr.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fgvr"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["fgvr"]
+
+
+def _rows(method, scores):
+    return [{"method": method, "seed": seed, "cacc": s} for seed, s in enumerate(scores)]
+
+
+def test_paired_differences_pair_by_seed(fgvr):
+    results = _rows("A", [0.5, 0.7, 0.6]) + _rows("B", [0.4, 0.5, 0.6])
+    results.reverse()  # pairing goes by seed, not by order
+    paired = fgvr.paired_differences(results, "A", "B")
+    assert paired["mean"] == pytest.approx(0.1)
+    assert paired["wins"] == 1 + 1  # a tie is not a win
+    assert paired["n"] == 3
+    # t(0.975, 2) = 4.303; sd of (0.1, 0.2, 0.0) = 0.1; sem = 0.1 / sqrt(3)
+    half_width = 4.3027 * 0.1 / np.sqrt(3)
+    assert paired["low"] == pytest.approx(0.1 - half_width, abs=1e-3)
+    assert paired["high"] == pytest.approx(0.1 + half_width, abs=1e-3)
+    assert fgvr.paired_differences(results, "A", "A") is None
+
+
+def test_paired_table_names_each_reference(fgvr):
+    results = _rows("A", [0.5, 0.7]) + _rows("B", [0.4, 0.5])
+    table = fgvr.paired_table(results, ["A", "B"], ["B", "not run"])
+    lines = table.splitlines()
+    assert "vs B" in lines[0] and "not run" not in lines[0]
+    assert lines[2].startswith("| A | +0.150 (") and lines[2].endswith("2/2 |")
+    assert lines[3] == "| B | — |"
+    assert fgvr.paired_table(results, ["A"], ["not run"]) == ""
+
+
+def test_name_variants_reach_the_simulated_labeler(fgvr):
+    images, names, name_noise = fgvr.load_data("digits", None)
+    assert set(name_noise) == {"confusions", "synonyms", "generic_name"}
+    setting = fgvr.Setting(
+        images=images,
+        names=names,
+        frozen_features=np.zeros((len(names), 1)),
+        encoder="pca",
+        name_noise=name_noise,
+        labeler="simulated",
+        domain=None,
+        backbone="ViT-S-32",
+        pretrained=None,
+        backbone_kwargs=None,
+        max_epochs=1,
+        device="cpu",
+        test_per_class=None,
+        synonym_rate=0.5,
+        generic_rate=0.2,
+    )
+    rows = np.arange(len(names), dtype=float)[:, None]
+    labeler = fgvr.make_labeler(setting, rows, np.arange(len(names)), 0.0, seed=0)
+    given = np.asarray(labeler.fit(rows).transform(rows))
+    assert 0.1 < np.mean(given == "number") < 0.3
+    variants = {v for vs in name_noise["synonyms"].values() for v in vs}
+    assert 0.25 < np.mean(np.isin(given, list(variants))) < 0.55
+    assert np.mean(given == names) > 0.3
+
+
+def test_benchmark_prints_table_and_paired_comparison(fgvr, capsys):
+    results = fgvr.main(
+        [
+            "--seeds",
+            "2",
+            "--shots",
+            "10",
+            "--epochs",
+            "30",
+            "--threads",
+            "1",
+            "--no-plots",
+            "--no-sacc",
+            "--methods",
+            "labeler direct,CoOp on raw names,NeaR",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert {r["method"] for r in results} == {"labeler direct", "CoOp on raw names", "NeaR"}
+    assert all(0.0 <= r["cacc"] <= 1.0 for r in results)
+    assert "| NeaR | 0." in out
+    assert "Paired by seed" in out
+    paired_row = next(
+        line
+        for line in out.splitlines()
+        if line.startswith("| NeaR | +") or line.startswith("| NeaR | -")
+    )
+    assert paired_row.count("/2") == 2  # against CoOp and against the labeler's names
