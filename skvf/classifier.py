@@ -24,7 +24,7 @@ from .images import (
     load_images,
     row_digest,
 )
-from .names import normalize_names
+from .names import merge_near_duplicates, normalize_names
 from .noise import GMMNoiseSplitter
 from .store import ItemStore, cached_values, resolve_memory, stable_hash
 from .training import TrainingConfig, softmax, tune_prompts
@@ -62,6 +62,10 @@ class NeaRClassifier(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
         Chooses the final vocabulary; ``None`` is ``LabelFilter()``; ``"passthrough"``
         keeps every name. With splitter and filter off, the estimator is CoOp on the
         labeler's raw names.
+    merge_name_variants : bool, default=True
+        Map spelling variants of a name ("blue-jay", "blue jays" beside "blue jay":
+        hyphens, spaces, apostrophes, a trailing plural "s") onto its most frequent
+        spelling before training (:func:`skvf.names.merge_near_duplicates`).
     backbone : str, default="ViT-B-16"
         open_clip model name. Its text tower is always used; its image tower unless
         ``image_encoder`` is given.
@@ -137,7 +141,11 @@ class NeaRClassifier(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
     vocabulary_ : ndarray of str
         Every distinct normalised labeler name, sorted; columns of the diagnostics.
     labeler_names_ : dict
-        ``{"raw": ..., "normalized": ...}``, one entry per training image.
+        ``{"raw": ..., "normalized": ...}``, one entry per training image;
+        ``"normalized"`` are the names training starts from (normalised, variants
+        merged).
+    name_merges_ : dict
+        ``{variant: name}`` for every spelling variant merged into another name.
     labeler_ : estimator
         The fitted labeler.
     candidate_builder_, noise_splitter_, label_filter_ : estimator or None
@@ -198,6 +206,7 @@ class NeaRClassifier(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
         "candidate_builder": [HasMethods(["fit"]), StrOptions({_PASSTHROUGH}), None],
         "noise_splitter": [HasMethods(["fit"]), StrOptions({_PASSTHROUGH}), None],
         "label_filter": [HasMethods(["fit"]), StrOptions({_PASSTHROUGH}), None],
+        "merge_name_variants": ["boolean"],
         "backbone": [str],
         "pretrained": [str, os.PathLike, None],
         "backbone_kwargs": [dict, None],
@@ -230,6 +239,7 @@ class NeaRClassifier(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
         candidate_builder=None,
         noise_splitter=None,
         label_filter=None,
+        merge_name_variants=True,
         backbone="ViT-B-16",
         pretrained="openai",
         backbone_kwargs=None,
@@ -259,6 +269,7 @@ class NeaRClassifier(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
         self.candidate_builder = candidate_builder
         self.noise_splitter = noise_splitter
         self.label_filter = label_filter
+        self.merge_name_variants = merge_name_variants
         self.backbone = backbone
         self.pretrained = pretrained
         self.backbone_kwargs = backbone_kwargs
@@ -481,6 +492,11 @@ class NeaRClassifier(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
                 f"after normalisation ({len(empty)} such image(s)); an empty class name is "
                 "never allowed. Fix the labeler, or use one with on_error='skip'."
             )
+        self.name_merges_ = {}
+        if self.merge_name_variants:
+            merged = merge_near_duplicates(names)
+            self.name_merges_ = {name: into for name, into in merged.items() if name != into}
+            names = np.asarray([merged[name] for name in names], dtype=object)
         return names
 
     def _check_vocabulary(self, labels) -> None:

@@ -15,16 +15,24 @@ class LabelFilter(BaseEstimator):
     """Keep the names that are predicted on training images *and* top candidates.
 
     A name survives when it is the tuned model's argmax on at least ``min_predicted``
-    training images and the top-voted candidate of at least ``min_supported`` images.
-    Names only the noisy labeler produced, which neither the model nor the neighbours
-    back, are dropped from the vocabulary ``predict`` chooses from.
+    training images and carries enough top-candidate support: it is the most-voted
+    name in the candidate sets of at least ``min_supported`` images (an image whose top
+    vote is tied between names gives each of them an equal share), and at least
+    ``min_support_share`` times the mean support of the names that have any. Names only
+    the noisy labeler produced, which neither the model nor the neighbours back, are
+    dropped from the vocabulary ``predict`` chooses from: spelling variants and
+    synonyms that never lead a neighbourhood, and names given to a handful of images.
 
     Parameters
     ----------
     min_predicted : int, default=1
         Training images on which the name must be the model's prediction.
-    min_supported : int, default=1
-        Images whose top candidate the name must be.
+    min_supported : float, default=1.0
+        Images whose top candidate the name must be (ties shared).
+    min_support_share : float, default=0.25
+        Support the name needs relative to the mean support of the supported names; a
+        scale-free threshold (it works for 3 images per class as for 300). 0 turns it
+        off.
 
     Attributes
     ----------
@@ -32,8 +40,8 @@ class LabelFilter(BaseEstimator):
         Names kept.
     predicted_counts_ : ndarray of int, shape (n_classes,)
         Training images predicted as each name.
-    supported_counts_ : ndarray of int, shape (n_classes,)
-        Images whose top candidate is each name.
+    supported_counts_ : ndarray of float, shape (n_classes,)
+        Images whose top candidate is each name, ties shared; sums to n_samples.
 
     Examples
     --------
@@ -46,12 +54,16 @@ class LabelFilter(BaseEstimator):
 
     _parameter_constraints = {
         "min_predicted": [Interval(numbers.Integral, 1, None, closed="left")],
-        "min_supported": [Interval(numbers.Integral, 1, None, closed="left")],
+        "min_supported": [Interval(numbers.Real, 0, None, closed="neither")],
+        "min_support_share": [Interval(numbers.Real, 0, 1, closed="left")],
     }
 
-    def __init__(self, min_predicted: int = 1, min_supported: int = 1):
+    def __init__(
+        self, min_predicted: int = 1, min_supported: float = 1.0, min_support_share: float = 0.25
+    ):
         self.min_predicted = min_predicted
         self.min_supported = min_supported
+        self.min_support_share = min_support_share
 
     def fit(self, probabilities, candidate_votes):
         """Decide which names to keep.
@@ -72,11 +84,14 @@ class LabelFilter(BaseEstimator):
         candidate_votes = np.asarray(candidate_votes)
         n_classes = probabilities.shape[1]
         self.predicted_counts_ = np.bincount(probabilities.argmax(axis=1), minlength=n_classes)
-        # Every name tied for an image's top vote counts as its top candidate: argmax
-        # would hand ties to the lowest class index, i.e. to the alphabetically first name.
+        # Names tied for an image's top vote share it: argmax would hand ties to the
+        # lowest class index, i.e. to the alphabetically first name.
         top = candidate_votes == candidate_votes.max(axis=1, keepdims=True)
-        self.supported_counts_ = top.sum(axis=0)
+        self.supported_counts_ = (top / top.sum(axis=1, keepdims=True)).sum(axis=0)
+        supported = self.supported_counts_[self.supported_counts_ > 0]
+        needed = max(self.min_supported, self.min_support_share * supported.mean())
+        # A tiny tolerance: shares of ties summed in floating point (1/3 + 1/3 + 1/3).
         self.keep_mask_ = (self.predicted_counts_ >= self.min_predicted) & (
-            self.supported_counts_ >= self.min_supported
+            self.supported_counts_ >= needed - 1e-9
         )
         return self

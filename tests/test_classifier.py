@@ -152,6 +152,37 @@ def test_all_noisy_ablation_teaches_candidates_only(digits, split):
     assert np.all(clf.refined_targets_[~clf.candidate_sets_] == 0)
 
 
+def _variant_labeler(images, names):
+    """True names, but a third of the threes come back as 'threes' or 'thr-ee'."""
+    return NoisyOracleLabeler(
+        make_oracle(images, names),
+        noise_rate=0.0,
+        synonym_rate=0.3,
+        synonyms={"three": ["threes", "thr-ee"]},
+        random_state=0,
+    )
+
+
+def test_spelling_variants_are_merged_before_training(digits, split):
+    images, names = digits
+    train = images[split[0]]
+    labeler = _variant_labeler(images, names)
+    merged = make_classifier(images, names, labeler=labeler, max_epochs=5, warmup_epochs=2)
+    merged.fit(train)
+    assert merged.name_merges_ == {"threes": "three", "thr-ee": "three"}
+    assert {"threes", "thr-ee"} & set(merged.labeler_names_["raw"])  # what the labeler said
+    assert not {"threes", "thr-ee"} & set(merged.vocabulary_)
+    is_three = names[split[0]] == "three"
+    assert (merged.labeler_names_["normalized"][is_three] == "three").all()
+
+    kept = make_classifier(
+        images, names, labeler=labeler, merge_name_variants=False, max_epochs=5, warmup_epochs=2
+    ).fit(train)
+    assert kept.name_merges_ == {}
+    assert {"threes", "thr-ee"} <= set(kept.vocabulary_)
+    assert len(kept.vocabulary_) == len(merged.vocabulary_) + 2
+
+
 def test_same_random_state_same_predictions_and_y_is_ignored(digits, split):
     images, names = digits
     train, test = images[split[0]], images[split[1][:60]]

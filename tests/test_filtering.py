@@ -106,12 +106,61 @@ def test_tied_top_candidates_do_not_depend_on_class_order():
     assert kept.tolist() == kept_reversed[::-1].tolist()
 
 
+def test_tied_top_votes_are_shared():
+    # image 0: names 0 and 2 tie; image 1: names 0, 1 and 2 tie; image 2: name 1 alone
+    votes = np.array([[2, 0, 2], [1, 1, 1], [0, 3, 1]])
+    proba = np.eye(3)[[0, 1, 2]]
+    label_filter = LabelFilter(min_support_share=0).fit(proba, votes)
+    assert label_filter.supported_counts_ == pytest.approx(
+        [1 / 2 + 1 / 3, 1 / 3 + 1, 1 / 2 + 1 / 3]
+    )
+    assert label_filter.supported_counts_.sum() == pytest.approx(3)
+    # name 0 and name 2 only ever share a top vote: below one image's worth of support
+    assert label_filter.keep_mask_.tolist() == [False, True, False]
+    assert LabelFilter(min_supported=0.8, min_support_share=0).fit(proba, votes).keep_mask_.all()
+
+
+def _synonym_case():
+    # 40 images of each of two classes, named "a" and "b"; 4 images of class a are named
+    # with its synonym "a2", whose neighbours are class-a images named "a": "a2" leads
+    # no neighbourhood but is predicted on the images that carry it.
+    labels = np.r_[np.zeros(36), np.full(4, 2), np.ones(40)].astype(int)
+    votes = np.zeros((80, 3))
+    votes[np.arange(80), labels] = 1  # own name
+    votes[:40, 0] += 4  # four neighbours named "a"
+    votes[40:, 1] += 4
+    votes[[36, 37], 2] += 4  # two of the "a2" images are each other's neighbours...
+    votes[[36, 37], 0] -= 4  # ...and so lead their own neighbourhood
+    proba = np.eye(3)[labels]
+    return proba, votes
+
+
+def test_support_share_drops_names_that_lead_no_real_neighbourhood():
+    proba, votes = _synonym_case()
+    lenient = LabelFilter(min_support_share=0).fit(proba, votes)
+    assert lenient.supported_counts_.tolist() == [38, 40, 2]
+    assert lenient.keep_mask_.tolist() == [True, True, True]
+    strict = LabelFilter().fit(proba, votes)  # 2 < 0.25 * mean(38, 40, 2) = 6.67
+    assert strict.keep_mask_.tolist() == [True, True, False]
+    assert LabelFilter(min_support_share=0.05).fit(proba, votes).keep_mask_.all()
+
+
+def test_support_share_is_scale_free():
+    proba, votes = _synonym_case()
+    small = LabelFilter().fit(proba, votes).keep_mask_
+    # ten times as many images of every kind: the same names survive
+    large = LabelFilter().fit(np.repeat(proba, 10, axis=0), np.repeat(votes, 10, axis=0))
+    assert large.keep_mask_.tolist() == small.tolist()
+
+
 @pytest.mark.parametrize(
     ("params", "name"),
     [
         ({"min_predicted": 0}, "min_predicted"),
         ({"min_predicted": 1.5}, "min_predicted"),
         ({"min_supported": 0}, "min_supported"),
+        ({"min_support_share": 1.0}, "min_support_share"),
+        ({"min_support_share": -0.1}, "min_support_share"),
     ],
 )
 def test_parameter_validation_names_the_parameter(params, name):
