@@ -16,7 +16,8 @@ filter).
 Offline (the defaults): real images (scikit-learn's digits or Debian's Fashion-MNIST),
 a **simulated** labeler (:class:`~skvf.simulation.NoisyOracleLabeler`: the true name,
 replaced by a wrong one for ``--noise`` of the images, mostly a confusable class),
-pixels -> PCA or random-conv image features, and a tiny random-init CLIP text tower.
+pixels -> PCA, HOG -> PCA or random-conv image features, and a tiny random-init CLIP
+text tower.
 Zero-shot CLIP is at chance there: it needs a pretrained CLIP. The paper's setting, on a
 GPU machine with the weights and an API key::
 
@@ -136,10 +137,12 @@ def load_data(dataset: str, max_per_class: int | None):
 
 def frozen_features(arguments, images) -> np.ndarray:
     """The part of the image encoder that learns nothing, run once over every image."""
-    from skvf.pixels import ImagePixels, RandomConvFeatures
+    from skvf.pixels import HOGFeatures, ImagePixels, RandomConvFeatures
 
     if arguments.encoder == "pca":
         return ImagePixels(size=16).fit_transform(images)
+    if arguments.encoder == "hog":
+        return HOGFeatures().fit_transform(images)
     if arguments.encoder == "randconv":
         return RandomConvFeatures(random_state=0).fit_transform(images)
     from skvf._device import resolve_device
@@ -173,7 +176,7 @@ def split_features(setting: Setting, fit_index, test_index, seed: int):
     from sklearn.decomposition import PCA
 
     base = setting.frozen_features
-    if setting.encoder != "pca":
+    if setting.encoder not in ("pca", "hog"):
         return base[fit_index].astype(np.float64), base[test_index].astype(np.float64)
     pca = PCA(32, random_state=seed).fit(base[fit_index])
     return pca.transform(base[fit_index]), pca.transform(base[test_index])
@@ -455,8 +458,10 @@ def parse_arguments(argv):
     parser.add_argument("--data", help="root of a folder of class folders (sets --dataset)")
     parser.add_argument(
         "--encoder",
-        choices=["pca", "randconv", "clip"],
-        help="image features; default pca, or clip with --pretrained",
+        choices=["pca", "hog", "randconv", "clip"],
+        help="image features: pca (16x16 pixels -> PCA(32)), hog (HOG -> PCA(32)), randconv "
+        "(random convolutions) or clip (the backbone's image tower); default pca, or clip "
+        "with --pretrained",
     )
     parser.add_argument(
         "--labeler",

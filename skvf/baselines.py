@@ -389,7 +389,8 @@ def method_configs() -> dict[str, dict]:
         - ``"NeaR w/o GMM (all clean)"``: every name gets clean probability 1;
         - ``"NeaR w/o GMM (all noisy)"``: every name gets clean probability 0, so
           every target comes from the candidate set and the prediction;
-        - ``"NeaR w/o label filter"``: every labeler name stays in ``classes_``.
+        - ``"NeaR w/o label filter"``: every labeler name stays in ``classes_``;
+        - ``"NeaR w/o name merging"``: spelling variants stay separate names.
 
     Examples
     --------
@@ -403,4 +404,5 @@ def method_configs() -> dict[str, dict]:
         "NeaR w/o GMM (all clean)": {"noise_splitter": FixedNoiseSplitter(1.0)},
         "NeaR w/o GMM (all noisy)": {"noise_splitter": FixedNoiseSplitter(0.0)},
         "NeaR w/o label filter": {"label_filter": "passthrough"},
+        "NeaR w/o name merging": {"merge_name_variants": False},
     }

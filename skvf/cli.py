@@ -241,9 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--image-encoder",
-        choices=["clip", "pixels"],
+        choices=["clip", "pixels", "hog"],
         default="clip",
-        help="image features: CLIP's image tower (default), or pixels -> PCA (offline trials)",
+        help="image features: CLIP's image tower (default), or pixels -> PCA or HOG -> PCA "
+        "(offline trials)",
     )
     model.add_argument(
         "--n-neighbors", type=_positive_int, default=5, metavar="K", help="kNN kappa (default 5)"
@@ -589,14 +590,26 @@ def _backbone_params(args: argparse.Namespace) -> dict:
 
 
 def _pca_components(n_images: int) -> int:
-    """PCA components of pixel features: 32, fewer when PCA sees 32 images or fewer."""
+    """PCA components of offline features: 32, fewer when PCA sees 32 images or fewer."""
     return min(32, max(1, n_images - 1))
+
+
+def _offline_encoder(kind: str, n_images: int, seed):
+    """The ``--image-encoder`` pipeline: None for CLIP's tower, else pixels or HOG -> PCA."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+
+    from .pixels import HOGFeatures, ImagePixels
+
+    if kind == "clip":
+        return None
+    first = ImagePixels(size=16) if kind == "pixels" else HOGFeatures()
+    return make_pipeline(first, PCA(_pca_components(n_images), random_state=seed))
 
 
 def _run_fit(args: argparse.Namespace) -> None:
     from .classifier import NeaRClassifier
     from .serialization import dump
-    from .testing import pixel_pca_encoder
 
     output = Path(args.output).expanduser()
     if not output.parent.is_dir():
@@ -607,11 +620,7 @@ def _run_fit(args: argparse.Namespace) -> None:
     labeler_on_error = "warn" if args.on_error == "skip" else "raise"
     clf = NeaRClassifier(
         labeler=_build_labeler(args, paths, on_error=labeler_on_error),
-        image_encoder=(
-            pixel_pca_encoder(_pca_components(len(paths)), random_state=args.seed)
-            if args.image_encoder == "pixels"
-            else None
-        ),
+        image_encoder=_offline_encoder(args.image_encoder, len(paths), args.seed),
         max_epochs=args.max_epochs,
         warmup_epochs=args.warmup_epochs,
         memory=args.memory,

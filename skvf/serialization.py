@@ -41,8 +41,8 @@ def trusted_types() -> list[str]:
     Covers :class:`~skvf.NeaRClassifier`, its default and alternative components
     (``NeighborCandidateBuilder``, ``GMMNoiseSplitter``, ``FixedNoiseSplitter``,
     ``LabelFilter``, ``MLLMLabeler``, ``NoisyOracleLabeler``), the offline image encoders
-    (``ImagePixels``, ``RandomConvFeatures``) and :mod:`pathlib` paths, which parameters
-    such as ``pretrained``, ``memory`` and ``MLLMLabeler(cache=...)`` accept.
+    (``ImagePixels``, ``RandomConvFeatures``, ``HOGFeatures``) and :mod:`pathlib` paths,
+    which parameters such as ``pretrained``, ``memory`` and ``MLLMLabeler(cache=...)`` accept.
     scikit-learn estimators (a ``Pipeline``, ``PCA``) and numpy arrays are trusted by
     skops already. Anything else in the file, such as a component of your own or a
     ``joblib.Memory`` passed as ``memory``, is not covered: review
@@ -64,7 +64,7 @@ def trusted_types() -> list[str]:
     from .filtering import LabelFilter
     from .labeling import MLLMLabeler
     from .noise import FixedNoiseSplitter, GMMNoiseSplitter
-    from .pixels import ImagePixels, RandomConvFeatures
+    from .pixels import HOGFeatures, ImagePixels, RandomConvFeatures
     from .simulation import NoisyOracleLabeler
 
     classes = (
@@ -77,6 +77,7 @@ def trusted_types() -> list[str]:
         NoisyOracleLabeler,
         ImagePixels,
         RandomConvFeatures,
+        HOGFeatures,
         pathlib.PosixPath,
         pathlib.WindowsPath,
     )

@@ -134,6 +134,7 @@ def test_method_configs_change_only_their_stage():
         "NeaR w/o GMM (all clean)",
         "NeaR w/o GMM (all noisy)",
         "NeaR w/o label filter",
+        "NeaR w/o name merging",
     ]
     assert configs["NeaR"] == {}
     assert configs["CoOp on raw names"] == {
@@ -142,6 +143,7 @@ def test_method_configs_change_only_their_stage():
     }
     assert configs["NeaR w/o candidates"] == {"candidate_builder": "passthrough"}
     assert configs["NeaR w/o label filter"] == {"label_filter": "passthrough"}
+    assert configs["NeaR w/o name merging"] == {"merge_name_variants": False}
     for name, probability in [("all clean", 1.0), ("all noisy", 0.0)]:
         (splitter,) = configs[f"NeaR w/o GMM ({name})"].values()
         assert isinstance(splitter, FixedNoiseSplitter)

@@ -79,9 +79,12 @@ def test_name_variants_reach_the_simulated_labeler(fgvr):
     assert np.mean(given == names) > 0.3
 
 
-def test_benchmark_prints_table_and_paired_comparison(fgvr, capsys):
+@pytest.mark.parametrize("encoder", ["pca", "hog"])
+def test_benchmark_prints_table_and_paired_comparison(fgvr, capsys, encoder):
     results = fgvr.main(
         [
+            "--encoder",
+            encoder,
             "--seeds",
             "2",
             "--shots",
@@ -97,6 +100,7 @@ def test_benchmark_prints_table_and_paired_comparison(fgvr, capsys):
         ]
     )
     out = capsys.readouterr().out
+    assert f"digits, encoder {encoder}, labeler simulated (noise 0.4" in out
     assert {r["method"] for r in results} == {"labeler direct", "CoOp on raw names", "NeaR"}
     assert all(0.0 <= r["cacc"] <= 1.0 for r in results)
     assert "| NeaR | 0." in out

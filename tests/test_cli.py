@@ -20,6 +20,8 @@ import pytest
 from PIL import Image
 
 from skvf.cli import build_parser, main
+from skvf.pixels import HOGFeatures, ImagePixels
+from skvf.serialization import load
 
 sys.path.insert(0, str(Path(__file__).parent / "labeling"))
 fake_server = importlib.import_module("fake_openai_server")
@@ -186,14 +188,19 @@ def test_demo_exports_folders_for_the_offline_cli_flow(tmp_path, child_env):
     assert len(list((tmp_path / "digits" / "train").rglob("*.png"))) == 30
 
 
-def test_fit_with_the_simulated_labeler_in_process(tmp_path, colour_folder, capsys):
+@pytest.mark.parametrize(("encoder", "first_step"), [("pixels", ImagePixels), ("hog", HOGFeatures)])
+def test_fit_with_the_simulated_labeler_in_process(
+    tmp_path, colour_folder, capsys, encoder, first_step
+):
     model = tmp_path / "simulated.skops"
     args = ["fit", str(colour_folder), "-o", str(model), "--labeler", "simulated"]
-    status = main([*args, "--simulated-noise", "0", "--image-encoder", "pixels", *TINY_FIT])
+    status = main([*args, "--simulated-noise", "0", "--image-encoder", encoder, *TINY_FIT])
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert captured.out == ""
     assert "classes from 16 training image(s) (4 distinct labeler names)" in captured.err
+    steps = load(model).image_encoder_.steps
+    assert isinstance(steps[0][1], first_step) and steps[1][1].n_components_ == 15
 
 
 def test_import_is_light_and_help_works():

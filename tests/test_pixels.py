@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 
 from skvf.datasets import load_digits_images
 from skvf.images import ImageInputError
-from skvf.pixels import ImagePixels, RandomConvFeatures
+from skvf.pixels import HOGFeatures, ImagePixels, RandomConvFeatures
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +84,43 @@ def test_random_conv_features_errors():
         RandomConvFeatures().transform([np.zeros((4, 4), np.uint8)])
 
 
+def test_hog_sees_edge_direction():
+    # A vertical edge has a horizontal gradient (orientation 0: bin 0); a horizontal
+    # edge a vertical one (90 degrees: the middle bin of 9).
+    vertical = np.zeros((32, 32), np.uint8)
+    vertical[:, 16:] = 255
+    horizontal = vertical.T.copy()
+    hog = HOGFeatures(n_bins=9).fit(None)
+    by_bin = hog.transform([vertical, horizontal]).reshape(2, -1, 9).sum(axis=1)
+    assert by_bin[0].argmax() == 0 and by_bin[0, 1:].sum() < 1e-3 * by_bin[0, 0]
+    assert by_bin[1].argmax() == 4 and np.delete(by_bin[1], 4).sum() < 1e-3 * by_bin[1, 4]
+
+
+def test_hog_ignores_contrast_and_flat_images(digits):
+    images, _ = digits
+    hog = HOGFeatures().fit(None)
+    image = images[0] & 0xFE  # even grey levels, so that halving them is exact
+    dimmer = image // 2  # the same shapes at half the contrast
+    features = hog.transform([image, dimmer])
+    assert np.abs(features[0] - features[1]).max() < 1e-4
+    assert np.abs(features[0] - hog.transform(images[1:2])[0]).max() > 0.1
+    assert np.allclose(hog.transform([np.full((32, 32), 90, np.uint8)]), 0.0)
+    assert features.shape == (2, hog.n_features_out_) == (2, 7 * 7 * 4 * 9)
+
+
+def test_hog_errors():
+    with pytest.raises(ValueError, match="size=8 holds 1 cells of cell_size=8 per side"):
+        HOGFeatures(size=8, cell_size=8).fit(None)
+    with pytest.raises(ValueError, match="'n_bins' parameter of HOGFeatures"):
+        HOGFeatures(n_bins=0).fit(None)
+    with pytest.raises(NotFittedError):
+        HOGFeatures().transform([np.zeros((4, 4), np.uint8)])
+
+
 @pytest.mark.parametrize(
     "encoder",
-    [make_pipeline(ImagePixels(8), PCA(32, random_state=0)), RandomConvFeatures()],
-    ids=["pixels-pca", "random-conv"],
+    [make_pipeline(ImagePixels(8), PCA(32, random_state=0)), RandomConvFeatures(), HOGFeatures()],
+    ids=["pixels-pca", "random-conv", "hog"],
 )
 def test_encoders_are_informative(digits, encoder):
     # Nearest neighbours share a class far above chance (0.1) on digits; the DESIGN

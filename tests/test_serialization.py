@@ -98,6 +98,7 @@ def test_trusted_types_names_the_built_in_components():
         "skvf.simulation.NoisyOracleLabeler",
         "skvf.pixels.ImagePixels",
         "skvf.pixels.RandomConvFeatures",
+        "skvf.pixels.HOGFeatures",
         "pathlib.PosixPath",
         "pathlib.WindowsPath",
     }
