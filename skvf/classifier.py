@@ -139,7 +139,8 @@ class NeaRClassifier(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
     classes_ : ndarray of str
         The final vocabulary, sorted; ``predict`` returns these.
     vocabulary_ : ndarray of str
-        Every distinct normalised labeler name, sorted; columns of the diagnostics.
+        Every distinct labeler name after normalisation and merging, sorted; columns of
+        the diagnostics.
     labeler_names_ : dict
         ``{"raw": ..., "normalized": ...}``, one entry per training image;
         ``"normalized"`` are the names training starts from (normalised, variants
