@@ -17,20 +17,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 
 import numpy as np
-
-
-def _interleaved_medians(functions, repeats: int) -> list[float]:
-    """Median seconds of each function, run alternately so load changes hit both alike."""
-    timings = [[] for _ in functions]
-    for _ in range(repeats):
-        for function, record in zip(functions, timings, strict=True):
-            start = time.perf_counter()
-            function()
-            record.append(time.perf_counter() - start)
-    return [float(np.median(record)) for record in timings]
+from _timing import interleaved_medians
 
 
 def main(argv=None) -> dict:
@@ -87,9 +76,7 @@ def main(argv=None) -> dict:
         clf.predict(test_images)
 
     encode_only(), predict()  # warm up both
-    encode_seconds, predict_seconds = _interleaved_medians(
-        [encode_only, predict], arguments.repeats
-    )
+    encode_seconds, predict_seconds = interleaved_medians([encode_only, predict], arguments.repeats)
     result = {
         "encode_image_per_s": len(test) / encode_seconds,
         "predict_per_s": len(test) / predict_seconds,

@@ -21,6 +21,29 @@ from sklearn.utils._param_validation import Interval
 __all__ = ["GMMNoiseSplitter", "FixedNoiseSplitter"]
 
 
+def _two_means_start(values: np.ndarray, reg_covar: float, n_iter: int = 20):
+    """Weights, means and precisions of a two-means split of 1-D ``values``.
+
+    Lloyd's algorithm from the median split: each value joins the nearer of the two
+    means until the split stops changing. Returns GaussianMixture's ``weights_init``,
+    ``means_init`` and ``precisions_init`` (component 0 the lower).
+    """
+    low = values <= np.median(values)
+    if low.all():  # more than half the values tie at the top: split below them
+        low = values < values.max()
+    for _ in range(n_iter):
+        centres = values[low].mean(), values[~low].mean()
+        updated = values <= (centres[0] + centres[1]) / 2
+        if updated.all() or not updated.any() or np.array_equal(updated, low):
+            break
+        low = updated
+    parts = (values[low], values[~low])
+    weights = np.array([len(part) for part in parts], dtype=float) / len(values)
+    means = np.array([[part.mean()] for part in parts])
+    precisions = np.array([[[1.0 / (part.var() + reg_covar)]] for part in parts])
+    return weights, means, precisions
+
+
 class GMMNoiseSplitter(BaseEstimator):
     """Probability that each sample's name is clean, from a 2-component GMM on its loss.
 
@@ -101,19 +124,18 @@ class GMMNoiseSplitter(BaseEstimator):
             self.means_ = np.array([0.0, 0.0])
         else:
             normalised = ((losses - losses.min()) / spread).reshape(-1, 1)
-            # Start the components at the two ends of the normalised loss range, equally
-            # weighted, each as wide as the whole sample: deterministic, and with every
-            # initial parameter given scikit-learn skips its k-means initialisation
-            # (most of the time of a fit this small, and the GMM is refitted every epoch).
-            precision = 1.0 / (normalised.var() + self.reg_covar)
+            # Start EM from a two-means split of the losses (Lloyd's iterations in 1-D,
+            # from the median): the k-means start scikit-learn would compute, without
+            # its cost, which matters because the GMM is refitted every epoch.
+            weights, means, precisions = _two_means_start(normalised.ravel(), self.reg_covar)
             mixture = GaussianMixture(
                 n_components=2,
                 max_iter=self.max_iter,
                 tol=self.tol,
                 reg_covar=self.reg_covar,
-                weights_init=[0.5, 0.5],
-                means_init=[[0.0], [1.0]],
-                precisions_init=np.full((2, 1, 1), precision),
+                weights_init=weights,
+                means_init=means,
+                precisions_init=precisions,
                 random_state=check_random_state(self.random_state),
             )
             with warnings.catch_warnings():

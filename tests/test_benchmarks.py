@@ -12,13 +12,17 @@ import pytest
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def fgvr():
-    spec = importlib.util.spec_from_file_location("fgvr", BENCHMARKS / "fgvr.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fgvr"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
+    yield _load("fgvr")
     del sys.modules["fgvr"]
 
 
@@ -111,3 +115,17 @@ def test_benchmark_prints_table_and_paired_comparison(fgvr, capsys, encoder):
         if line.startswith("| NeaR | +") or line.startswith("| NeaR | -")
     )
     assert paired_row.count("/2") == 2  # against CoOp and against the labeler's names
+
+
+def test_noise_split_benchmark_scores_both_splits(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # for its shared timing helper
+    benchmark = _load("noise_split_speed")
+    rows = benchmark.main(["--sizes", "300", "--noise", "0.4", "--repeats", "2"])
+    out = capsys.readouterr().out
+    (row,) = rows
+    assert row["size"] == 300 and row["noise_rate"] == 0.4
+    assert row["skvf_ms"] > 0 and row["kmeans_ms"] > 0
+    assert row["speedup"] == pytest.approx(row["kmeans_ms"] / row["skvf_ms"])
+    assert row["skvf_right"] > 0.9 and 0 <= row["kmeans_right"] <= 1
+    assert out.splitlines()[2].startswith("| 300 | 0.4 | ")
+    del sys.modules["noise_split_speed"]

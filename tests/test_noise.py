@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skvf.noise import FixedNoiseSplitter, GMMNoiseSplitter
+from skvf.noise import FixedNoiseSplitter, GMMNoiseSplitter, _two_means_start
 
 
 def _two_populations(seed=0, n_clean=80, n_noisy=20):
@@ -26,6 +26,37 @@ def test_gmm_separates_two_clear_loss_populations_low_is_clean():
     assert splitter.means_[0] < splitter.means_[1]  # low (clean) first
     # on the min-max normalised scale the clean mean is near 0, the noisy one far above
     assert splitter.means_[0] < 0.1 and splitter.means_[1] > 0.5
+
+
+def _warmup_like_losses(n_samples, noise_rate, seed=0):
+    """Gamma losses: small for clean names, large with a long tail for wrong ones."""
+    rng = np.random.default_rng(seed)
+    n_noisy = int(round(noise_rate * n_samples))
+    losses = np.r_[rng.gamma(2.0, 0.25, n_samples - n_noisy), rng.gamma(6.0, 0.5, n_noisy)]
+    return losses, np.arange(n_samples) < n_samples - n_noisy
+
+
+@pytest.mark.parametrize("n_samples", [300, 3000, 30000])
+@pytest.mark.parametrize("noise_rate", [0.1, 0.4, 0.7])
+def test_gmm_split_is_right_at_every_size_and_noise_rate(n_samples, noise_rate):
+    # A start at the two ends of the loss range let the long tail of wrong names pull
+    # the "noisy" component away: at 3000 losses it called 89% of them clean.
+    losses, is_clean = _warmup_like_losses(n_samples, noise_rate)
+    splitter = GMMNoiseSplitter().fit(losses)
+    assert np.mean(splitter.clean_mask_ == is_clean) > 0.8
+
+
+def test_two_means_start_is_the_one_dimensional_two_means_split():
+    values = np.r_[np.zeros(5), np.full(3, 0.2), np.full(4, 0.9), [1.0]]
+    weights, means, precisions = _two_means_start(values, reg_covar=1e-3)
+    np.testing.assert_allclose(weights, [8 / 13, 5 / 13])
+    np.testing.assert_allclose(means.ravel(), [0.6 / 8, 4.6 / 5])
+    low, high = values[:8], values[8:]
+    np.testing.assert_allclose(precisions.ravel(), 1 / (np.r_[low.var(), high.var()] + 1e-3))
+    # more than half the values tied at the top still give two parts
+    weights, means, _ = _two_means_start(np.r_[[0.0], np.ones(4)], reg_covar=1e-3)
+    np.testing.assert_allclose(weights, [0.2, 0.8])
+    np.testing.assert_allclose(means.ravel(), [0.0, 1.0])
 
 
 def test_gmm_labels_follow_the_loss_not_the_position():
