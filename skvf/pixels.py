@@ -56,7 +56,27 @@ def _resized_pixels(X, size: int, grayscale: bool) -> np.ndarray:
 
 
 class _ImageEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """What the encoders share: image input, and output feature names for pipelines."""
+    """What the encoders share: image input, a ``fit`` that learns nothing, feature names.
+
+    Subclasses implement ``_prepare``: check the parameters, set any fixed state (random
+    filters) and return the number of output features.
+    """
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Check the parameters; nothing is learnt from the images.
+
+        Parameters
+        ----------
+        X : ignored
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self.n_features_out_ = self._prepare()
+        return self
 
     @property
     def _n_features_out(self) -> int:
@@ -73,7 +93,7 @@ class _ImageEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 class _BatchedGreyEncoder(_ImageEncoder):
     """Encoders of grey ``size`` x ``size`` images, ``batch_size`` images at a time.
 
-    Subclasses set ``n_features_out_`` in ``fit`` and implement ``_encode``.
+    Subclasses implement ``_encode`` (a batch of pixel arrays to features).
     """
 
     def transform(self, X) -> np.ndarray:
@@ -134,21 +154,8 @@ class ImagePixels(_ImageEncoder):
         self.size = size
         self.grayscale = grayscale
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Check the parameters; nothing is learnt from the images.
-
-        Parameters
-        ----------
-        X : ignored
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        self.n_features_out_ = self.size * self.size * (1 if self.grayscale else 3)
-        return self
+    def _prepare(self) -> int:
+        return self.size * self.size * (1 if self.grayscale else 3)
 
     def transform(self, X) -> np.ndarray:
         """Resize and flatten the images.
@@ -232,19 +239,8 @@ class RandomConvFeatures(_BatchedGreyEncoder):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Draw the filters; nothing is learnt from the images.
-
-        Parameters
-        ----------
-        X : ignored
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
+    def _prepare(self) -> int:
+        """Check the sizes and draw the filters (``filters_``)."""
         if self.kernel_size > self.size:
             raise ValueError(
                 f"kernel_size={self.kernel_size} is larger than the image size={self.size}."
@@ -259,8 +255,7 @@ class RandomConvFeatures(_BatchedGreyEncoder):
         filters -= filters.mean(axis=0)  # zero mean: respond to edges, not to brightness
         norms = np.linalg.norm(filters, axis=0)
         self.filters_ = (filters / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-        self.n_features_out_ = self.n_filters * self.grid * self.grid
-        return self
+        return self.n_filters * self.grid * self.grid
 
     def _encode(self, pixels: np.ndarray) -> np.ndarray:
         k = self.kernel_size
@@ -345,19 +340,8 @@ class HOGFeatures(_BatchedGreyEncoder):
         self.block_size = block_size
         self.batch_size = batch_size
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Check the parameters; nothing is learnt from the images.
-
-        Parameters
-        ----------
-        X : ignored
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
+    def _prepare(self) -> int:
+        """Check that a block fits in the image."""
         cells = self.size // self.cell_size
         if cells < self.block_size:
             raise ValueError(
@@ -366,8 +350,7 @@ class HOGFeatures(_BatchedGreyEncoder):
                 "cell_size or block_size."
             )
         blocks = cells - self.block_size + 1
-        self.n_features_out_ = blocks * blocks * self.block_size**2 * self.n_bins
-        return self
+        return blocks * blocks * self.block_size**2 * self.n_bins
 
     def _cell_histograms(self, pixels: np.ndarray) -> np.ndarray:
         """Magnitude-weighted orientation histograms, shape (n, cells, cells, n_bins)."""
