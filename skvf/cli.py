@@ -596,15 +596,18 @@ def _pca_components(n_images: int) -> int:
 
 def _offline_encoder(kind: str, n_images: int, seed):
     """The ``--image-encoder`` pipeline: None for CLIP's tower, else pixels or HOG -> PCA."""
+    if kind == "clip":
+        return None
+    if kind == "pixels":
+        from .testing import pixel_pca_encoder
+
+        return pixel_pca_encoder(_pca_components(n_images), random_state=seed)
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
 
-    from .pixels import HOGFeatures, ImagePixels
+    from .pixels import HOGFeatures
 
-    if kind == "clip":
-        return None
-    first = ImagePixels(size=16) if kind == "pixels" else HOGFeatures()
-    return make_pipeline(first, PCA(_pca_components(n_images), random_state=seed))
+    return make_pipeline(HOGFeatures(), PCA(_pca_components(n_images), random_state=seed))
 
 
 def _run_fit(args: argparse.Namespace) -> None:
