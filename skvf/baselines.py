@@ -17,13 +17,13 @@ import numbers
 import os
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .backbone import FrozenBackboneMixin
-from .metrics import estimator_cluster_accuracy
+from .metrics import NameClassifierMixin
 from .names import normalize_name
 from .noise import FixedNoiseSplitter
 
@@ -47,7 +47,7 @@ def _n_items(X) -> int:
     return len(X) if is_feature_matrix(X) else len(as_image_list(X))
 
 
-class LabelerDirect(ClassifierMixin, BaseEstimator):
+class LabelerDirect(NameClassifierMixin, BaseEstimator):
     """The labeler names every image itself, at prediction time.
 
     The method NeaR is built to avoid: each ``predict`` call sends every image to the
@@ -131,30 +131,8 @@ class LabelerDirect(ClassifierMixin, BaseEstimator):
         self.llm_usage_ = dict(usage) if usage else None
         return names
 
-    def score(self, X, y, sample_weight=None) -> float:
-        """Cluster accuracy of the labeler's names against true labels.
 
-        Parameters
-        ----------
-        X : sequence of images, or 2-D numeric array
-        y : array-like of shape (n_samples,)
-        sample_weight : None
-            Not supported; must be None.
-
-        Returns
-        -------
-        float
-        """
-        return estimator_cluster_accuracy(self, X, y, sample_weight)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.target_tags.required = False
-        return tags
-
-
-class ZeroShotCLIP(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
+class ZeroShotCLIP(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
     """Frozen CLIP over the labeler's vocabulary, with no tuning.
 
     ``fit`` asks the labeler to name the training images; the distinct normalised names
@@ -345,27 +323,9 @@ class ZeroShotCLIP(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
         """
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]
 
-    def score(self, X, y, sample_weight=None) -> float:
-        """Cluster accuracy of the predicted names against true labels.
-
-        Parameters
-        ----------
-        X : sequence of images, or 2-D numeric array with an ``image_encoder``
-        y : array-like of shape (n_samples,)
-        sample_weight : None
-            Not supported; must be None.
-
-        Returns
-        -------
-        float
-        """
-        return estimator_cluster_accuracy(self, X, y, sample_weight)
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = self.image_encoder is not None
-        tags.input_tags.string = True
-        tags.target_tags.required = False
         return tags
 
 

@@ -7,7 +7,7 @@ import os
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -24,6 +24,7 @@ from .images import (
     load_images,
     row_digest,
 )
+from .metrics import NameClassifierMixin
 from .names import merge_near_duplicates, normalize_names
 from .noise import GMMNoiseSplitter
 from .store import ItemStore, cached_values, resolve_memory, stable_hash
@@ -36,7 +37,7 @@ _PASSTHROUGH = "passthrough"
 _PREDICT_CHUNK = 256
 
 
-class NeaRClassifier(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
+class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
     """Name images with no vocabulary: LLM names refined by neighbours, then CLIP alone.
 
     ``fit`` takes unlabeled images. A multimodal LLM (the ``labeler``) names each one;
@@ -716,28 +717,6 @@ class NeaRClassifier(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
         names[ok] = self.classes_[np.argmax(scores[ok], axis=1)]
         return names
 
-    def score(self, X, y, sample_weight=None) -> float:
-        """Cluster accuracy of the predicted names against true labels.
-
-        Each distinct predicted name is a cluster, matched one-to-one to true classes
-        (Hungarian matching); true and predicted vocabularies may differ.
-
-        Parameters
-        ----------
-        X : sequence of images
-        y : array-like of shape (n_samples,)
-            True labels.
-        sample_weight : None
-            Not supported; must be None.
-
-        Returns
-        -------
-        float
-        """
-        from .metrics import estimator_cluster_accuracy
-
-        return estimator_cluster_accuracy(self, X, y, sample_weight)
-
     # -- scikit-learn plumbing ----------------------------------------------------------
 
     def set_params(self, **params):
@@ -762,8 +741,6 @@ class NeaRClassifier(FrozenBackboneMixin, ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = self.image_encoder is not None
         tags.input_tags.three_d_array = True  # an (n, H, W) stack of grayscale images
-        tags.input_tags.string = True  # image paths
-        tags.target_tags.required = False
         tags.non_deterministic = self.random_state is None
         return tags
 

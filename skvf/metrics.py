@@ -20,6 +20,7 @@ import threading
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from sklearn.base import ClassifierMixin
 from sklearn.metrics import make_scorer
 from sklearn.utils import check_consistent_length, column_or_1d
 
@@ -27,9 +28,9 @@ from .names import normalize_name
 
 __all__ = [
     "DEFAULT_SENTENCE_MODEL",
+    "NameClassifierMixin",
     "cluster_accuracy",
     "cluster_accuracy_scorer",
-    "estimator_cluster_accuracy",
     "load_sentence_model",
     "make_semantic_accuracy_scorer",
     "semantic_accuracy",
@@ -114,27 +115,41 @@ def cluster_accuracy(y_true, y_pred) -> float:
     return float(counts[rows, columns].sum() / len(true_labels))
 
 
-def estimator_cluster_accuracy(estimator, X, y, sample_weight=None) -> float:
-    """:func:`cluster_accuracy` of ``estimator.predict(X)``: the ``score`` of skvf's classifiers.
+class NameClassifierMixin(ClassifierMixin):
+    """What skvf's classifiers share: images in, names out, scored by cluster accuracy.
 
-    Images a classifier could not name (``None``) form a cluster of their own.
-
-    Parameters
-    ----------
-    estimator : fitted classifier whose ``predict`` returns names
-    X : images
-    y : array-like of shape (n_samples,)
-        True labels.
-    sample_weight : None
-        Not supported; must be None.
-
-    Returns
-    -------
-    float
+    ``score`` is :func:`cluster_accuracy` of ``predict(X)`` (images a classifier could not
+    name, ``None``, form a cluster of their own); the tags say that ``X`` may hold image
+    paths and that ``fit`` needs no ``y``.
     """
-    if sample_weight is not None:
-        raise ValueError("sample_weight is not supported by cluster accuracy; pass None.")
-    return cluster_accuracy(y, estimator.predict(X))
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Cluster accuracy of the predicted names against true labels.
+
+        Each distinct predicted name is a cluster, matched one-to-one to true classes
+        (Hungarian matching); true and predicted vocabularies may differ.
+
+        Parameters
+        ----------
+        X : sequence of images (or 2-D numeric array with an ``image_encoder``)
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : None
+            Not supported; must be None.
+
+        Returns
+        -------
+        float
+        """
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported by cluster accuracy; pass None.")
+        return cluster_accuracy(y, self.predict(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True  # image paths
+        tags.target_tags.required = False
+        return tags
 
 
 def load_sentence_model(model: str = DEFAULT_SENTENCE_MODEL):
