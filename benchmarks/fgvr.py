@@ -9,12 +9,12 @@ the name-noise rate and m for a few methods and saves plots of accuracy against 
 
 Methods: ``labeler direct`` (the labeler names every test image: one call per
 prediction), ``zero-shot CLIP`` over the labeler's vocabulary, and the
-:class:`~skvf.NeaRClassifier` configurations of :func:`skvf.baselines.method_configs`
+:class:`~skvf.NeaRClassifier` configurations of :func:`skvf.bench.baselines.method_configs`
 (CoOp on the labeler's raw names, NeaR, NeaR without candidate sets / GMM / label
 filter).
 
 Offline (the defaults): real images (scikit-learn's digits or Debian's Fashion-MNIST),
-a **simulated** labeler (:class:`~skvf.simulation.NoisyOracleLabeler`: the true name,
+a **simulated** labeler (:class:`~skvf.bench.simulation.NoisyOracleLabeler`: the true name,
 replaced by a wrong one for ``--noise`` of the images, mostly a confusable class),
 pixels -> PCA, HOG -> PCA or random-conv image features, and a tiny random-init CLIP
 text tower.
@@ -62,7 +62,7 @@ class AnswerLookup(BaseEstimator):
     Parameters
     ----------
     answers : dict
-        ``{skvf.simulation.item_keys key: name, or None for no usable name}``.
+        ``{skvf.bench.simulation.item_keys key: name, or None for no usable name}``.
     """
 
     def __init__(self, answers: dict):
@@ -74,7 +74,7 @@ class AnswerLookup(BaseEstimator):
 
     def label(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Return the stored ``(names, valid)`` of the items of ``X``."""
-        from skvf.simulation import item_keys
+        from skvf.bench.simulation import item_keys
 
         names = np.asarray([self.answers[key] for key in item_keys(X)], dtype=object)
         return names, np.asarray([name is not None for name in names])
@@ -111,10 +111,10 @@ def load_data(dataset: str, max_per_class: int | None):
     """Return (images, true names, the simulated labeler's name model) of ``dataset``.
 
     The name model holds the ``confusions``, ``synonyms`` and ``generic_name`` of
-    :class:`~skvf.simulation.NoisyOracleLabeler` for the data set.
+    :class:`~skvf.bench.simulation.NoisyOracleLabeler` for the data set.
     """
-    from skvf.datasets import load_digits_images, load_fashion_mnist, load_image_folder
-    from skvf.simulation import (
+    from skvf.bench.datasets import load_digits_images, load_fashion_mnist, load_image_folder
+    from skvf.bench.simulation import (
         digits_confusions,
         digits_synonyms,
         fashion_mnist_confusions,
@@ -137,7 +137,7 @@ def load_data(dataset: str, max_per_class: int | None):
 
 def frozen_features(arguments, images) -> np.ndarray:
     """The part of the image encoder that learns nothing, run once over every image."""
-    from skvf.pixels import HOGFeatures, ImagePixels, RandomConvFeatures
+    from skvf.bench.encoders import HOGFeatures, ImagePixels, RandomConvFeatures
 
     if arguments.encoder == "pca":
         return ImagePixels(size=16).fit_transform(images)
@@ -145,10 +145,10 @@ def frozen_features(arguments, images) -> np.ndarray:
         return HOGFeatures().fit_transform(images)
     if arguments.encoder == "randconv":
         return RandomConvFeatures(random_state=0).fit_transform(images)
+    from skvf._backbone import build_backbone
     from skvf._device import resolve_device
-    from skvf.backbone import build_backbone
-    from skvf.features import encode_images
-    from skvf.images import as_image_list, load_images
+    from skvf._features import encode_images
+    from skvf._images import as_image_list, load_images
 
     device = resolve_device(arguments.device)
     backbone = build_backbone(
@@ -164,7 +164,7 @@ def frozen_features(arguments, images) -> np.ndarray:
 
 def backbone_kwargs(arguments) -> dict | None:
     """The tiny test config for the offline default backbone, else none."""
-    from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+    from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
 
     if arguments.backbone == TINY_BACKBONE and arguments.pretrained is None:
         return TINY_BACKBONE_KWARGS
@@ -188,7 +188,7 @@ def make_labeler(setting: Setting, rows, indices, noise: float, seed: int):
     ``rows`` are the feature rows of the images at ``indices``; labelers key items by
     content, so the methods can pass them the rows.
     """
-    from skvf.simulation import NoisyOracleLabeler, item_keys, make_oracle
+    from skvf.bench.simulation import NoisyOracleLabeler, item_keys, make_oracle
 
     if setting.labeler == "simulated":
         variants = {}
@@ -236,7 +236,7 @@ def build_methods(setting: Setting, labeler, seed: int, names: list[str]) -> dic
     from sklearn.preprocessing import FunctionTransformer
 
     from skvf import GMMNoiseSplitter, NeaRClassifier, NeighborCandidateBuilder
-    from skvf.baselines import LabelerDirect, ZeroShotCLIP, method_configs
+    from skvf.bench.baselines import LabelerDirect, ZeroShotCLIP, method_configs
 
     # Seeded stages: NeaRClassifier draws a seed for each unseeded stage from the stream
     # that also seeds the prompt context, so without them an ablation would change the
@@ -269,7 +269,7 @@ def build_methods(setting: Setting, labeler, seed: int, names: list[str]) -> dic
 
 def run_trial(setting: Setting, arguments, methods: list[str], seed: int, noise: float, shots):
     """Fit and score every method on one split; returns one result dict per method."""
-    from skvf.datasets import few_shot_split
+    from skvf.bench.datasets import few_shot_split
     from skvf.metrics import cluster_accuracy, semantic_accuracy
 
     fit_index, test_index = few_shot_split(
@@ -444,8 +444,8 @@ def _int_list(text: str) -> list[int]:
 
 def parse_arguments(argv):
     """The command line; see ``--help``."""
-    from skvf.baselines import method_configs
-    from skvf.testing import TINY_BACKBONE
+    from skvf.bench.baselines import method_configs
+    from skvf.bench.demo import TINY_BACKBONE
 
     all_methods = [LABELER_DIRECT, ZERO_SHOT, *method_configs()]
     parser = argparse.ArgumentParser(

@@ -27,10 +27,10 @@ def main(argv=None) -> dict:
     import torch
 
     from skvf import NeaRClassifier
-    from skvf.backbone import build_backbone
-    from skvf.datasets import load_digits_images
-    from skvf.simulation import NoisyOracleLabeler, make_oracle
-    from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+    from skvf._backbone import build_backbone
+    from skvf.bench.datasets import load_digits_images
+    from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+    from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)

@@ -10,7 +10,7 @@ What is real and what is simulated here:
   weights), and CLIP's text tower is a tiny random-init open_clip model, since no
   pretrained CLIP weights can be downloaded on this machine.
 
-:func:`skvf.testing.offline_demo_classifier` builds that setup. With a real LLM and real
+:func:`skvf.bench.demo.offline_demo_classifier` builds that setup. With a real LLM and real
 CLIP weights, the same code is::
 
     NeaRClassifier(labeler=MLLMLabeler(model="gpt-4o-mini", domain="handwritten digit"),
@@ -28,10 +28,10 @@ import time
 import numpy as np
 from sklearn.base import clone
 
-from skvf.baselines import method_configs
-from skvf.datasets import few_shot_split, load_digits_images
+from skvf.bench.baselines import method_configs
+from skvf.bench.datasets import few_shot_split, load_digits_images
+from skvf.bench.demo import offline_demo_classifier
 from skvf.metrics import cluster_accuracy
-from skvf.testing import offline_demo_classifier
 
 
 def main(shots: int = 30, noise_rate: float = 0.4, seed: int = 0, max_epochs: int = 200) -> dict:

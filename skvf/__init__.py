@@ -4,6 +4,9 @@
 given: a multimodal LLM names a small training set, nearest neighbours in a frozen
 image-feature space refine those noisy names, and a prompt-tuned CLIP predicts alone.
 
+The evaluation harness (simulated labelers, data sets, offline encoders, baselines,
+demo builders) is :mod:`skvf.bench`; nothing here imports it.
+
 Heavy dependencies (torch, open_clip, LiteLLM, pynndescent, skops) are imported on first
 use, so ``import skvf`` stays fast.
 """
@@ -19,12 +22,13 @@ _EXPORTS = {
     "GMMNoiseSplitter": "skvf.noise",
     "FixedNoiseSplitter": "skvf.noise",
     "LabelFilter": "skvf.filtering",
-    "NoisyOracleLabeler": "skvf.simulation",
-    "ImagePixels": "skvf.pixels",
+    "ImageInputError": "skvf.exceptions",
+    "BackboneError": "skvf.exceptions",
     "normalize_name": "skvf.names",
     "cluster_accuracy": "skvf.metrics",
     "semantic_accuracy": "skvf.metrics",
     "trusted_types": "skvf.serialization",
+    "clear_caches": "skvf._process_cache",
 }
 
 __all__ = sorted(_EXPORTS)

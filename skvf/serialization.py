@@ -5,7 +5,7 @@ the learnt prompt context, the class text features, the training diagnostics and
 fitted components. The CLIP weights are never stored: the model records the backbone
 name, the weights source (``pretrained``), the config overrides and a digest of the
 weights, and rebuilds the backbone on the first ``predict`` that needs it, refusing
-weights whose digest differs (:class:`skvf.backbone.BackboneError`).
+weights whose digest differs (:class:`skvf._backbone.BackboneError`).
 
 skops refuses to load any type it does not trust by default; :func:`trusted_types`
 lists the skvf types a model with the built-in components needs. A component of your
@@ -25,9 +25,24 @@ from __future__ import annotations
 
 import os
 import pathlib
+import threading
 from collections.abc import Iterable
+from importlib import import_module
 
-__all__ = ["dump", "load", "trusted_types"]
+__all__ = ["dump", "load", "register_trusted_type", "trusted_types"]
+
+
+# The modules of the product whose classes a saved model may hold; importing them
+# registers those classes (each module registers its own).
+_PRODUCT_MODULES = (
+    "skvf.classifier",
+    "skvf.candidates",
+    "skvf.noise",
+    "skvf.filtering",
+    "skvf.labeling",
+)
+_REGISTERED: set[str] = set()
+_REGISTRY_LOCK = threading.Lock()
 
 
 def _type_name(cls: type) -> str:
@@ -35,18 +50,53 @@ def _type_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__name__}"
 
 
+def register_trusted_type(cls: type) -> type:
+    """Add a class to :func:`trusted_types`; usable as a class decorator.
+
+    skvf's modules register their own estimators when they are imported; register a
+    component of your own only after reviewing that loading it runs no code you do not
+    trust (skops calls ``__setstate__`` and ``__init__``-free reconstruction on it).
+
+    Parameters
+    ----------
+    cls : type
+        The class to trust.
+
+    Returns
+    -------
+    type
+        ``cls`` itself, so that ``@register_trusted_type`` leaves the class unchanged.
+
+    Examples
+    --------
+    >>> from sklearn.base import BaseEstimator
+    >>> from skvf.serialization import register_trusted_type, trusted_types
+    >>> @register_trusted_type
+    ... class MyLabeler(BaseEstimator):
+    ...     pass
+    >>> f"{MyLabeler.__module__}.MyLabeler" in trusted_types()
+    True
+    """
+    if not isinstance(cls, type):
+        raise TypeError(f"register_trusted_type takes a class, got {cls!r}.")
+    with _REGISTRY_LOCK:
+        _REGISTERED.add(_type_name(cls))
+    return cls
+
+
 def trusted_types() -> list[str]:
     """Type names to trust when loading a NeaRClassifier with built-in components.
 
-    Covers :class:`~skvf.NeaRClassifier`, its default and alternative components
-    (``NeighborCandidateBuilder``, ``GMMNoiseSplitter``, ``FixedNoiseSplitter``,
-    ``LabelFilter``, ``MLLMLabeler``, ``NoisyOracleLabeler``), the offline image encoders
-    (``ImagePixels``, ``RandomConvFeatures``, ``HOGFeatures``) and :mod:`pathlib` paths,
-    which parameters such as ``pretrained``, ``memory`` and ``MLLMLabeler(cache=...)`` accept.
-    scikit-learn estimators (a ``Pipeline``, ``PCA``) and numpy arrays are trusted by
-    skops already. Anything else in the file, such as a component of your own or a
-    ``joblib.Memory`` passed as ``memory``, is not covered: review
-    ``skops.io.get_untrusted_types(file=...)`` and add those names yourself.
+    Covers every class registered with :func:`register_trusted_type`:
+    :class:`~skvf.NeaRClassifier` and its components (``NeighborCandidateBuilder``,
+    ``GMMNoiseSplitter``, ``FixedNoiseSplitter``, ``LabelFilter``, ``MLLMLabeler``), the
+    evaluation harness's simulated labelers and offline encoders once :mod:`skvf.bench`
+    has been imported, and :mod:`pathlib` paths, which parameters such as ``pretrained``,
+    ``memory`` and ``MLLMLabeler(cache=...)`` accept. scikit-learn estimators (a
+    ``Pipeline``, ``PCA``) and numpy arrays are trusted by skops already. Anything else
+    in the file, such as a component of your own or a ``joblib.Memory`` passed as
+    ``memory``, is not covered: review ``skops.io.get_untrusted_types(file=...)`` and add
+    those names yourself.
 
     Returns
     -------
@@ -59,29 +109,12 @@ def trusted_types() -> list[str]:
     >>> "skvf.classifier.NeaRClassifier" in trusted_types()
     True
     """
-    from .candidates import NeighborCandidateBuilder
-    from .classifier import NeaRClassifier
-    from .filtering import LabelFilter
-    from .labeling import MLLMLabeler
-    from .noise import FixedNoiseSplitter, GMMNoiseSplitter
-    from .pixels import HOGFeatures, ImagePixels, RandomConvFeatures
-    from .simulation import NoisyOracleLabeler
-
-    classes = (
-        NeaRClassifier,
-        NeighborCandidateBuilder,
-        GMMNoiseSplitter,
-        FixedNoiseSplitter,
-        LabelFilter,
-        MLLMLabeler,
-        NoisyOracleLabeler,
-        ImagePixels,
-        RandomConvFeatures,
-        HOGFeatures,
-        pathlib.PosixPath,
-        pathlib.WindowsPath,
-    )
-    return sorted({_type_name(cls) for cls in classes})
+    for module in _PRODUCT_MODULES:
+        import_module(module)
+    with _REGISTRY_LOCK:
+        names = set(_REGISTERED)
+    names.update(_type_name(cls) for cls in (pathlib.PosixPath, pathlib.WindowsPath))
+    return sorted(names)
 
 
 def dump(estimator, file: str | os.PathLike) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
 
 # The test models are tiny: intra-op threads only add overhead, and on a loaded 2-core
 # machine they make each training step ten times slower.
@@ -15,6 +15,6 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def backbone():
     """The tiny random-init ViT-S-32 backbone, built once per test session."""
-    from skvf.backbone import build_backbone
+    from skvf._backbone import build_backbone
 
     return build_backbone(TINY_BACKBONE, None, TINY_BACKBONE_KWARGS)

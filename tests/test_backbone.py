@@ -1,4 +1,4 @@
-"""Tests of skvf.backbone: building the frozen open_clip model reproducibly and identifiably."""
+"""Tests of skvf._backbone: building the frozen open_clip model reproducibly and identifiably."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import time
 import pytest
 import torch
 
-from skvf import backbone as backbone_module
-from skvf.backbone import BackboneError, backbone_config, build_backbone, weights_digest
+from skvf import _backbone as backbone_module
+from skvf._backbone import backbone_config, build_backbone, weights_digest
+from skvf._process_cache import ProcessCache
+from skvf.exceptions import BackboneError
 
 TINY_TEXT = {"width": 64, "heads": 2, "layers": 2}
 
@@ -29,7 +31,7 @@ def _tiny(backbone):
 @pytest.fixture
 def fresh_cache(monkeypatch):
     """An empty process cache of built backbones, so a build really builds."""
-    monkeypatch.setattr(backbone_module, "_BUILT", {})
+    monkeypatch.setattr(backbone_module, "_BUILT", ProcessCache(max_entries=2))
 
 
 def test_two_fresh_builds_give_the_same_weights(backbone, fresh_cache):

@@ -6,11 +6,11 @@ from sklearn.base import clone
 from sklearn.preprocessing import FunctionTransformer
 
 from skvf import NeaRClassifier
-from skvf.baselines import LabelerDirect, ZeroShotCLIP, method_configs
+from skvf.bench.baselines import LabelerDirect, ZeroShotCLIP, method_configs
+from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+from skvf.bench.demo import TINY_BACKBONE_PARAMS as TINY
+from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 from skvf.noise import FixedNoiseSplitter
-from skvf.simulation import NoisyOracleLabeler, make_oracle
-from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_KWARGS
-from skvf.testing import TINY_BACKBONE_PARAMS as TINY
 
 
 class CountingLabeler(NoisyOracleLabeler):
@@ -95,7 +95,7 @@ def test_zero_shot_text_features_are_clips_template_features(blobs):
     import torch
     import torch.nn.functional as F
 
-    from skvf.backbone import build_backbone
+    from skvf._backbone import build_backbone
 
     X, names = blobs
     model = ZeroShotCLIP(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.utils._param_validation import InvalidParameterError
 
 from skvf import candidates
+from skvf._sklearn_compat import InvalidParameterError
 from skvf.candidates import NeighborCandidateBuilder, candidate_votes, nearest_neighbors
 
 

@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from skvf import NeaRClassifier
-from skvf.datasets import few_shot_split, load_digits_images
-from skvf.images import ImageInputError
+from skvf.bench.datasets import few_shot_split, load_digits_images
+from skvf.bench.demo import offline_demo_classifier
+from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
+from skvf.exceptions import ImageInputError
 from skvf.metrics import cluster_accuracy
 from skvf.noise import FixedNoiseSplitter
-from skvf.simulation import NoisyOracleLabeler, make_oracle
-from skvf.testing import offline_demo_classifier
 
 logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that weights are random
 
@@ -227,14 +227,18 @@ def test_model_fitted_for_cuda_predicts_on_cpu_after_loading(digits):
     index = np.r_[0:40, 1000:1040]
     clf = make_classifier(images, names, image_encoder=None, max_epochs=5, warmup_epochs=2)
     expected = clf.fit(images[index]).predict_proba(images[:20])
-    loaded = pickle.loads(pickle.dumps(clf.set_params(device="cuda")))
+    clf.set_params(device="cuda").device_ = "cuda"  # as fitted on a GPU
+    loaded = pickle.loads(pickle.dumps(clf))
     assert "_backbone" not in vars(loaded)
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU; the CPU fallback cannot be exercised")
-    with pytest.warns(UserWarning, match="device='cuda' is not available here"):
+    state = dict(vars(loaded))
+    with pytest.warns(UserWarning, match="device='cuda' is not available here") as record:
         probabilities = loaded.predict_proba(images[:20])
     np.testing.assert_allclose(probabilities, expected, atol=1e-6)
-    assert loaded.device_ == "cpu"
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    assert vars(loaded).keys() == state.keys()  # predict stores nothing
+    assert loaded.device_ == "cuda"
 
 
 def test_memory_makes_refits_free(digits, tmp_path):
@@ -341,7 +345,7 @@ def test_invalid_parameter_is_named(digits):
 
 
 def test_unknown_weights_are_refused_without_network(digits):
-    from skvf.backbone import BackboneError
+    from skvf.exceptions import BackboneError
 
     images, names = digits
     with pytest.raises(BackboneError, match="neither a weights file nor a known tag"):

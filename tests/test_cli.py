@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from skvf.bench.encoders import HOGFeatures, ImagePixels
 from skvf.cli import build_parser, main
-from skvf.pixels import HOGFeatures, ImagePixels
 from skvf.serialization import load
 
 sys.path.insert(0, str(Path(__file__).parent / "labeling"))

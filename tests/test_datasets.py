@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from skvf.datasets import (
+from skvf._images import load_image
+from skvf.bench.datasets import (
     DIGIT_NAMES,
     FASHION_MNIST_HOME,
     FASHION_MNIST_NAMES,
@@ -17,7 +18,6 @@ from skvf.datasets import (
     load_flat_folder,
     load_image_folder,
 )
-from skvf.images import load_image
 
 HAS_FASHION_MNIST = Path(FASHION_MNIST_HOME, "train-images-idx3-ubyte.gz").is_file()
 needs_fashion_mnist = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""Tests of skvf.images: every input form becomes a bounded RGB image, bad items are named."""
+"""Tests of skvf._images: every input form becomes a bounded RGB image, bad items are named."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skvf.images import (
+from skvf._images import (
     DEFAULT_MAX_SIDE,
     ImageInputError,
     as_image_list,

@@ -12,6 +12,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from skvf import metrics
+from skvf._process_cache import ProcessCache
 from skvf.metrics import (
     cluster_accuracy,
     cluster_accuracy_scorer,
@@ -158,14 +159,14 @@ def test_semantic_accuracy_input_errors():
 
 
 def test_missing_sentence_transformers_names_the_pip_command(monkeypatch):
-    monkeypatch.setattr(metrics, "_loaded_models", {})
+    monkeypatch.setattr(metrics, "_loaded_models", ProcessCache(max_entries=2))
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     with pytest.raises(ImportError, match="pip install sentence-transformers"):
         load_sentence_model("all-mpnet-base-v2")
 
 
 def test_missing_offline_model_package_names_the_pip_command(monkeypatch):
-    monkeypatch.setattr(metrics, "_loaded_models", {})
+    monkeypatch.setattr(metrics, "_loaded_models", ProcessCache(max_entries=2))
     monkeypatch.setitem(
         sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=None)
     )
@@ -178,7 +179,7 @@ def test_unloadable_model_is_reported_with_the_offline_alternative(monkeypatch):
     def refuse(name):
         raise OSError(f"{name} is not a local folder and the Hub cannot be reached")
 
-    monkeypatch.setattr(metrics, "_loaded_models", {})
+    monkeypatch.setattr(metrics, "_loaded_models", ProcessCache(max_entries=2))
     monkeypatch.setitem(
         sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=refuse)
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.utils._param_validation import InvalidParameterError
 
+from skvf._sklearn_compat import InvalidParameterError
 from skvf.noise import FixedNoiseSplitter, GMMNoiseSplitter, _two_means_start
 
 

@@ -8,9 +8,9 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 
-from skvf.datasets import load_digits_images
-from skvf.images import ImageInputError
-from skvf.pixels import HOGFeatures, ImagePixels, RandomConvFeatures
+from skvf.bench.datasets import load_digits_images
+from skvf.bench.encoders import HOGFeatures, ImagePixels, RandomConvFeatures
+from skvf.exceptions import ImageInputError
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of skvf.prompt: the CoOp prompt learner on open_clip's text tower."""
+"""Tests of skvf._prompt: the CoOp prompt learner on open_clip's text tower."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from skvf.prompt import PromptLearner, context_token_count, text_tower
+from skvf._prompt import PromptLearner, context_token_count, text_tower
 
 NAMES = ["painted bunting", "blue jay", "cat", "northern rough-winged swallow"]
 

@@ -1,11 +1,11 @@
-"""Tests of skvf.refinement: one-hot, sharpening, candidate and refined targets."""
+"""Tests of skvf._refinement: one-hot, sharpening, candidate and refined targets."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from skvf.refinement import (
+from skvf._refinement import (
     candidate_targets,
     one_hot,
     posterior_targets,

@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -19,14 +21,16 @@ from sklearn.decomposition import PCA
 from sklearn.pipeline import make_pipeline
 from skops.io.exceptions import UntrustedTypesFoundException
 
-from skvf import NeaRClassifier
-from skvf.backbone import BackboneError, build_backbone
-from skvf.datasets import load_digits_images
-from skvf.pixels import ImagePixels
-from skvf.serialization import dump, load, trusted_types
-from skvf.simulation import NoisyOracleLabeler, make_oracle
-from skvf.testing import TINY_BACKBONE, TINY_BACKBONE_PARAMS
-from skvf.testing import TINY_BACKBONE_KWARGS as TINY
+import skvf
+from skvf import NeaRClassifier, _backbone
+from skvf._backbone import build_backbone
+from skvf.bench.datasets import load_digits_images
+from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_PARAMS
+from skvf.bench.demo import TINY_BACKBONE_KWARGS as TINY
+from skvf.bench.encoders import ImagePixels
+from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
+from skvf.exceptions import BackboneError
+from skvf.serialization import dump, load, register_trusted_type, trusted_types
 
 #: Where a fitted model's types may come from: no torch, nothing else.
 ALLOWED_MODULE_PREFIXES = ("builtins", "numpy", "sklearn.", "skvf.", "pathlib")
@@ -66,6 +70,10 @@ def fitted(request, digits):
     return make_classifier(images, names, image_encoder=encoder).fit(images)
 
 
+class RegisteredEncoderForTest:
+    pass
+
+
 def schema_of(path) -> dict:
     with zipfile.ZipFile(path) as archive:
         return json.loads(archive.read("schema.json"))
@@ -85,26 +93,51 @@ def schema_modules(node) -> set[str]:
     return found
 
 
+PRODUCT_TYPES = {
+    "skvf.classifier.NeaRClassifier",
+    "skvf.candidates.NeighborCandidateBuilder",
+    "skvf.noise.GMMNoiseSplitter",
+    "skvf.noise.FixedNoiseSplitter",
+    "skvf.filtering.LabelFilter",
+    "skvf.labeling._mllm.MLLMLabeler",
+    "pathlib.PosixPath",
+    "pathlib.WindowsPath",
+}
+HARNESS_TYPES = {
+    "skvf.bench.simulation.NoisyOracleLabeler",
+    "skvf.bench.encoders.ImagePixels",
+    "skvf.bench.encoders.RandomConvFeatures",
+    "skvf.bench.encoders.HOGFeatures",
+    "skvf.bench.baselines.LabelerDirect",
+    "skvf.bench.baselines.ZeroShotCLIP",
+}
+
+
 def test_trusted_types_names_the_built_in_components():
-    names = trusted_types()
-    assert names == sorted(set(names))
-    assert set(names) == {
-        "skvf.classifier.NeaRClassifier",
-        "skvf.candidates.NeighborCandidateBuilder",
-        "skvf.noise.GMMNoiseSplitter",
-        "skvf.noise.FixedNoiseSplitter",
-        "skvf.filtering.LabelFilter",
-        "skvf.labeling._mllm.MLLMLabeler",
-        "skvf.simulation.NoisyOracleLabeler",
-        "skvf.pixels.ImagePixels",
-        "skvf.pixels.RandomConvFeatures",
-        "skvf.pixels.HOGFeatures",
-        "pathlib.PosixPath",
-        "pathlib.WindowsPath",
-    }
-    for name in names:  # every name is a real class at that path
+    # A fresh process: the product's types are trusted without the harness being
+    # imported, and importing the harness adds its own (each module registers itself).
+    script = (
+        "import json, skvf.serialization as s; before = s.trusted_types(); "
+        "import skvf.bench; print(json.dumps([before, s.trusted_types()]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    before, after = json.loads(result.stdout)
+    assert before == sorted(PRODUCT_TYPES)
+    assert after == sorted(PRODUCT_TYPES | HARNESS_TYPES)
+    for name in after:  # every name is a real class at that path
         module, _, class_name = name.rpartition(".")
         assert isinstance(getattr(importlib.import_module(module), class_name), type)
+
+
+def test_registered_type_is_trusted():
+    class_name = "RegisteredEncoderForTest"
+    assert f"{__name__}.{class_name}" not in trusted_types()
+    register_trusted_type(RegisteredEncoderForTest)
+    assert f"{__name__}.{class_name}" in trusted_types()
+    with pytest.raises(TypeError, match="takes a class"):
+        register_trusted_type("not.a.Class")
 
 
 def test_skops_round_trip_predicts_identically(fitted, digits, tmp_path):
@@ -127,15 +160,18 @@ def test_loaded_model_rebuilds_the_backbone_only_for_the_image_tower(fitted, dig
     path = tmp_path / "model.skops"
     dump(fitted, path)
     loaded = load(path)
-    assert "_backbone" not in vars(loaded)
+    state = dict(vars(loaded))
+    skvf.clear_caches()
 
     loaded.predict(images[:4])
+    assert vars(loaded).keys() == state.keys()  # the backbone is a cache, not fitted state
+    built = list(_backbone._BUILT._values.values())
     if fitted.image_encoder is None:
         # Rebuilt from backbone + pretrained + backbone_kwargs, checked against the digest.
-        assert loaded._backbone.digest == fitted.backbone_digest_
+        assert [backbone.digest for backbone in built] == [fitted.backbone_digest_]
     else:
         # With an image_encoder, predict is numpy only: no CLIP model is built at all.
-        assert "_backbone" not in vars(loaded)
+        assert built == []
 
 
 def test_saved_file_holds_no_torch_object(fitted, tmp_path):
@@ -266,7 +302,7 @@ def test_pickle_round_trip_drops_the_backbone(fitted, digits, tmp_path):
 
 
 def test_saving_leaves_the_fitted_model_untouched(fitted, digits):
-    fitted.predict(digits[0][:1])  # the image tower path builds it; the other holds it from fit
-    assert "_backbone" in vars(fitted)
+    fitted.predict(digits[0][:1])
+    state = {key: repr(value) for key, value in vars(fitted).items()}
     pickle.dumps(fitted)
-    assert "_backbone" in vars(fitted)
+    assert {key: repr(value) for key, value in vars(fitted).items()} == state

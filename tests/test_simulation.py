@@ -5,9 +5,8 @@ import pytest
 from PIL import Image
 from sklearn.base import clone
 
-from skvf.datasets import DIGIT_NAMES, FASHION_MNIST_NAMES, load_digits_images
-from skvf.images import ImageInputError
-from skvf.simulation import (
+from skvf.bench.datasets import DIGIT_NAMES, FASHION_MNIST_NAMES, load_digits_images
+from skvf.bench.simulation import (
     NoisyOracleLabeler,
     confusions_from_groups,
     digits_confusions,
@@ -17,6 +16,7 @@ from skvf.simulation import (
     item_keys,
     make_oracle,
 )
+from skvf.exceptions import ImageInputError
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,15 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils import get_tags
-from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skvf import NeaRClassifier
+from skvf._sklearn_compat import InvalidParameterError
+from skvf.bench.datasets import load_digits_images
+from skvf.bench.demo import TINY_BACKBONE_PARAMS
+from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 from skvf.candidates import NeighborCandidateBuilder
-from skvf.datasets import load_digits_images
 from skvf.metrics import cluster_accuracy_scorer
-from skvf.simulation import NoisyOracleLabeler, make_oracle
-from skvf.testing import TINY_BACKBONE_PARAMS
 
 ROW_NAMES = np.asarray(["class a", "class b", "class c"], dtype=object)
 

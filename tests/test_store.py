@@ -1,4 +1,4 @@
-"""Tests of skvf.store: atomic per-item files, cache-directory resolution, stable hashes."""
+"""Tests of skvf._store: atomic per-item files, cache-directory resolution, stable hashes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import joblib
 import numpy as np
 import pytest
 
-from skvf.store import ItemStore, resolve_memory, stable_hash
+from skvf._store import ItemStore, resolve_memory, stable_hash
 
 KEY = "ab0123456789cdef"
 

@@ -1,4 +1,4 @@
-"""Tests of skvf.training: prompt tuning on frozen features with refined targets."""
+"""Tests of skvf._training: prompt tuning on frozen features with refined targets."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from skvf.backbone import weights_digest
+from skvf._backbone import weights_digest
+from skvf._prompt import PromptLearner
+from skvf._refinement import one_hot
+from skvf._training import MAX_LOGIT_SCALE, TrainingConfig, softmax, tune_prompts
 from skvf.candidates import candidate_votes
 from skvf.noise import FixedNoiseSplitter, GMMNoiseSplitter
-from skvf.prompt import PromptLearner
-from skvf.refinement import one_hot
-from skvf.training import MAX_LOGIT_SCALE, TrainingConfig, softmax, tune_prompts
 
 NAMES = ["cat", "dog", "bird"]
 N_PER_CLASS = 20

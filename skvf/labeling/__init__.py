@@ -1,11 +1,14 @@
 """Labelling images with a vision language model: one free-form class name per image.
 
 :class:`MLLMLabeler` is a scikit-learn transformer; LiteLLM is imported only when it sends
-its first request, so importing this package stays fast and offline.
+its first request, so importing this package stays fast and offline. Any estimator with ``fit`` and
+``transform`` can stand in for it: :func:`label_items` is how skvf calls a labeler, and
+:func:`answer_determining_params` what keys a cache of its answers.
 """
 
 from ._errors import BudgetExceededError, LabelingError, LabelingWarning, UnusableAnswerError
 from ._mllm import MLLMLabeler
+from ._protocol import answer_determining_params, cached_labels, label_items
 
 __all__ = [
     "BudgetExceededError",
@@ -13,4 +16,7 @@ __all__ = [
     "LabelingWarning",
     "MLLMLabeler",
     "UnusableAnswerError",
+    "answer_determining_params",
+    "cached_labels",
+    "label_items",
 ]

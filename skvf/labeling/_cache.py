@@ -6,7 +6,7 @@ server is another model), the rendered prompt, the JSON mode, the size and quali
 image sent, and the completion arguments that change the answer (temperature, seed, ...).
 Inside a namespace the key is the image's content digest, so the same photo given as a
 path, a PIL image or an array is answered once. Files are written atomically by
-:class:`skvf.store.ItemStore` the moment an answer arrives.
+:class:`skvf._store.ItemStore` the moment an answer arrives.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..store import ItemStore, stable_hash
+from .._store import ItemStore, stable_hash
 
 __all__ = ["AnswerCache", "answer_affecting", "default_cache_dir", "resolve_cache_dir"]
 

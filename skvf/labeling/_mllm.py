@@ -7,16 +7,17 @@ import math
 import os
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..images import ImageInputError, as_image_list, describe_item, image_digest, load_image
+from .._images import ImageInputError, as_image_list, describe_item, image_digest, load_image
+from .._sklearn_compat import Interval, StrOptions, fit_context
+from .._warnings import warn
+from ..serialization import register_trusted_type
 from ._cache import AnswerCache, answer_affecting, resolve_cache_dir
 from ._client import ProviderError, Requester
 from ._encoding import jpeg_data_uri
@@ -48,6 +49,7 @@ _MANAGED_ARGUMENTS = {
 _SHOWN_PROBLEMS = 5
 
 
+@register_trusted_type
 class MLLMLabeler(TransformerMixin, BaseEstimator):
     """Name the fine-grained category of each image with a vision language model.
 
@@ -104,7 +106,7 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
     on_error : {"raise", "warn", "skip"}, default="raise"
         What an unusable image or answer (empty, refused, overlong, unparsable, or an
         unreadable image) does: raise :class:`UnusableAnswerError` (or
-        :class:`~skvf.images.ImageInputError`); or leave the image without a name, with
+        :class:`~skvf._images.ImageInputError`); or leave the image without a name, with
         a :class:`LabelingWarning` (``"warn"``) or silently (``"skip"``), as reported
         by :meth:`label` and :attr:`skipped_`. Never an empty class name.
     cache : "default", path or None, default="default"
@@ -156,6 +158,20 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
     >>> labeler = MLLMLabeler(model="gpt-4o-mini", domain="bird").fit(None)
     >>> names, valid = labeler.label(["photos/0001.jpg"])  # doctest: +SKIP
     """
+
+    #: Parameters that change how answers are fetched, not what they are: a cache of
+    #: answers (``NeaRClassifier(memory=...)``) stays valid when only these change.
+    answer_neutral_params = frozenset(
+        {
+            "verbose",
+            "max_concurrency",
+            "timeout",
+            "max_retries",
+            "backoff_base",
+            "cache",
+            "max_cost",
+        }
+    )
 
     _parameter_constraints: dict = {
         "model": [str],
@@ -222,6 +238,7 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         self.price_per_token = price_per_token
         self.verbose = verbose
 
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
         """Check the parameters; no request is sent.
 
@@ -235,7 +252,6 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         -------
         self : MLLMLabeler
         """
-        self._validate_params()
         self._check_parameters()
         self.prompt_text_ = render_prompt(self.prompt, self.domain)
         self.usage_ = empty_usage()
@@ -282,7 +298,7 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of (path, PIL.Image.Image, ndarray) or ndarray
-            The images; see :func:`skvf.images.as_image_list`.
+            The images; see :func:`skvf._images.as_image_list`.
 
         Returns
         -------
@@ -311,7 +327,7 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of (path, PIL.Image.Image, ndarray) or ndarray
-            The images; see :func:`skvf.images.as_image_list`.
+            The images; see :func:`skvf._images.as_image_list`.
 
         Returns
         -------
@@ -565,9 +581,8 @@ class _Run:
         if self.problems and self.labeler.on_error == "warn":
             shown = "; ".join(self.labeler.skipped_[:_SHOWN_PROBLEMS])
             more = len(self.problems) - _SHOWN_PROBLEMS
-            warnings.warn(
+            warn(
                 f"{len(self.problems)} of {len(self.items)} images got no usable name and "
                 f"are left without one: {shown}" + (f"; and {more} more" if more > 0 else ""),
                 LabelingWarning,
-                stacklevel=4,
             )

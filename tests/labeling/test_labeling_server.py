@@ -9,7 +9,7 @@ from conftest import KEY_ENV
 from fake_openai_server import Fail, FakeVLM, Malformed, Reply, colour_image
 from PIL import Image
 
-from skvf.images import ImageInputError
+from skvf.exceptions import ImageInputError
 from skvf.labeling import (
     BudgetExceededError,
     LabelingError,

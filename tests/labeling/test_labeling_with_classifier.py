@@ -7,7 +7,7 @@ import logging
 from fake_openai_server import COLOURS, FakeVLM, colour_image
 
 from skvf import NeaRClassifier
-from skvf.testing import TINY_BACKBONE_PARAMS
+from skvf.bench.demo import TINY_BACKBONE_PARAMS
 
 
 def _classifier(labeler, memory):

@@ -10,12 +10,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import warnings
 from dataclasses import dataclass, field
+
+from ._process_cache import ProcessCache
+from ._warnings import warn
+from .exceptions import BackboneError
 
 __all__ = [
     "Backbone",
-    "BackboneError",
     "FrozenBackboneMixin",
     "build_backbone",
     "backbone_config",
@@ -25,10 +27,6 @@ __all__ = [
 #: Random-init backbones (``pretrained=None``) draw their weights from this fixed seed, so
 #: every fit and every load re-creates the same model.
 RANDOM_INIT_SEED = 0
-
-
-class BackboneError(ValueError):
-    """The backbone cannot be built: unknown model, missing weights, mismatched digest."""
 
 
 @dataclass
@@ -113,10 +111,9 @@ def _describe_source(pretrained) -> str:
     return os.fspath(pretrained)
 
 
-# Built backbones, reused within a process: GridSearchCV and repeated fits build the same
-# frozen model over and over. Keyed by everything that determines the weights and device.
-_BUILT: dict = {}
-_MAX_BUILT = 2
+# Built backbones, reused within a process: GridSearchCV, repeated fits and every predict
+# ask for the same frozen model. Keyed by everything that determines weights and device.
+_BUILT = ProcessCache(max_entries=2)
 
 
 def _build_key(name, pretrained, backbone_kwargs, device) -> str:
@@ -164,13 +161,10 @@ def build_backbone(
     BackboneError
         Unknown model name, weights not found or not downloadable, or a digest mismatch.
     """
-    key = _build_key(name, pretrained, backbone_kwargs, device)
-    backbone = _BUILT.get(key)
-    if backbone is None:
-        backbone = _build_uncached(name, pretrained, backbone_kwargs, device)
-        while len(_BUILT) >= _MAX_BUILT:
-            _BUILT.pop(next(iter(_BUILT)))
-        _BUILT[key] = backbone
+    backbone = _BUILT.get_or_create(
+        _build_key(name, pretrained, backbone_kwargs, device),
+        lambda: _build_uncached(name, pretrained, backbone_kwargs, device),
+    )
     if expected_digest is not None and backbone.digest != expected_digest:
         raise BackboneError(
             f"the weights of backbone={name!r} from {backbone.source!r} hash to "
@@ -231,42 +225,31 @@ def _build_uncached(
 
 
 class FrozenBackboneMixin:
-    """Keeps an estimator's built backbone out of its pickled state and re-builds it.
+    """Gives an estimator its frozen backbone at predict time without storing it.
 
-    The estimator stores the backbone it built in ``fit`` as ``_backbone``; pickling,
-    skops and ``deepcopy`` drop it (torch objects are never saved), and
-    :meth:`_runtime_backbone` re-builds it from the ``backbone``, ``pretrained`` and
-    ``backbone_kwargs`` parameters, checking ``backbone_digest_`` when the estimator has
-    one.
+    The backbone is taken from the process-wide cache of built backbones
+    (:func:`build_backbone`), built again from the ``backbone``, ``pretrained`` and
+    ``backbone_kwargs`` parameters when it is not there, and checked against
+    ``backbone_digest_``. Nothing is stored on the estimator: ``predict`` leaves it as
+    ``fit`` left it, and pickling or skops never meet a torch object.
     """
 
-    def _runtime_backbone(self) -> Backbone:
-        """The backbone for predict: the one from fit, or re-built after loading."""
+    def _runtime_backbone(self) -> tuple[Backbone, str]:
+        """The backbone and the device to predict on: the fit's device, else the CPU."""
         from ._device import resolve_device
 
-        backbone = getattr(self, "_backbone", None)
-        if backbone is None:
-            try:
-                self.device_ = resolve_device(self.device)
-            except ValueError:
-                # Fitted on a GPU, loaded where there is none: predict on the CPU.
-                warnings.warn(
-                    f"device={self.device!r} is not available here; predicting on the CPU.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-                self.device_ = "cpu"
-            backbone = build_backbone(
-                self.backbone,
-                self.pretrained,
-                self.backbone_kwargs,
-                device=self.device_,
-                expected_digest=getattr(self, "backbone_digest_", None),
-            )
-            self._backbone = backbone
-        return backbone
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: the live model keeps its backbone
-        state.pop("_backbone", None)  # torch objects: re-built from name, weights and digest
-        return state
+        fitted_device = getattr(self, "device_", None) or self.device
+        try:
+            device = resolve_device(fitted_device)
+        except ValueError:
+            # Fitted on a GPU, used where there is none: predict on the CPU.
+            warn(f"device={fitted_device!r} is not available here; predicting on the CPU.")
+            device = "cpu"
+        backbone = build_backbone(
+            self.backbone,
+            self.pretrained,
+            self.backbone_kwargs,
+            device=device,
+            expected_digest=getattr(self, "backbone_digest_", None),
+        )
+        return backbone, device

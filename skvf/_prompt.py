@@ -19,7 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["PromptLearner", "TextTower", "text_tower", "context_token_count"]
+__all__ = [
+    "PromptLearner",
+    "TextTower",
+    "build_prompt_learner",
+    "context_token_count",
+    "prompt_text_features",
+    "text_tower",
+]
 
 # A placeholder word for the context positions; its embeddings are replaced.
 _PLACEHOLDER = "X"
@@ -196,3 +203,65 @@ class PromptLearner(nn.Module):
     def context_numpy(self) -> np.ndarray:
         """The learned context as a float32 array (for fitted state)."""
         return self.context.detach().float().cpu().numpy()
+
+
+def build_prompt_learner(
+    backbone, classnames, n_ctx, ctx_init, class_specific, device, context=None, seed=None
+) -> PromptLearner:
+    """A prompt learner for ``classnames`` on ``device``, from a context or a seed.
+
+    Parameters
+    ----------
+    backbone : skvf._backbone.Backbone
+    classnames : sequence of str
+    n_ctx : int or None
+        Context vectors; ``None`` is 16, or the token count of ``ctx_init``.
+    ctx_init : str or None
+        Phrase initialising the context; ``None`` draws it at random.
+    class_specific : bool
+        One context per class.
+    device : str
+    context : ndarray or None
+        A learnt context to load (a fitted model's ``context_``).
+    seed : int or None
+        Seed of the random context.
+
+    Returns
+    -------
+    PromptLearner
+    """
+    generator = torch.Generator()
+    if seed is not None:
+        generator.manual_seed(seed)
+    learner = PromptLearner(
+        backbone.model,
+        backbone.tokenizer,
+        list(classnames),
+        n_ctx=_context_size(backbone.tokenizer, n_ctx, ctx_init),
+        ctx_init=ctx_init,
+        class_specific=class_specific,
+        generator=generator,
+    )
+    if context is not None:
+        with torch.no_grad():
+            learner.context.copy_(torch.as_tensor(context))
+    return learner.to(device)
+
+
+def _context_size(tokenizer, n_ctx, ctx_init) -> int:
+    if ctx_init is None:
+        return 16 if n_ctx is None else n_ctx
+    init_tokens = context_token_count(tokenizer, ctx_init)
+    if n_ctx is not None and n_ctx != init_tokens:
+        raise ValueError(
+            f"n_ctx={n_ctx} does not match ctx_init={ctx_init!r}, which is {init_tokens} "
+            f"tokens; pass n_ctx=None (or {init_tokens}), or ctx_init=None for a random context."
+        )
+    return init_tokens
+
+
+def prompt_text_features(learner: PromptLearner) -> np.ndarray:
+    """Unit-norm text features of every class prompt, as float32 numpy."""
+    with torch.no_grad():
+        text = nn.functional.normalize(learner().float(), dim=-1)
+    return text.cpu().numpy().astype(np.float32)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .refinement import one_hot, refined_targets
+from ._refinement import one_hot, refined_targets
 
 __all__ = ["TrainingConfig", "TrainingResult", "tune_prompts", "softmax"]
 
@@ -69,7 +69,7 @@ def tune_prompts(
 
     Parameters
     ----------
-    learner : skvf.prompt.PromptLearner
+    learner : skvf._prompt.PromptLearner
         On ``config.device``; its context is the only trained tensor besides the
         logit scale.
     features : ndarray of shape (n_samples, embed_dim)

@@ -21,13 +21,85 @@ __all__ = ["ItemStore", "cached_values", "resolve_memory", "stable_hash"]
 
 
 def stable_hash(value, length: int = 16) -> str:
-    """Hash a JSON-able value (dicts sorted by key) into a short hex string.
+    """Hash a value into a short hex string that is the same in every process.
 
-    Values that are not JSON types are hashed by their ``repr``; callers pass only
-    parameters that are stable across processes.
+    JSON types (dicts hashed with sorted keys), tuples, sets, paths, numpy scalars and
+    arrays are hashed by content; an estimator by its class and ``get_params``; a
+    module-level function or class by its import path. Anything else, whose only
+    description is a ``repr`` that may hold a memory address (a lambda, a local function,
+    an arbitrary object), is refused: a key that changed from one process to the next
+    would make the cache miss silently, every time.
+
+    Parameters
+    ----------
+    value : object
+    length : int, default=16
+        Hex digits returned.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    TypeError
+        ``value`` holds something without a stable description; the message says where.
+
+    Examples
+    --------
+    >>> stable_hash({"b": 1, "a": (2, 3)}) == stable_hash({"a": [2, 3], "b": 1})
+    True
+    >>> stable_hash({"oracle": lambda image: "cat"})
+    Traceback (most recent call last):
+    ...
+    TypeError: cannot key a cache on value['oracle'] ...
     """
-    text = json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
+    text = json.dumps(_keyable(value, "value"), sort_keys=True, separators=(",", ":"))
     return hashlib.blake2b(text.encode(), digest_size=length // 2).hexdigest()
+
+
+def _keyable(value, where: str):
+    """A JSON form of ``value`` that means the same in every process."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        if all(isinstance(key, str) for key in value):
+            return {key: _keyable(item, f"{where}[{key!r}]") for key, item in value.items()}
+        pairs = [
+            [_keyable(key, where), _keyable(item, f"{where}[{key!r}]")]
+            for key, item in value.items()
+        ]
+        return {"dict": sorted(pairs, key=json.dumps)}
+    if isinstance(value, (list, tuple)):
+        return [_keyable(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, (set, frozenset)):
+        return {"set": sorted((_keyable(item, where) for item in value), key=json.dumps)}
+    if isinstance(value, os.PathLike):
+        return {"path": os.fspath(value)}
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            return {"array": _keyable(value.tolist(), where), "shape": list(value.shape)}
+        digest = hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16)
+        return {"array": digest.hexdigest(), "dtype": value.dtype.str, "shape": list(value.shape)}
+    if hasattr(value, "get_params") and not isinstance(value, type):
+        params = value.get_params(deep=False)
+        return {"estimator": _import_path(type(value)), "params": _keyable(params, where)}
+    if isinstance(value, type) or callable(value):
+        path = _import_path(value)
+        if "<" not in path:  # "<lambda>" and "<locals>" have no import path
+            return {"callable": path}
+    raise TypeError(
+        f"cannot key a cache on {where} = {value!r} ({type(value).__name__}): it has no "
+        "description that stays the same from one process to the next, so cached results "
+        "would never be found again. Use plain values, an estimator, or a module-level "
+        "function there, or pass memory=None."
+    )
+
+
+def _import_path(value) -> str:
+    return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}"
 
 
 def resolve_memory(memory) -> Path | None:

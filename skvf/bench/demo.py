@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from .classifier import NeaRClassifier
-from .pixels import ImagePixels
+from ..classifier import NeaRClassifier
+from .encoders import ImagePixels
 from .simulation import NoisyOracleLabeler, digits_confusions, make_oracle
 
 __all__ = [
@@ -69,9 +69,9 @@ def offline_demo_classifier(
 ) -> NeaRClassifier:
     """NeaR fully offline on digits: a simulated labeler, pixel features, a tiny CLIP.
 
-    The labeler (:class:`~skvf.simulation.NoisyOracleLabeler`) knows each image's true
+    The labeler (:class:`~skvf.bench.simulation.NoisyOracleLabeler`) knows each image's true
     digit and names ``noise_rate`` of the images wrong, mostly as a confusable digit
-    (:func:`~skvf.simulation.digits_confusions`); the image features are
+    (:func:`~skvf.bench.simulation.digits_confusions`); the image features are
     :func:`pixel_pca_encoder`; CLIP is the tiny random-init model of
     :data:`TINY_BACKBONE_PARAMS`.
 

@@ -13,7 +13,7 @@ object array with one name per item of ``X``.
 
 Examples
 --------
->>> from skvf.datasets import load_digits_images
+>>> from skvf.bench.datasets import load_digits_images
 >>> images, names = load_digits_images()
 >>> labeler = NoisyOracleLabeler(
 ...     make_oracle(images, names), noise_rate=0.4, confusions=digits_confusions()
@@ -30,12 +30,10 @@ from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .datasets import DIGIT_NAMES
-from .images import (
+from .._images import (
     ImageInputError,
     as_image_list,
     describe_item,
@@ -44,6 +42,9 @@ from .images import (
     load_image,
     row_digest,
 )
+from .._sklearn_compat import Interval, fit_context
+from ..serialization import register_trusted_type
+from .datasets import DIGIT_NAMES
 
 __all__ = [
     "NoisyOracleLabeler",
@@ -61,7 +62,7 @@ def item_keys(X) -> list[str]:
     """Content keys of the items of ``X``, as used by :func:`make_oracle`.
 
     Images (paths, PIL images, arrays) are keyed by
-    ``skvf.images.image_digest(skvf.images.load_image(item))``, so the same picture has
+    ``skvf._images.image_digest(skvf._images.load_image(item))``, so the same picture has
     the same key in every form. The rows of a 2-D numeric array (the numeric samples of
     scikit-learn's estimator checks) are keyed by a hash of their dtype and bytes.
 
@@ -151,10 +152,10 @@ def confusions_from_groups(groups: Sequence[Sequence[str]]) -> dict[str, list[st
 
 
 def digits_confusions() -> dict[str, list[str]]:
-    """Confusable classes of :func:`skvf.datasets.load_digits_images`.
+    """Confusable classes of :func:`skvf.bench.datasets.load_digits_images`.
 
     Groups of digits whose strokes look alike: 3 / 5 / 8, 1 / 7, 4 / 9, 0 / 6.
-    Names are those of :func:`skvf.datasets.load_digits_images` ("zero" ... "nine").
+    Names are those of :func:`skvf.bench.datasets.load_digits_images` ("zero" ... "nine").
     """
     return confusions_from_groups(
         [["three", "five", "eight"], ["one", "seven"], ["four", "nine"], ["zero", "six"]]
@@ -162,7 +163,7 @@ def digits_confusions() -> dict[str, list[str]]:
 
 
 def fashion_mnist_confusions() -> dict[str, list[str]]:
-    """Confusable classes of :func:`skvf.datasets.load_fashion_mnist`.
+    """Confusable classes of :func:`skvf.bench.datasets.load_fashion_mnist`.
 
     Upper-body garments (t-shirt / shirt / pullover / coat / dress) and footwear
     (sneaker / sandal / ankle boot): the groups in which classifiers confuse
@@ -208,6 +209,7 @@ def _check_name_map(mapping, parameter: str, known: set[str]) -> dict[str, list[
     return checked
 
 
+@register_trusted_type
 class NoisyOracleLabeler(TransformerMixin, BaseEstimator):
     """A simulated labeler: the true name of each image, corrupted at chosen rates.
 
@@ -322,7 +324,7 @@ class NoisyOracleLabeler(TransformerMixin, BaseEstimator):
         self.classes = classes
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Check the parameters and settle the classes wrong answers are drawn from.
 

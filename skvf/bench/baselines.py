@@ -17,22 +17,23 @@ import numbers
 import os
 
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context, clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .backbone import FrozenBackboneMixin
-from .metrics import NameClassifierMixin
-from .names import normalize_name
-from .noise import FixedNoiseSplitter
+from .._backbone import FrozenBackboneMixin
+from .._sklearn_compat import HasMethods, Interval, fit_context
+from ..metrics import NameClassifierMixin
+from ..names import normalize_name
+from ..noise import FixedNoiseSplitter
+from ..serialization import register_trusted_type
 
 __all__ = ["LabelerDirect", "ZeroShotCLIP", "method_configs"]
 
 
 def _ask_labeler(labeler, X) -> np.ndarray:
     """The labeler's normalised name for each item of ``X`` (``None`` where it gave none)."""
-    from .classifier import label_items
+    from ..classifier import label_items
 
     names, valid = label_items(labeler, X)
     result = np.full(len(names), None, dtype=object)
@@ -42,11 +43,12 @@ def _ask_labeler(labeler, X) -> np.ndarray:
 
 
 def _n_items(X) -> int:
-    from .images import as_image_list, is_feature_matrix
+    from .._images import as_image_list, is_feature_matrix
 
     return len(X) if is_feature_matrix(X) else len(as_image_list(X))
 
 
+@register_trusted_type
 class LabelerDirect(NameClassifierMixin, BaseEstimator):
     """The labeler names every image itself, at prediction time.
 
@@ -59,7 +61,7 @@ class LabelerDirect(NameClassifierMixin, BaseEstimator):
     labeler : estimator
         Object with ``fit(X)`` and ``transform(X) -> names`` (and optionally
         ``label(X) -> (names, valid_mask)``), e.g. :class:`skvf.MLLMLabeler` or
-        :class:`skvf.simulation.NoisyOracleLabeler`.
+        :class:`skvf.bench.simulation.NoisyOracleLabeler`.
 
     Attributes
     ----------
@@ -78,7 +80,7 @@ class LabelerDirect(NameClassifierMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from skvf.simulation import NoisyOracleLabeler, make_oracle
+    >>> from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
     >>> X = np.arange(8.0).reshape(4, 2)
     >>> labeler = NoisyOracleLabeler(make_oracle(X, ["cat", "dog", "cat", "dog"]), noise_rate=0)
     >>> model = LabelerDirect(labeler).fit(X)
@@ -91,7 +93,7 @@ class LabelerDirect(NameClassifierMixin, BaseEstimator):
     def __init__(self, labeler):
         self.labeler = labeler
 
-    @_fit_context(prefer_skip_nested_validation=False)
+    @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Fit the labeler; no image is named.
 
@@ -132,6 +134,7 @@ class LabelerDirect(NameClassifierMixin, BaseEstimator):
         return names
 
 
+@register_trusted_type
 class ZeroShotCLIP(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
     """Frozen CLIP over the labeler's vocabulary, with no tuning.
 
@@ -227,7 +230,7 @@ class ZeroShotCLIP(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=False)
+    @fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Name the training images and encode the vocabulary's prompts.
 
@@ -244,8 +247,8 @@ class ZeroShotCLIP(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         import torch
         import torch.nn.functional as F
 
-        from ._device import resolve_device
-        from .backbone import build_backbone
+        from .._backbone import build_backbone
+        from .._device import resolve_device
 
         if self.template.count("{}") != 1:
             raise ValueError(
@@ -263,12 +266,11 @@ class ZeroShotCLIP(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         backbone = build_backbone(
             self.backbone, self.pretrained, self.backbone_kwargs, device=self.device_
         )
-        self._backbone = backbone
         embed_dim = int(backbone.config["embed_dim"])
         self.image_encoder_ = None if self.image_encoder is None else clone(self.image_encoder)
         self.projection_ = None
         if self.image_encoder_ is not None:
-            from .features import projection_matrix
+            from .._features import projection_matrix
 
             width = np.asarray(self.image_encoder_.fit_transform(X)).shape[1]
             if width != embed_dim:
@@ -285,14 +287,15 @@ class ZeroShotCLIP(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         return self
 
     def _image_features(self, X) -> np.ndarray:
-        from .features import encode_images, to_embedding_space
-        from .images import load_images
+        from .._features import encode_images, to_embedding_space
+        from .._images import load_images
 
         if self.image_encoder_ is not None:
             raw = np.asarray(self.image_encoder_.transform(X), dtype=np.float32)
         else:
             images = load_images(X).images
-            raw = encode_images(self._runtime_backbone(), images, self.device_, self.batch_size)
+            backbone, device = self._runtime_backbone()
+            raw = encode_images(backbone, images, device, self.batch_size)
         return to_embedding_space(raw, None, self.projection_)
 
     def decision_function(self, X) -> np.ndarray:

@@ -23,13 +23,13 @@ from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
-    _fit_context,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .images import ImageInputError, as_image_list, describe_item, load_image
+from .._images import ImageInputError, as_image_list, describe_item, load_image
+from .._sklearn_compat import Interval, fit_context
+from ..serialization import register_trusted_type
 
 __all__ = ["ImagePixels", "RandomConvFeatures", "HOGFeatures"]
 
@@ -62,7 +62,7 @@ class _ImageEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     filters) and return the number of output features.
     """
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Check the parameters; nothing is learnt from the images.
 
@@ -102,7 +102,7 @@ class _BatchedGreyEncoder(_ImageEncoder):
         Parameters
         ----------
         X : sequence of images or image stack
-            Anything :func:`skvf.images.as_image_list` accepts: paths, PIL images,
+            Anything :func:`skvf._images.as_image_list` accepts: paths, PIL images,
             arrays, or an image stack.
 
         Returns
@@ -118,6 +118,7 @@ class _BatchedGreyEncoder(_ImageEncoder):
         return features
 
 
+@register_trusted_type
 class ImagePixels(_ImageEncoder):
     """Images to their resized pixels, flattened, as float32 in [0, 1].
 
@@ -163,7 +164,7 @@ class ImagePixels(_ImageEncoder):
         Parameters
         ----------
         X : sequence of images or image stack
-            Anything :func:`skvf.images.as_image_list` accepts: paths, PIL images,
+            Anything :func:`skvf._images.as_image_list` accepts: paths, PIL images,
             arrays, or an image stack.
 
         Returns
@@ -175,6 +176,7 @@ class ImagePixels(_ImageEncoder):
         return pixels.reshape(len(pixels), -1)
 
 
+@register_trusted_type
 class RandomConvFeatures(_BatchedGreyEncoder):
     """A fixed, randomly initialised one-layer convolutional image encoder.
 
@@ -276,6 +278,7 @@ class RandomConvFeatures(_BatchedGreyEncoder):
         return pooled.reshape(n, -1)
 
 
+@register_trusted_type
 class HOGFeatures(_BatchedGreyEncoder):
     """Histograms of oriented gradients: a fixed, hand-designed shape descriptor.
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .exceptions import ImageInputError
+
 __all__ = [
-    "ImageInputError",
+    "iter_image_chunks",
+    "load_training_items",
     "LoadedImages",
     "as_image_list",
     "describe_item",
@@ -29,10 +33,6 @@ __all__ = [
 
 #: Longest side an image keeps after loading; larger images are downscaled on load.
 DEFAULT_MAX_SIDE = 1024
-
-
-class ImageInputError(ValueError):
-    """An item of the input cannot be used as an image."""
 
 
 @dataclass
@@ -286,3 +286,78 @@ def row_digest(row: np.ndarray) -> str:
     hasher.update(f"row:{row.dtype.str}:{row.shape[0]}:".encode())
     hasher.update(np.ascontiguousarray(row).tobytes())
     return hasher.hexdigest()
+
+
+def load_training_items(X, on_error: str, feature_rows: bool):
+    """The training items of ``X``, each with its content digest.
+
+    Parameters
+    ----------
+    X : sequence of images, or a 2-D numeric array of sample rows
+    on_error : {"raise", "skip"}
+        What a bad image does (see :func:`load_images`).
+    feature_rows : bool
+        ``X`` is a 2-D numeric array of rows for an image encoder, not images.
+
+    Returns
+    -------
+    items : list of PIL.Image.Image or ndarray
+    digests : list of str
+    positions : ndarray of int
+        Position of each item in ``X``.
+    errors : list of str
+        Why each dropped item was dropped.
+    n_features : int or None
+        Columns of ``X`` when it holds feature rows.
+    """
+    if X is None:
+        raise ValueError("X is None; pass a collection of training images.")
+    try:
+        n_items = len(X)
+    except TypeError:
+        X = as_image_list(X)
+        n_items = len(X)
+    if n_items == 0:
+        raise ValueError("X is empty; NeaR needs training images to fit.")
+    if feature_rows:
+        items = np.asarray(X)
+        if not np.all(np.isfinite(items)):
+            raise ValueError("X holds NaN or infinite values; impute or drop those rows.")
+        digests = [row_digest(row) for row in items]
+        positions, errors, n_features = np.arange(len(items)), [], items.shape[1]
+    else:
+        loaded = load_images(X, on_error=on_error)
+        items, positions, errors, n_features = loaded.images, loaded.indices, loaded.errors, None
+        digests = [image_digest(image) for image in items]
+    if len(positions) == 0:
+        raise ValueError(
+            f"none of the {n_items} items of X is a usable image: " + "; ".join(errors[:3])
+        )
+    if len(positions) < 2:
+        raise ValueError(
+            f"NeaR needs at least two training images; got n_samples={len(positions)}."
+        )
+    return items, digests, positions, errors, n_features
+
+
+def iter_image_chunks(X, on_error: str, chunk_size: int):
+    """Load ``X`` a chunk at a time: yields ``(positions in X, images)`` per chunk.
+
+    Bounds memory on huge inputs; an error names the item's position in all of ``X``.
+    """
+    entries = as_image_list(X)
+    for start in range(0, len(entries), chunk_size):
+        try:
+            loaded = load_images(entries[start : start + chunk_size], on_error=on_error)
+        except ImageInputError as error:
+            raise ImageInputError(_shift_index(str(error), start)) from None
+        yield start + loaded.indices, loaded.images
+
+
+def _shift_index(message: str, offset: int) -> str:
+    """Rewrite ``X[i]`` in a chunk's error message into the position in the whole input."""
+
+    def shifted(match):
+        return f"X[{int(match.group(1)) + offset}]"
+
+    return re.sub(r"X\[(\d+)\]", shifted, message, count=1)

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .store import ItemStore, cached_values
+from ._store import ItemStore, cached_values
 
-__all__ = ["encode_images", "cached_encode", "projection_matrix", "to_embedding_space"]
+__all__ = [
+    "check_encoder_output",
+    "encode_images",
+    "cached_encode",
+    "projection_matrix",
+    "to_embedding_space",
+]
 
 
 def encode_images(
@@ -17,7 +23,7 @@ def encode_images(
 
     Parameters
     ----------
-    backbone : skvf.backbone.Backbone
+    backbone : skvf._backbone.Backbone
     images : list of PIL.Image.Image
     device : str
         Where the model is; on CUDA the tower runs under bfloat16 autocast.
@@ -113,3 +119,16 @@ def to_embedding_space(
         features = features @ projection
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     return (features / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def check_encoder_output(features, n_items: int) -> np.ndarray:
+    """The features an ``image_encoder`` returned, checked: one finite row per item."""
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or len(features) != n_items:
+        raise ValueError(
+            f"image_encoder returned an array of shape {features.shape}; it must return "
+            f"one row per image, shape ({n_items}, n_features)."
+        )
+    if not np.all(np.isfinite(features)):
+        raise ValueError("image_encoder returned NaN or infinite features.")
+    return features

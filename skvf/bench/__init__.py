@@ -1,0 +1,31 @@
+"""The evaluation harness: what skvf is measured with, never what it runs.
+
+Simulated labelers (:mod:`~skvf.bench.simulation`), offline data sets
+(:mod:`~skvf.bench.datasets`), stand-in image encoders that need no weights
+(:mod:`~skvf.bench.encoders`), the baselines NeaR is compared with
+(:mod:`~skvf.bench.baselines`) and the offline demo builders used by the examples and
+``skvf demo`` (:mod:`~skvf.bench.demo`). The product (``fit`` and ``predict``) never
+imports this package; importing it registers its estimators with
+:func:`skvf.serialization.trusted_types`, so that models built with them load.
+
+Examples
+--------
+>>> from skvf.bench import NoisyOracleLabeler, ImagePixels
+>>> NoisyOracleLabeler(noise_rate=0.4).noise_rate
+0.4
+"""
+
+from .baselines import LabelerDirect, ZeroShotCLIP, method_configs
+from .encoders import HOGFeatures, ImagePixels, RandomConvFeatures
+from .simulation import NoisyOracleLabeler, make_oracle
+
+__all__ = [
+    "HOGFeatures",
+    "ImagePixels",
+    "LabelerDirect",
+    "NoisyOracleLabeler",
+    "RandomConvFeatures",
+    "ZeroShotCLIP",
+    "make_oracle",
+    "method_configs",
+]

@@ -1,0 +1,28 @@
+"""Errors skvf raises for input a user can fix.
+
+Each is a ``ValueError`` subclass, so code that catches scikit-learn's input errors
+catches these too; the message names the offending item and how to fix it. The
+labeler's errors (:class:`~skvf.labeling.LabelingError` and its kin) live beside the
+labeler in :mod:`skvf.labeling`.
+"""
+
+__all__ = ["BackboneError", "ImageInputError"]
+
+
+class ImageInputError(ValueError):
+    """An item of the input cannot be used as an image.
+
+    Examples
+    --------
+    >>> from skvf import NeaRClassifier
+    >>> from skvf.exceptions import ImageInputError
+    >>> try:
+    ...     NeaRClassifier().fit(["missing.jpg", "also-missing.jpg"])
+    ... except ImageInputError as error:
+    ...     print(str(error).split(":")[0])
+    X[0] ('missing.jpg')
+    """
+
+
+class BackboneError(ValueError):
+    """The backbone cannot be built: unknown model, missing weights, mismatched digest."""
