@@ -33,7 +33,7 @@ __all__ = ["LabelerDirect", "ZeroShotCLIP", "method_configs"]
 
 def _ask_labeler(labeler, X) -> np.ndarray:
     """The labeler's normalised name for each item of ``X`` (``None`` where it gave none)."""
-    from ..classifier import label_items
+    from ..labeling import label_items
 
     names, valid = label_items(labeler, X)
     result = np.full(len(names), None, dtype=object)
