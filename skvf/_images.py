@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .exceptions import ImageInputError
 
 __all__ = [
+    "check_feature_rows",
     "iter_image_chunks",
     "load_training_items",
     "LoadedImages",
@@ -361,3 +362,19 @@ def _shift_index(message: str, offset: int) -> str:
         return f"X[{int(match.group(1)) + offset}]"
 
     return re.sub(r"X\[(\d+)\]", shifted, message, count=1)
+
+
+def check_feature_rows(X, n_features_in: int | None, model: str) -> np.ndarray:
+    """Rows of numeric features for ``model``, fitted on rows of ``n_features_in`` columns."""
+    rows = np.asarray(X, dtype=np.float64)
+    if n_features_in is None:
+        raise ValueError(
+            f"X is a 2-D numeric array of shape {rows.shape}, but this model was fitted on "
+            "images; pass images."
+        )
+    if rows.shape[1] != n_features_in:
+        raise ValueError(
+            f"X has {rows.shape[1]} features, but {model} is expecting "
+            f"{n_features_in} features as input."
+        )
+    return rows

@@ -7,7 +7,7 @@ text tower over the K class prompts plus an (N x K) matrix product, whatever N i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -36,6 +36,12 @@ class TrainingConfig:
     sharpen_temperature: float = 1.0
     device: str = "cpu"
     verbose: int = 0
+
+    @classmethod
+    def from_params(cls, params: dict, **overrides) -> TrainingConfig:
+        """The config from an estimator's parameters named like a field, plus ``overrides``."""
+        names = {config_field.name for config_field in fields(cls)}
+        return cls(**{**{k: v for k, v in params.items() if k in names}, **overrides})
 
 
 @dataclass

@@ -8,9 +8,7 @@ import os
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
-from ._backbone import FrozenBackboneMixin
 from ._features import (
     cached_encode,
     check_encoder_output,
@@ -19,33 +17,28 @@ from ._features import (
     to_embedding_space,
 )
 from ._images import (
-    as_image_list,
-    is_feature_matrix,
-    iter_image_chunks,
     load_training_items,
 )
+from ._prediction import PREDICT_CHUNK, PromptClassifierMixin
 from ._sklearn_compat import HasMethods, Interval, StrOptions, fit_context
 from ._store import ItemStore, resolve_memory, stable_hash
-from ._training import TrainingConfig, softmax, tune_prompts
+from ._training import TrainingConfig, tune_prompts
 from ._warnings import warn
 from .candidates import NeighborCandidateBuilder, build_candidate_votes
 from .filtering import LabelFilter, filter_vocabulary
 from .labeling import MLLMLabeler, cached_labels
 from .metrics import NameClassifierMixin
-from .names import training_names
+from .names import check_vocabulary, training_names
 from .noise import GMMNoiseSplitter
 from .serialization import register_trusted_type
 
-__all__ = ["NeaRClassifier"]
+__all__ = ["PREDICT_CHUNK", "NeaRClassifier"]
 
 _PASSTHROUGH = "passthrough"
-#: Images loaded, encoded and scored at a time by ``predict``: bounds memory on huge
-#: inputs (the command line reports progress in steps of it too).
-PREDICT_CHUNK = 256
 
 
 @register_trusted_type
-class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
+class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     """Name images with no vocabulary: LLM names refined by neighbours, then CLIP alone.
 
     ``fit`` takes unlabeled images. A multimodal LLM (the ``labeler``) names each one;
@@ -390,7 +383,7 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         self.labeler_names_ = {"raw": raw_names, "normalized": names}
         vocabulary, labels = np.unique(names, return_inverse=True)
         self.vocabulary_ = vocabulary.astype(object)
-        _check_vocabulary(self.vocabulary_, labels)
+        check_vocabulary(self.vocabulary_, len(labels))
 
         # Image features in the text embedding space.
         self.feature_mean_ = raw_features.mean(axis=0) if self.center_features else None
@@ -485,128 +478,13 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         initial_scale = self.logit_scale
         if initial_scale is None:
             initial_scale = float(backbone.model.logit_scale.exp().item())
-        config = TrainingConfig(
-            max_epochs=self.max_epochs,
-            warmup_epochs=self.warmup_epochs,
-            learning_rate=self.learning_rate,
-            optimizer=self.optimizer,
+        config = TrainingConfig.from_params(
+            self.get_params(deep=False),
             logit_scale=min(initial_scale, 100.0),
-            learn_logit_scale=self.learn_logit_scale,
             clean_threshold=self._clean_threshold(),
-            refinement=self.refinement,
-            clean_vote_weight=self.clean_vote_weight,
-            candidate_weighting=self.candidate_weighting,
-            sharpen_temperature=self.sharpen_temperature,
             device=self.device_,
-            verbose=self.verbose,
         )
         return tune_prompts(learner, features, labels, votes, self.noise_splitter_, config)
-
-    # -- prediction: a pure function of the fitted state --------------------------------
-
-    def decision_function(self, X) -> np.ndarray:
-        """Scaled cosine similarity of each image to each class prompt.
-
-        Parameters
-        ----------
-        X : sequence of images
-            As in :meth:`fit`.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes), or (n_samples,) with two classes
-            Columns follow ``classes_``; with two classes, the score of ``classes_[1]``
-            minus that of ``classes_[0]`` (scikit-learn's binary convention). Bad images
-            get NaN under ``on_error="skip"``.
-        """
-        scores = self._scores(X)
-        if len(self.classes_) == 2:
-            return scores[:, 1] - scores[:, 0]
-        return scores
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities over ``classes_``.
-
-        Parameters
-        ----------
-        X : sequence of images
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes)
-            Rows sum to one (NaN rows for skipped bad images).
-        """
-        scores = np.asarray(self._scores(X), dtype=np.float64)
-        probabilities = np.full_like(scores, np.nan)
-        ok = np.isfinite(scores).all(axis=1)
-        probabilities[ok] = softmax(scores[ok])
-        return probabilities
-
-    def predict(self, X) -> np.ndarray:
-        """Name each image with one of ``classes_``.
-
-        Parameters
-        ----------
-        X : sequence of images
-
-        Returns
-        -------
-        ndarray of str, shape (n_samples,)
-            ``None`` for a bad image under ``on_error="skip"``.
-        """
-        scores = self._scores(X)
-        ok = np.isfinite(scores).all(axis=1)
-        names = np.full(len(scores), None, dtype=object)
-        names[ok] = self.classes_[np.argmax(scores[ok], axis=1)]
-        return names
-
-    def _scores(self, X) -> np.ndarray:
-        """Scores of every image for every class, shape (n_samples, n_classes)."""
-        check_is_fitted(self, "class_text_features_")
-        if self.image_encoder_ is None:
-            backbone, device = self._runtime_backbone()
-
-            def embed(images):
-                return encode_images(backbone, images, device, self.batch_size)
-        else:
-
-            def embed(items):
-                return check_encoder_output(self.image_encoder_.transform(items), len(items))
-
-        def score(items):
-            features = to_embedding_space(embed(items), self.feature_mean_, self.projection_)
-            return self.logit_scale_ * features @ self.class_text_features_.T
-
-        if self._uses_feature_rows(X):
-            rows = np.asarray(X, dtype=np.float64)
-            expected = getattr(self, "n_features_in_", None)
-            if expected is None:
-                raise ValueError(
-                    f"X is a 2-D numeric array of shape {rows.shape}, but this model was "
-                    "fitted on images; pass images."
-                )
-            if rows.shape[1] != expected:
-                raise ValueError(
-                    f"X has {rows.shape[1]} features, but NeaRClassifier is expecting "
-                    f"{expected} features as input."
-                )
-            return score(rows)
-        scores = np.full((len(as_image_list(X)), len(self.classes_)), np.nan, dtype=np.float32)
-        for positions, images in iter_image_chunks(X, self.on_error, PREDICT_CHUNK):
-            if images:
-                scores[positions] = score(images)
-        return scores
-
-    def _uses_feature_rows(self, X) -> bool:
-        if not is_feature_matrix(X):
-            return False
-        if self.image_encoder is None:
-            raise ValueError(
-                f"X is a 2-D numeric array of shape {X.shape}: sample rows, not images. Pass "
-                "images (paths, PIL images or an (n, H, W[, C]) array), or an image_encoder "
-                "that turns these rows into features."
-            )
-        return True
 
     # -- scikit-learn plumbing ----------------------------------------------------------
 
@@ -630,7 +508,6 @@ class NeaRClassifier(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = self.image_encoder is not None
         tags.input_tags.three_d_array = True  # an (n, H, W) stack of grayscale images
         tags.non_deterministic = self.random_state is None
         return tags
@@ -643,12 +520,3 @@ _DEFAULT_COMPONENTS = {
     "noise_splitter": GMMNoiseSplitter,
     "label_filter": LabelFilter,
 }
-
-
-def _check_vocabulary(vocabulary, labels) -> None:
-    if len(vocabulary) < 2:
-        raise ValueError(
-            f"the labeler gave the same name ({vocabulary[0]!r}) to all {len(labels)} "
-            "training images; NeaR needs at least two distinct names. Use more varied "
-            "images, or a more specific labeler prompt or domain."
-        )

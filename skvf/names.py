@@ -146,3 +146,26 @@ def training_names(raw_names, positions, merge_variants: bool = True):
     merged = merge_near_duplicates(names)
     merges = {name: into for name, into in merged.items() if name != into}
     return np.asarray([merged[name] for name in names], dtype=object), merges
+
+
+def check_vocabulary(vocabulary, n_images: int) -> None:
+    """Refuse a vocabulary of fewer than two names: there is nothing to classify.
+
+    Parameters
+    ----------
+    vocabulary : sequence of str
+        The distinct training names.
+    n_images : int
+        Training images they came from, for the message.
+
+    Raises
+    ------
+    ValueError
+        One name for every image.
+    """
+    if len(vocabulary) < 2:
+        raise ValueError(
+            f"the labeler gave the same name ({vocabulary[0]!r}) to all {n_images} "
+            "training images; NeaR needs at least two distinct names. Use more varied "
+            "images, or a more specific labeler prompt or domain."
+        )

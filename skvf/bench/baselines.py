@@ -21,7 +21,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._backbone import FrozenBackboneMixin
+from .._images import is_feature_matrix
+from .._prediction import PromptClassifierMixin
 from .._sklearn_compat import HasMethods, Interval, fit_context
 from ..metrics import NameClassifierMixin
 from ..names import normalize_name
@@ -135,7 +136,7 @@ class LabelerDirect(NameClassifierMixin, BaseEstimator):
 
 
 @register_trusted_type
-class ZeroShotCLIP(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
+class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     """Frozen CLIP over the labeler's vocabulary, with no tuning.
 
     ``fit`` asks the labeler to name the training images; the distinct normalised names
@@ -183,7 +184,10 @@ class ZeroShotCLIP(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         Unit-norm text features of the filled-in template.
     logit_scale_ : float
         The backbone's logit scale (capped at 100).
+    projection_ : ndarray or None
+        Random map from an ``image_encoder``'s features to the embedding size.
     device_ : str
+        Device the model was fitted on; ``predict`` falls back to the CPU.
 
     See Also
     --------
@@ -269,6 +273,8 @@ class ZeroShotCLIP(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         embed_dim = int(backbone.config["embed_dim"])
         self.image_encoder_ = None if self.image_encoder is None else clone(self.image_encoder)
         self.projection_ = None
+        if is_feature_matrix(X):
+            self.n_features_in_ = X.shape[1]
         if self.image_encoder_ is not None:
             from .._features import projection_matrix
 
@@ -285,51 +291,6 @@ class ZeroShotCLIP(FrozenBackboneMixin, NameClassifierMixin, BaseEstimator):
         self.class_text_features_ = text.cpu().numpy().astype(np.float32)
         self.logit_scale_ = min(scale, 100.0)
         return self
-
-    def _image_features(self, X) -> np.ndarray:
-        from .._features import encode_images, to_embedding_space
-        from .._images import load_images
-
-        if self.image_encoder_ is not None:
-            raw = np.asarray(self.image_encoder_.transform(X), dtype=np.float32)
-        else:
-            images = load_images(X).images
-            backbone, device = self._runtime_backbone()
-            raw = encode_images(backbone, images, device, self.batch_size)
-        return to_embedding_space(raw, None, self.projection_)
-
-    def decision_function(self, X) -> np.ndarray:
-        """Scaled cosine similarity of each image to each class prompt.
-
-        Parameters
-        ----------
-        X : sequence of images, or 2-D numeric array with an ``image_encoder``
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes)
-            Columns follow ``classes_``.
-        """
-        check_is_fitted(self, "class_text_features_")
-        return self.logit_scale_ * self._image_features(X) @ self.class_text_features_.T
-
-    def predict(self, X) -> np.ndarray:
-        """Name each image with its best-scoring class.
-
-        Parameters
-        ----------
-        X : sequence of images, or 2-D numeric array with an ``image_encoder``
-
-        Returns
-        -------
-        ndarray of str, shape (n_samples,)
-        """
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = self.image_encoder is not None
-        return tags
 
 
 def method_configs() -> dict[str, dict]:
