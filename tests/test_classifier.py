@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.model_selection import GridSearchCV
 
 from skvf import NeaRClassifier
 from skvf.bench.datasets import few_shot_split, load_digits_images
@@ -260,6 +261,32 @@ def test_memory_makes_refits_free(digits, tmp_path):
     assert changed.n_images_encoded_ == 0
 
 
+class PacedLabeler(CountingLabeler):
+    """A labeler with a parameter that changes how fast it answers, not what."""
+
+    answer_neutral_params = frozenset({"pace"})
+
+    def __init__(self, oracle, noise_rate=0.4, random_state=0, pace=1):
+        super().__init__(oracle, noise_rate=noise_rate, random_state=random_state)
+        self.pace = pace
+
+
+def test_the_labeler_names_its_answer_neutral_parameters(digits, tmp_path):
+    # The classifier names no labeler parameter: the labeler says which of its own
+    # leave the answers unchanged, and only those stay out of the answer-cache key.
+    images, names = digits
+    index = np.r_[0:20, 1000:1020]
+    oracle = make_oracle(images, names)
+
+    def fit(labeler):
+        params = dict(labeler=labeler, max_epochs=2, warmup_epochs=1, memory=tmp_path)
+        return make_classifier(images, names, **params).fit(images[index]).n_labeler_calls_
+
+    assert fit(PacedLabeler(oracle, pace=1)) == 40
+    assert fit(PacedLabeler(oracle, pace=8)) == 0
+    assert fit(PacedLabeler(oracle, pace=8, random_state=1)) == 40
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 
@@ -304,8 +331,15 @@ def test_skip_drops_bad_images_in_fit_and_marks_them_in_predict(digits, split, t
     train = list(images[split[0]])
     train.insert(7, str(corrupt))
     clf = make_classifier(images, names, on_error="skip", max_epochs=20, warmup_epochs=10)
-    with pytest.warns(UserWarning, match="1 training item"):
+    with pytest.warns(UserWarning, match="1 training item") as record:
         clf.fit(train)
+    assert record[0].filename == __file__  # the caller's line, not skvf's
+    with pytest.warns(UserWarning, match="1 training item") as record:
+        GridSearchCV(clf, {"max_epochs": [20]}, cv=[(np.arange(len(train)), np.arange(4))]).fit(
+            train
+        )
+    ours = [w for w in record if "training item" in str(w.message)]
+    assert {warning.filename for warning in ours} == {__file__}  # through sklearn and joblib
     assert len(clf.train_indices_) == len(split[0]) and 7 not in clf.train_indices_
     assert "X[7]" in clf.skipped_[0] and "corrupt.jpg" in clf.skipped_[0]
     predictions = clf.predict([images[0], str(corrupt), images[1]])

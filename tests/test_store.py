@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA
 
 from skvf._store import ItemStore, resolve_memory, stable_hash
 
@@ -196,3 +200,59 @@ def test_stable_hash_is_a_fixed_hex_string():
     assert len(stable_hash({"a": 1}, length=32)) == 32
     # a pinned value, so a change of the hashing scheme (which orphans caches) is noticed
     assert value == "1f8c00645b7df6ce"
+
+
+def module_level_namer(image):
+    """A labeler oracle defined at module level: it has an import path."""
+    return "cat"
+
+
+def test_stable_hash_is_the_same_in_another_process():
+    # Estimators, paths, arrays, sets and module-level functions are keyed by content:
+    # the key computed in a fresh interpreter equals this one (with repr, an address
+    # in a function's or object's repr changed it in every process).
+    value = {
+        "encoder": PCA(n_components=3),
+        "path": Path("/tmp/cache"),
+        "array": np.arange(4, dtype=np.float32),
+        "set": {"b", "a"},
+        "function": np.mean,
+    }
+    script = (
+        "import numpy as np; from pathlib import Path; from sklearn.decomposition import PCA;"
+        "from skvf._store import stable_hash;"
+        "print(stable_hash({'encoder': PCA(n_components=3), 'path': Path('/tmp/cache'),"
+        "'array': np.arange(4, dtype=np.float32), 'set': {'a', 'b'}, 'function': np.mean}))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == stable_hash(value)
+    assert stable_hash({**value, "encoder": PCA(n_components=4)}) != stable_hash(value)
+    assert stable_hash({**value, "function": module_level_namer}) != stable_hash(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({"labeler": {"oracle": lambda image: "cat"}}, "value['labeler']['oracle']"),
+        ({"items": [1, object()]}, "value['items'][1]"),
+    ],
+    ids=["lambda", "object"],
+)
+def test_stable_hash_refuses_what_it_cannot_key(value, where):
+    with pytest.raises(TypeError, match=re.escape(f"cannot key a cache on {where}")):
+        stable_hash(value)
+
+
+def test_memory_refuses_a_labeler_it_cannot_key(tmp_path):
+    # A labeler whose parameters hold a lambda cannot key an answer cache: fit says so
+    # instead of writing answers under a key that no later process would find.
+    from skvf import NeaRClassifier
+    from skvf.bench.demo import TINY_BACKBONE_PARAMS
+    from skvf.bench.simulation import NoisyOracleLabeler
+
+    images = [np.full((8, 8), value, dtype=np.uint8) for value in (0, 80, 160, 240)]
+    labeler = NoisyOracleLabeler(lambda image: "dark", noise_rate=0.0)
+    clf = NeaRClassifier(labeler=labeler, memory=tmp_path, max_epochs=1, **TINY_BACKBONE_PARAMS)
+    with pytest.raises(TypeError, match=r"cannot key a cache on value\['params'\]\['oracle'\]"):
+        clf.fit(images)
