@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -399,3 +400,50 @@ def test_nested_params_reach_default_components():
     assert isinstance(clf.noise_splitter, GMMNoiseSplitter)
     assert clf.noise_splitter.threshold == 0.6
     assert clf.label_filter is None  # untouched components keep their default marker
+
+
+# -- the fitted state -------------------------------------------------------------------
+
+
+def fitted_attribute_assignments():
+    """(method, attribute) for every ``self.<name>_ = ...`` in classifier.py."""
+    import ast
+    import inspect
+
+    import skvf.classifier
+
+    tree = ast.parse(inspect.getsource(skvf.classifier))
+    found = []
+    for method in ast.walk(tree):
+        if not isinstance(method, ast.FunctionDef):
+            continue
+        for node in ast.walk(method):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            for target in targets:
+                for leaf in ast.walk(target):
+                    if (
+                        isinstance(leaf, ast.Attribute)
+                        and isinstance(leaf.value, ast.Name)
+                        and leaf.value.id == "self"
+                        and leaf.attr.endswith("_")
+                        and not leaf.attr.startswith("_")
+                    ):
+                        found.append((method.name, leaf.attr))
+    return found
+
+
+def test_every_fitted_attribute_is_assigned_in_fit():
+    assignments = fitted_attribute_assignments()
+    assert len(assignments) > 20
+    assert {method for method, _ in assignments} == {"fit"}
+
+
+def test_every_fitted_attribute_is_documented(digits, split):
+    images, names = digits
+    clf = make_classifier(images, names, max_epochs=4, warmup_epochs=2).fit(images[split[0]])
+    fitted = {name for name in vars(clf) if name.endswith("_") and not name.startswith("_")}
+    documented = set(re.findall(r"^    (\w+_)(?: :|,)", NeaRClassifier.__doc__, re.M))
+    documented |= set(re.findall(r"^    \w+_, (\w+_)", NeaRClassifier.__doc__, re.M))
+    documented |= set(re.findall(r"^    \w+_, \w+_, (\w+_)", NeaRClassifier.__doc__, re.M))
+    assert fitted - documented == set()
+    assert {"context_", "logit_scale_", "class_text_features_", "feature_mean_"} <= documented

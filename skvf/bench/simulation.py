@@ -34,7 +34,6 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._images import (
-    ImageInputError,
     as_image_list,
     describe_item,
     image_digest,
@@ -43,6 +42,7 @@ from .._images import (
     row_digest,
 )
 from .._sklearn_compat import Interval, fit_context
+from ..exceptions import ImageInputError
 from ..serialization import register_trusted_type
 from .datasets import DIGIT_NAMES
 

@@ -14,9 +14,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._images import ImageInputError, as_image_list, describe_item, image_digest, load_image
+from .._images import as_image_list, describe_item, image_digest, load_image
 from .._sklearn_compat import Interval, StrOptions, fit_context
 from .._warnings import warn
+from ..exceptions import ImageInputError
 from ..serialization import register_trusted_type
 from ._cache import AnswerCache, answer_affecting, resolve_cache_dir
 from ._client import ProviderError, Requester
