@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +36,11 @@ __all__ = [
 
 #: Longest side an image keeps after loading; larger images are downscaled on load.
 DEFAULT_MAX_SIDE = 1024
+
+#: Most pixels an image may have, read from its header before it is decoded: a 17 KB
+#: PNG can declare 12000x12000 pixels and take gigabytes to decode (a decompression
+#: bomb). 64 million pixels is a 9200x7000 photo.
+DEFAULT_MAX_PIXELS = 64_000_000
 
 
 @dataclass
@@ -75,7 +82,7 @@ def as_image_list(X) -> list:
     ----------
     X : sequence of (str, os.PathLike, PIL.Image.Image, ndarray) or ndarray
         Paths, PIL images, HxW / HxWxC arrays, or one array of shape (n, H, W) or
-        (n, H, W, C).
+        (n, H, W, C); a pandas Series or one-column DataFrame of them.
 
     Returns
     -------
@@ -87,6 +94,14 @@ def as_image_list(X) -> list:
             f"X is a sparse {type(X).__name__}; sparse input is not supported. Pass images, "
             "or a dense 2-D numeric array (X.toarray()) with an image_encoder."
         )
+    if hasattr(X, "columns") and hasattr(X, "iloc"):  # a pandas DataFrame
+        columns = list(X.columns)
+        if len(columns) != 1:
+            raise ImageInputError(
+                f"X is a DataFrame with {len(columns)} columns {columns[:5]}; pass the one "
+                f"column that holds the images, e.g. X[{columns[0] if columns else 'path'!r}]."
+            )
+        return list(X.iloc[:, 0].tolist())
     if isinstance(X, (str, os.PathLike, Image.Image)):
         raise ImageInputError(
             "X must be a collection of images, got a single "
@@ -171,7 +186,9 @@ def _bound(image: Image.Image, max_side: int | None) -> Image.Image:
     return image
 
 
-def load_image(item, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
+def load_image(
+    item, max_side: int | None = DEFAULT_MAX_SIDE, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Image.Image:
     """Load one item as an RGB PIL image.
 
     Parameters
@@ -182,6 +199,9 @@ def load_image(item, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
     max_side : int or None, default=1024
         Images whose longest side is larger are downscaled to it (aspect kept), which
         bounds memory for huge photos. ``None`` keeps the full size.
+    max_pixels : int or None, default=64_000_000
+        Images with more pixels are refused before they are decoded (decompression
+        bombs). ``None`` accepts any size.
 
     Returns
     -------
@@ -192,21 +212,33 @@ def load_image(item, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
     Raises
     ------
     ImageInputError
-        The item is missing, unreadable, corrupt or of a type that is not an image.
+        The item is missing, unreadable, not a regular file (a FIFO, a device), empty,
+        corrupt, too large, or of a type that is not an image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> load_image(np.zeros((4, 6), dtype=np.uint8)).size
+    (6, 4)
+    >>> load_image(np.zeros((4000, 4000), dtype=np.uint8), max_pixels=1_000_000)
+    Traceback (most recent call last):
+    ...
+    skvf.exceptions.ImageInputError: 4000x4000 pixels ...
     """
     if isinstance(item, (str, os.PathLike)):
-        path = os.fspath(item)
-        if not os.path.exists(path):
-            raise ImageInputError("file not found")
-        if os.path.isdir(path):
-            raise ImageInputError("is a directory, not an image file")
         try:
-            with Image.open(path) as opened:
-                if max_side is not None:
-                    opened.draft("RGB", (max_side, max_side))  # cheap JPEG downscale
-                opened.load()
-                image = ImageOps.exif_transpose(opened)
-                return _bound(_to_rgb(image), max_side)
+            with _open_regular_file(os.fspath(item)) as stream, warnings.catch_warnings():
+                # The pixel bound below replaces PIL's own decompression-bomb warning.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(stream) as opened:
+                    _check_size(opened.size, max_pixels)
+                    if max_side is not None:
+                        opened.draft("RGB", (max_side, max_side))  # cheap JPEG downscale
+                    opened.load()
+                    image = ImageOps.exif_transpose(opened)
+                    return _bound(_to_rgb(image), max_side)
+        except ImageInputError:
+            raise
         except UnidentifiedImageError:
             raise ImageInputError("not an image file PIL can read") from None
         except Image.DecompressionBombError as error:
@@ -214,20 +246,71 @@ def load_image(item, max_side: int | None = DEFAULT_MAX_SIDE) -> Image.Image:
         except (OSError, SyntaxError, ValueError) as error:
             raise ImageInputError(f"corrupt or truncated image: {error}") from None
     if isinstance(item, Image.Image):
+        _check_size(item.size, max_pixels)
         try:
             item.load()
         except (OSError, ValueError) as error:
             raise ImageInputError(f"corrupt PIL image: {error}") from None
         return _bound(_to_rgb(ImageOps.exif_transpose(item)), max_side)
     if isinstance(item, np.ndarray):
+        if item.ndim >= 2 and item.size:
+            _check_size((item.shape[1], item.shape[0]), max_pixels)
         return _bound(_to_rgb(_array_to_image(item)), max_side)
     raise ImageInputError(
         f"{type(item).__name__} is not an image; pass a path, a PIL image or an array"
     )
 
 
+def _open_regular_file(path: str):
+    """Open ``path`` for reading if it is a non-empty regular file; never blocks.
+
+    The file is opened without blocking (a FIFO would otherwise wait forever for a
+    writer) and checked on the open descriptor, so it cannot be swapped in between.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        reason = "broken symbolic link" if os.path.islink(path) else "file not found"
+        raise ImageInputError(reason) from None
+    except IsADirectoryError:
+        raise ImageInputError("is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageInputError("permission denied") from None
+    except OSError as error:
+        raise ImageInputError(f"cannot be opened: {error.strerror or error}") from None
+    try:
+        mode, size = os.fstat(descriptor).st_mode, os.fstat(descriptor).st_size
+        if stat.S_ISDIR(mode):
+            raise ImageInputError("is a directory, not an image file")
+        if not stat.S_ISREG(mode):
+            raise ImageInputError(
+                "is not a regular file (a FIFO, socket or device); refused without reading it"
+            )
+        if size == 0:
+            raise ImageInputError("is an empty file (0 bytes)")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _check_size(size: tuple[int, int], max_pixels: int | None) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageInputError(f"has no pixels ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageInputError(
+            f"{width}x{height} pixels is more than max_image_pixels={max_pixels}; refused "
+            "before decoding, as a possible decompression bomb. Downscale the image, or "
+            "raise max_image_pixels if you trust it"
+        )
+
+
 def load_images(
-    X, on_error: str = "raise", max_side: int | None = DEFAULT_MAX_SIDE
+    X,
+    on_error: str = "raise",
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> LoadedImages:
     """Load every item of ``X`` as an RGB image.
 
@@ -241,6 +324,8 @@ def load_images(
         them in :attr:`LoadedImages.errors`.
     max_side : int or None, default=1024
         See :func:`load_image`.
+    max_pixels : int or None, default=64_000_000
+        See :func:`load_image`.
 
     Returns
     -------
@@ -250,7 +335,7 @@ def load_images(
     images, indices, errors = [], [], []
     for index, item in enumerate(items):
         try:
-            images.append(load_image(item, max_side=max_side))
+            images.append(load_image(item, max_side=max_side, max_pixels=max_pixels))
         except ImageInputError as error:
             message = f"{describe_item(index, item)}: {error}"
             if on_error == "raise":
@@ -289,7 +374,7 @@ def row_digest(row: np.ndarray) -> str:
     return hasher.hexdigest()
 
 
-def load_training_items(X, on_error: str, feature_rows: bool):
+def load_training_items(X, on_error: str, feature_rows: bool, max_pixels=DEFAULT_MAX_PIXELS):
     """The training items of ``X``, each with its content digest.
 
     Parameters
@@ -299,6 +384,8 @@ def load_training_items(X, on_error: str, feature_rows: bool):
         What a bad image does (see :func:`load_images`).
     feature_rows : bool
         ``X`` is a 2-D numeric array of rows for an image encoder, not images.
+    max_pixels : int or None, default=64_000_000
+        See :func:`load_image`.
 
     Returns
     -------
@@ -327,7 +414,7 @@ def load_training_items(X, on_error: str, feature_rows: bool):
         digests = [row_digest(row) for row in items]
         positions, errors, n_features = np.arange(len(items)), [], items.shape[1]
     else:
-        loaded = load_images(X, on_error=on_error)
+        loaded = load_images(X, on_error=on_error, max_pixels=max_pixels)
         items, positions, errors, n_features = loaded.images, loaded.indices, loaded.errors, None
         digests = [image_digest(image) for image in items]
     if len(positions) == 0:
@@ -341,7 +428,7 @@ def load_training_items(X, on_error: str, feature_rows: bool):
     return items, digests, positions, errors, n_features
 
 
-def iter_image_chunks(X, on_error: str, chunk_size: int):
+def iter_image_chunks(X, on_error: str, chunk_size: int, max_pixels=DEFAULT_MAX_PIXELS):
     """Load ``X`` a chunk at a time: yields ``(positions in X, images)`` per chunk.
 
     Bounds memory on huge inputs; an error names the item's position in all of ``X``.
@@ -349,7 +436,8 @@ def iter_image_chunks(X, on_error: str, chunk_size: int):
     entries = as_image_list(X)
     for start in range(0, len(entries), chunk_size):
         try:
-            loaded = load_images(entries[start : start + chunk_size], on_error=on_error)
+            chunk = entries[start : start + chunk_size]
+            loaded = load_images(chunk, on_error=on_error, max_pixels=max_pixels)
         except ImageInputError as error:
             raise ImageInputError(_shift_index(str(error), start)) from None
         yield start + loaded.indices, loaded.images

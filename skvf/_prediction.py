@@ -15,7 +15,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._backbone import FrozenBackboneMixin
 from ._features import check_encoder_output, encode_images, to_embedding_space
-from ._images import as_image_list, check_feature_rows, is_feature_matrix, iter_image_chunks
+from ._images import (
+    DEFAULT_MAX_PIXELS,
+    as_image_list,
+    check_feature_rows,
+    is_feature_matrix,
+    iter_image_chunks,
+)
 from ._training import softmax
 
 __all__ = ["PREDICT_CHUNK", "PromptClassifierMixin"]
@@ -34,8 +40,10 @@ class PromptClassifierMixin(FrozenBackboneMixin):
     ``batch_size`` and, optionally, ``on_error``.
     """
 
-    #: Bad images raise unless the estimator has an ``on_error`` parameter.
+    #: Bad images raise, and the pixel bound is the default, unless the estimator has
+    #: ``on_error`` and ``max_image_pixels`` parameters.
     on_error = "raise"
+    max_image_pixels = DEFAULT_MAX_PIXELS
 
     def decision_function(self, X) -> np.ndarray:
         """Scaled cosine similarity of each image to each class prompt.
@@ -117,7 +125,8 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             )
         entries = as_image_list(X)
         scores = np.full((len(entries), len(self.classes_)), np.nan, dtype=np.float32)
-        for positions, images in iter_image_chunks(entries, self.on_error, PREDICT_CHUNK):
+        chunks = iter_image_chunks(entries, self.on_error, PREDICT_CHUNK, self.max_image_pixels)
+        for positions, images in chunks:
             if images:
                 scores[positions] = score(images)
         return scores

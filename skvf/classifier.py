@@ -17,6 +17,7 @@ from ._features import (
     to_embedding_space,
 )
 from ._images import (
+    DEFAULT_MAX_PIXELS,
     load_training_items,
 )
 from ._prediction import PREDICT_CHUNK, PromptClassifierMixin
@@ -127,6 +128,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         Answers enter this cache when the labeler returns; what survives an interrupted
         labeling run is the labeler's own cache (``MLLMLabeler(cache=...)``, on by
         default), which stores each answer the moment it arrives.
+    max_image_pixels : int or None, default=64_000_000
+        Images with more pixels are refused as bad images, read from the file header
+        before decoding (a decompression bomb is a few KB on disk and gigabytes in
+        memory). ``None`` accepts any size.
     on_error : {"raise", "skip"}, default="raise"
         Bad images (missing, corrupt, not an image): ``"raise"`` names the first one;
         ``"skip"`` drops them from ``fit`` (listed in ``skipped_``) and gives them the
@@ -245,6 +250,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [str],
         "memory": [str, os.PathLike, HasMethods(["cache"]), None],
+        "max_image_pixels": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "on_error": [StrOptions({"raise", "skip"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -278,6 +284,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         batch_size=64,
         device="auto",
         memory=None,
+        max_image_pixels=DEFAULT_MAX_PIXELS,
         on_error="raise",
         random_state=None,
         verbose=0,
@@ -308,6 +315,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.memory = memory
+        self.max_image_pixels = max_image_pixels
         self.on_error = on_error
         self.random_state = random_state
         self.verbose = verbose
@@ -336,7 +344,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         random_state = check_random_state(self.random_state)
         cache_root = resolve_memory(self.memory)
         items, digests, train_indices, skipped, n_features = load_training_items(
-            X, self.on_error, feature_rows=self._uses_feature_rows(X)
+            X, self.on_error, self._uses_feature_rows(X), self.max_image_pixels
         )
         if n_features is None:
             self.__dict__.pop("n_features_in_", None)
