@@ -8,6 +8,7 @@ import numpy as np
 from ._store import ItemStore, cached_values
 
 __all__ = [
+    "is_feature_vector",
     "check_encoder_output",
     "encode_images",
     "cached_encode",
@@ -132,3 +133,25 @@ def check_encoder_output(features, n_items: int) -> np.ndarray:
     if not np.all(np.isfinite(features)):
         raise ValueError("image_encoder returned NaN or infinite features.")
     return features
+
+
+def is_feature_vector(width: int):
+    """A check for stored features: a finite float vector of ``width`` values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check = is_feature_vector(3)
+    >>> check(np.ones(3, dtype=np.float32)), check(np.ones(4)), check(np.array([1, np.nan, 0]))
+    (True, False, False)
+    """
+
+    def check(value) -> bool:
+        return (
+            isinstance(value, np.ndarray)
+            and value.shape == (width,)
+            and np.issubdtype(value.dtype, np.floating)
+            and bool(np.all(np.isfinite(value)))
+        )
+
+    return check

@@ -13,11 +13,18 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ItemStore", "cached_values", "resolve_memory", "stable_hash"]
+from ._warnings import warn
+
+__all__ = ["CacheWarning", "ItemStore", "cached_values", "resolve_memory", "stable_hash"]
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be used and is computed again."""
 
 
 def stable_hash(value, length: int = 16) -> str:
@@ -118,7 +125,13 @@ def resolve_memory(memory) -> Path | None:
     if memory is None:
         return None
     if isinstance(memory, (str, os.PathLike)):
-        return Path(memory).expanduser()
+        path = Path(memory).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ValueError(
+                f"memory={os.fspath(memory)!r} is a file, not a directory; pass a directory "
+                "for the cache (it is created if missing), or memory=None."
+            )
+        return path
     if hasattr(memory, "location"):
         return None if memory.location is None else Path(memory.location)
     raise TypeError(
@@ -129,6 +142,12 @@ def resolve_memory(memory) -> Path | None:
 class ItemStore:
     """Values stored one file per key under ``root/namespace``.
 
+    A file that cannot be read, or whose value ``check`` refuses (a torn write from
+    another tool, a file of the wrong shape, a foreign value), is dropped with a warning
+    naming it, and reads as absent, so that the value is computed again: a cache entry
+    is never trusted blindly and never fatal. Temporary files left by a writer that was
+    killed mid-write are removed when the store is opened.
+
     Parameters
     ----------
     root : path-like
@@ -137,26 +156,59 @@ class ItemStore:
         Sub-directory; make it a hash of everything the stored values depend on.
     kind : {"npy", "json"}
         How values are stored: numpy arrays or JSON values.
+    check : callable or None, default=None
+        ``check(value) -> bool``: whether a stored value is usable.
     """
 
-    def __init__(self, root, namespace: str, kind: str = "npy"):
+    #: Temporary files older than this (seconds) belong to no live writer.
+    STALE_TEMPORARY_AGE = 3600.0
+
+    def __init__(self, root, namespace: str, kind: str = "npy", check=None):
         if kind not in ("npy", "json"):
             raise ValueError(f"kind must be 'npy' or 'json', got {kind!r}")
         self.directory = Path(root) / namespace
         self.kind = kind
+        self.check = check
+        self._remove_stale_temporaries()
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.{self.kind}"
 
     def get(self, key: str):
-        """Return the stored value for ``key``, or ``None`` when absent or unreadable."""
+        """The stored value for ``key``; ``None`` when absent, unreadable or refused."""
         path = self._path(key)
         try:
             if self.kind == "npy":
-                return np.load(path, allow_pickle=False)
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+                value = np.load(path, allow_pickle=False)
+            else:
+                value = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError, EOFError) as error:
+            self._drop(path, f"cannot be read ({type(error).__name__}: {error})")
+            return None
+        if self.check is not None and not self.check(value):
+            self._drop(path, "holds a value of the wrong form")
+            return None
+        return value
+
+    def _drop(self, path: Path, why: str) -> None:
+        warn(
+            f"cache file {os.fspath(path)} {why}; it is removed and its value computed again.",
+            CacheWarning,
+        )
+        path.unlink(missing_ok=True)
+
+    def _remove_stale_temporaries(self) -> None:
+        if not self.directory.is_dir():
+            return
+        cutoff = time.time() - self.STALE_TEMPORARY_AGE
+        for temporary in self.directory.glob("*/*.tmp"):
+            try:
+                if temporary.stat().st_mtime < cutoff:
+                    temporary.unlink()
+            except OSError:  # another process removed or renamed it first
+                continue
 
     def put(self, key: str, value) -> None:
         """Store ``value`` under ``key`` atomically."""

@@ -13,6 +13,7 @@ from ._features import (
     cached_encode,
     check_encoder_output,
     encode_images,
+    is_feature_vector,
     projection_matrix,
     to_embedding_space,
 )
@@ -438,7 +439,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         store = None
         if cache_root is not None:
             key = stable_hash({"backbone": self.backbone, "weights": backbone.digest})
-            store = ItemStore(cache_root, "features-" + key, kind="npy")
+            width = int(backbone.config["embed_dim"])
+            store = ItemStore(cache_root, "features-" + key, "npy", is_feature_vector(width))
         features, n_encoded = cached_encode(
             lambda images: encode_images(
                 backbone, images, self.device_, self.batch_size, self.verbose

@@ -115,7 +115,7 @@ def cached_labels(labeler, items, digests, cache_root):
     store = None
     if cache_root is not None:
         key = {"labeler": type(labeler).__qualname__, "params": answer_determining_params(labeler)}
-        store = ItemStore(cache_root, "labels-" + stable_hash(key), kind="json")
+        store = ItemStore(cache_root, "labels-" + stable_hash(key), "json", _is_label_record)
 
     def ask(subset):
         names, valid = label_items(labeler, subset)
@@ -123,3 +123,11 @@ def cached_labels(labeler, items, digests, cache_root):
 
     answers, n_asked = cached_values(ask, items, digests, store)
     return np.asarray([answer["name"] for answer in answers], dtype=object), n_asked
+
+
+def _is_label_record(record) -> bool:
+    """A stored label: ``{"name": <non-empty str or None>}``."""
+    if not isinstance(record, dict) or set(record) != {"name"}:
+        return False
+    name = record["name"]
+    return name is None or (isinstance(name, str) and name.strip() != "")
