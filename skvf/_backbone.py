@@ -204,6 +204,12 @@ def _build_uncached(
                 name, pretrained=pretrained_arg, device="cpu", **model_kwargs
             )
         except Exception as error:  # torch.load fails on a corrupt file in many ways
+            if pretrained_arg is not None and os.path.isfile(pretrained_arg):
+                raise BackboneError(
+                    f"pretrained={pretrained_arg!r} is not a usable weights file for "
+                    f"backbone={name!r} ({type(error).__name__}: {error}). Check that the file "
+                    "is complete and was saved for this model."
+                ) from error
             raise BackboneError(
                 f"could not build backbone={name!r} with pretrained={pretrained_arg!r}: {error}. "
                 "On a machine without internet access, download the weights elsewhere and "

@@ -122,13 +122,32 @@ def to_embedding_space(
     return (features / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
-def check_encoder_output(features, n_items: int) -> np.ndarray:
-    """The features an ``image_encoder`` returned, checked: one finite row per item."""
+def check_encoder_output(features, n_items: int, width: int | None = None) -> np.ndarray:
+    """The features an ``image_encoder`` returned, checked: one finite row per item.
+
+    Parameters
+    ----------
+    features : array-like
+    n_items : int
+        Items the encoder was given.
+    width : int or None, default=None
+        Features per item the model was fitted with (``None`` in ``fit``).
+
+    Returns
+    -------
+    ndarray of float32, shape (n_items, n_features)
+    """
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or len(features) != n_items:
         raise ValueError(
             f"image_encoder returned an array of shape {features.shape}; it must return "
             f"one row per image, shape ({n_items}, n_features)."
+        )
+    if width is not None and features.shape[1] != width:
+        raise ValueError(
+            f"image_encoder returned {features.shape[1]} features per image, but the model "
+            f"was fitted with {width}; the fitted image_encoder_ must not change its output "
+            "width (refit the classifier after changing the encoder)."
         )
     if not np.all(np.isfinite(features)):
         raise ValueError("image_encoder returned NaN or infinite features.")

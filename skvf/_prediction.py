@@ -110,9 +110,13 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             def embed(images):
                 return encode_images(backbone, images, device, self.batch_size)
         else:
+            # The encoder's width at fit: the projection's input, else the embedding size.
+            width = (
+                self.projection_ if self.projection_ is not None else self.class_text_features_.T
+            ).shape[0]
 
             def embed(items):
-                return check_encoder_output(self.image_encoder_.transform(items), len(items))
+                return check_encoder_output(self.image_encoder_.transform(items), len(items), width)
 
         def score(items):
             mean = getattr(self, "feature_mean_", None)

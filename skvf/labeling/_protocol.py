@@ -55,6 +55,11 @@ def label_items(labeler, items):
             f"the labeler returned {len(names)} names for {len(items)} images; a labeler "
             "must return exactly one name per image."
         )
+    if len(valid) != len(items):
+        raise ValueError(
+            f"the labeler's label() returned a mask of {len(valid)} values for "
+            f"{len(items)} images; it must return (names, valid) with one entry per image."
+        )
     for index, name in enumerate(names):
         if valid[index] and not isinstance(name, str):
             raise TypeError(
