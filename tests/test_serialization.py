@@ -306,3 +306,19 @@ def test_saving_leaves_the_fitted_model_untouched(fitted, digits):
     state = {key: repr(value) for key, value in vars(fitted).items()}
     pickle.dumps(fitted)
     assert {key: repr(value) for key, value in vars(fitted).items()} == state
+
+
+def test_skops_requirement_excludes_releases_with_load_time_advisories():
+    # CVE-2025-54412 and CVE-2025-54413 (fixed in 0.12) and CVE-2025-54886 (fixed in
+    # 0.13) let a crafted file run code at load time.
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    (requirement,) = [Requirement(d) for d in dependencies if d.startswith("skops")]
+    for vulnerable in ("0.10.0", "0.11.0", "0.12.0"):
+        assert Version(vulnerable) not in requirement.specifier
+    assert Version("0.13.0") in requirement.specifier
+    assert Version(skops.__version__) in requirement.specifier
