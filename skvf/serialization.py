@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import pathlib
 import threading
+import zipfile
 from collections.abc import Iterable
 from importlib import import_module
 
@@ -156,8 +157,11 @@ def load(file: str | os.PathLike, trusted: Iterable[str] | None = None):
         The file holds a type that is not trusted; nothing from it is executed.
     TypeError
         ``trusted`` is ``True``, a single string or not a list of names.
+    ValueError
+        The file is not a skops file (another kind of file, or truncated).
     """
     import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
 
     if trusted is None:
         names = trusted_types()
@@ -171,4 +175,18 @@ def load(file: str | os.PathLike, trusted: Iterable[str] | None = None):
         names = list(trusted)
         if not all(isinstance(name, str) for name in names):
             raise TypeError(f"trusted must hold type names (str), got {names!r}.")
-    return skops.io.load(file, trusted=names)
+    if not zipfile.is_zipfile(file):
+        raise ValueError(
+            f"{os.fspath(file)!r} is not a skops file (a skops file is a zip archive; this "
+            "one is another kind of file, or truncated). Pass a model saved with "
+            "skvf.serialization.dump or skops.io.dump."
+        )
+    try:
+        return skops.io.load(file, trusted=names)
+    except UntrustedTypesFoundException:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, EOFError) as error:
+        raise ValueError(
+            f"{os.fspath(file)!r} is not a readable skops file ({type(error).__name__}: "
+            f"{error}). Pass a model saved with skvf.serialization.dump or skops.io.dump."
+        ) from error

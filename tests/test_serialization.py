@@ -322,3 +322,24 @@ def test_skops_requirement_excludes_releases_with_load_time_advisories():
         assert Version(vulnerable) not in requirement.specifier
     assert Version("0.13.0") in requirement.specifier
     assert Version(skops.__version__) in requirement.specifier
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"just some text\n", b"\x89PNG\r\n\x1a\n" + bytes(64), b""],
+    ids=["text", "png", "empty"],
+)
+def test_a_file_that_is_not_skops_is_named(tmp_path, content):
+    path = tmp_path / "model.skops"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"{str(path)!r} is not a skops file"):
+        load(path)
+
+
+def test_a_truncated_skops_file_is_named(fitted, tmp_path):
+    path = tmp_path / "model.skops"
+    dump(fitted, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=f"{str(path)!r} is not a"):
+        load(path)
