@@ -83,6 +83,7 @@ def test_name_variants_reach_the_simulated_labeler(fgvr):
     assert np.mean(given == names) > 0.3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["pca", "hog"])
 def test_benchmark_prints_table_and_paired_comparison(fgvr, capsys, encoder):
     results = fgvr.main(

@@ -78,6 +78,7 @@ def fitted(digits, split):
     return make_classifier(images, names).fit(images[split[0]])
 
 
+@pytest.mark.slow
 def test_near_beats_coop_on_raw_names(digits, split):
     """The product's claim: with 40% wrong names, refinement beats plain prompt tuning."""
     images, names = digits

@@ -58,6 +58,7 @@ def _labeler_accuracy(images, true_names, noise_rate=0.4, seed=0) -> float:
     return cluster_accuracy(true_names, labeler.fit(images).transform(images))
 
 
+@pytest.mark.slow
 def test_quickstart_at_a_small_size(capsys, caplog):
     # Its --fast mode takes minutes on two cores: run its main() on fewer images instead.
     caplog.set_level(logging.ERROR)  # main() quietens the root logger; restored after
@@ -82,6 +83,7 @@ def test_quickstart_at_a_small_size(capsys, caplog):
     assert results["NeaR"] == pytest.approx(expected_near, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_folder_of_photos(tmp_path):
     workdir = tmp_path / "photos"
     out = run_example("folder_of_photos.py", "--workdir", str(workdir), cwd=tmp_path)
@@ -102,6 +104,7 @@ def test_folder_of_photos(tmp_path):
     assert scores["labeler names (train)"] == f"{labeler_score:.3f}"
 
 
+@pytest.mark.slow
 def test_local_llm_server_demo(tmp_path):
     out = run_example("local_llm_server.py", "--demo", cwd=tmp_path)
     assert "the server named 12 of 12 images" in out
@@ -109,12 +112,14 @@ def test_local_llm_server_demo(tmp_path):
     assert "answers from the cache during fit: 12" in out
 
 
+@pytest.mark.slow
 def test_grid_search(tmp_path):
     out = run_example("grid_search.py", cwd=tmp_path)
     assert out.count("{'candidate_builder__n_neighbors'") == 3  # two rows and the best
     assert "asked the labeler for 0 new answer(s)" in out
 
 
+@pytest.mark.slow
 def test_plots(tmp_path):
     pytest.importorskip("matplotlib")
     out = run_example("plots.py", "--out", str(tmp_path / "plots"), cwd=tmp_path)

@@ -19,31 +19,29 @@ __all__ = ["answer_determining_params", "cached_labels", "label_items"]
 def label_items(labeler, items):
     """Ask a labeler for one name per item; returns ``(names, valid)``.
 
-        Uses the labeler's ``label(X) -> (names, valid)`` when it has one, else its
-        ``transform(X)`` (every name valid), and checks that the answer is one ``str`` per
-        valid item.
+    Uses the labeler's ``label(X) -> (names, valid)`` when it has one, else its
+    ``transform(X)`` (every name valid), and checks that the answer is one ``str`` per
+    valid item.
 
-        Parameters
-        ----------
-        labeler : fitted labeler
-        items : list or ndarray
-            Images (or feature rows) to name.
+    Parameters
+    ----------
+    labeler : fitted labeler
+    items : list or ndarray
+        Images (or feature rows) to name.
 
-        Returns
-        -------
-        names : ndarray of object, shape (n_items,)
-        valid : ndarray of bool, shape (n_items,)
+    Returns
+    -------
+    names : ndarray of object, shape (n_items,)
+    valid : ndarray of bool, shape (n_items,)
 
-        Examples
-        --------
-        >>> import numpy as np
-
-    from .._store import ItemStore, cached_values, stable_hash
-        >>> from sklearn.preprocessing import FunctionTransformer
-        >>> namer = FunctionTransformer(lambda rows: np.where(rows[:, 0] > 0, "cat", "dog"))
-        >>> names, valid = label_items(namer.fit(None), np.array([[1.0], [-1.0]]))
-        >>> names.tolist(), valid.tolist()
-        (['cat', 'dog'], [True, True])
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.preprocessing import FunctionTransformer
+    >>> namer = FunctionTransformer(lambda rows: np.where(rows[:, 0] > 0, "cat", "dog"))
+    >>> names, valid = label_items(namer.fit(None), np.array([[1.0], [-1.0]]))
+    >>> names.tolist(), valid.tolist()
+    (['cat', 'dog'], [True, True])
     """
     if hasattr(labeler, "label"):
         names, valid = labeler.label(items)

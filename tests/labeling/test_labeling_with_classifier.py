@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from fake_openai_server import COLOURS, FakeVLM, colour_image
 
 from skvf import NeaRClassifier
@@ -21,6 +22,7 @@ def _classifier(labeler, memory):
     )
 
 
+@pytest.mark.slow
 def test_classifier_fits_on_server_names_and_refits_for_free(
     server, make_labeler, tmp_path, caplog
 ):
