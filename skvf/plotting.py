@@ -10,6 +10,10 @@ the :class:`matplotlib.figure.Figure`. matplotlib is an optional dependency:
 
 Examples
 --------
+``clf`` is a fitted classifier; fitting one takes several seconds even on the tiny
+offline setup, too slow for a docstring example, so this one is not run
+(``examples/plots.py`` and ``tests/test_plotting.py`` draw all three plots):
+
 >>> from skvf.plotting import plot_training_history
 >>> plot_training_history(clf).savefig("history.png")  # doctest: +SKIP
 """

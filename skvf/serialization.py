@@ -13,12 +13,22 @@ own (a labeler, an image encoder) must be added to that list explicitly, after
 reviewing ``skops.io.get_untrusted_types(file=...)``. Never load with everything the
 file asks for unreviewed.
 
+A model with a component of your own loads with
+``load("birds.skops", trusted=trusted_types() + ["mypackage.MyLabeler"])``.
+
 Examples
 --------
->>> from skvf.serialization import dump, load, trusted_types
->>> dump(clf, "birds.skops")  # doctest: +SKIP
->>> clf = load("birds.skops")  # trusted=trusted_types()  # doctest: +SKIP
->>> clf = load("birds.skops", trusted=trusted_types() + ["mypackage.MyLabeler"])  # doctest: +SKIP
+A fitted stage saved and loaded back (a fitted ``NeaRClassifier`` goes the same way):
+
+>>> import pathlib, tempfile
+>>> from skvf.noise import GMMNoiseSplitter
+>>> from skvf.serialization import dump, load
+>>> splitter = GMMNoiseSplitter(random_state=0).fit([0.1, 0.2, 0.15, 2.0, 2.1])
+>>> with tempfile.TemporaryDirectory() as folder:
+...     dump(splitter, pathlib.Path(folder) / "splitter.skops")
+...     loaded = load(pathlib.Path(folder) / "splitter.skops")  # trusted=trusted_types()
+>>> loaded.clean_mask_.tolist()
+[True, True, True, False, False]
 """
 
 from __future__ import annotations

@@ -7,9 +7,18 @@ import torch
 
 from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
 
-# The test models are tiny: intra-op threads only add overhead, and on a loaded 2-core
-# machine they make each training step ten times slower.
-torch.set_num_threads(1)
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """One intra-op torch thread during the tests, restored after them.
+
+    The test models are tiny: intra-op threads only add overhead, and on a loaded 2-core
+    machine they make each training step ten times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,12 @@ from skvf.exceptions import ImageInputError
 from skvf.metrics import cluster_accuracy
 from skvf.noise import FixedNoiseSplitter
 
-logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that weights are random
+
+@pytest.fixture(autouse=True)
+def _quiet_open_clip(caplog):
+    # open_clip warns on the root logger that random-init models have no pretrained
+    # weights; caplog restores the level after each test.
+    caplog.set_level(logging.ERROR)
 
 
 class CountingLabeler(NoisyOracleLabeler):
@@ -75,6 +80,7 @@ def fitted(digits, split):
     return make_classifier(images, names).fit(images[split[0]])
 
 
+@pytest.mark.slow
 def test_near_beats_coop_on_raw_names(digits, split):
     """The product's claim: with 40% wrong names, refinement beats plain prompt tuning."""
     images, names = digits

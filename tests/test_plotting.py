@@ -16,14 +16,23 @@ from skvf.bench.encoders import ImagePixels
 from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 
 matplotlib = pytest.importorskip("matplotlib")
-matplotlib.use("Agg")
 plt = pytest.importorskip("matplotlib.pyplot")
 
-from skvf.plotting import (  # noqa: E402 - after the backend is chosen
+from skvf.plotting import (  # noqa: E402 - after matplotlib is known to be installed
     plot_name_frequencies,
     plot_name_mapping,
     plot_training_history,
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _agg_backend():
+    """Draw with the non-interactive Agg backend in this module; the backend is restored."""
+    backend = matplotlib.get_backend()
+    plt.switch_backend("Agg")
+    yield
+    plt.close("all")
+    plt.switch_backend(backend)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils import get_tags
@@ -28,7 +28,7 @@ from skvf.bench.datasets import load_digits_images
 from skvf.bench.demo import TINY_BACKBONE_PARAMS
 from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 from skvf.candidates import NeighborCandidateBuilder
-from skvf.metrics import cluster_accuracy_scorer
+from skvf.metrics import cluster_accuracy, cluster_accuracy_scorer
 
 ROW_NAMES = np.asarray(["class a", "class b", "class c"], dtype=object)
 
@@ -224,8 +224,19 @@ def test_grid_search_scores_with_y_and_fits_from_the_cache(tmp_path):
     best = search.best_estimator_
     assert (best.n_labeler_calls_, best.n_images_encoded_) == (0, 0)
     assert best.labeler_.received_y_ is None
-    scores = search.cv_results_["mean_test_cluster_accuracy"]
-    assert np.all((scores > 0) & (scores <= 1))
+    # Each candidate's score, recomputed here on the same folds (fits served by memory).
+    folds = list(StratifiedKFold(n_splits=2).split(images, names))
+    for params, score in zip(
+        search.cv_results_["params"], search.cv_results_["mean_test_cluster_accuracy"], strict=True
+    ):
+        expected = [
+            cluster_accuracy(
+                names[test],
+                clone(clf).set_params(**params).fit(images[train]).predict(images[test]),
+            )
+            for train, test in folds
+        ]
+        assert score == pytest.approx(np.mean(expected), abs=1e-12)
 
 
 # -- errors -------------------------------------------------------------------------------

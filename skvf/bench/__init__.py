@@ -10,9 +10,15 @@ imports this package; importing it registers its estimators with
 
 Examples
 --------
->>> from skvf.bench import NoisyOracleLabeler, ImagePixels
->>> NoisyOracleLabeler(noise_rate=0.4).noise_rate
-0.4
+>>> import numpy as np
+>>> from skvf.bench import ImagePixels, NoisyOracleLabeler, make_oracle
+>>> images = np.zeros((2, 8, 8), dtype=np.uint8) + np.array([0, 200])[:, None, None]
+>>> NoisyOracleLabeler(make_oracle(images, ["dark", "light"]), noise_rate=0.0).fit(
+...     images
+... ).transform(images)
+array(['dark', 'light'], dtype=object)
+>>> ImagePixels(size=4).fit_transform(images).shape
+(2, 16)
 """
 
 from .baselines import LabelerDirect, ZeroShotCLIP, method_configs

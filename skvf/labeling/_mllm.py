@@ -155,8 +155,13 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
 
     Examples
     --------
+    Fitting checks the parameters and sends nothing; naming images needs the model
+    provider's API key and the network (and a photo), so the last line is not run here:
+
     >>> from skvf.labeling import MLLMLabeler
-    >>> labeler = MLLMLabeler(model="gpt-4o-mini", domain="bird").fit(None)
+    >>> labeler = MLLMLabeler(model="gpt-4o-mini", domain="bird", cache=None).fit(None)
+    >>> labeler.prompt_text_ != ""
+    True
     >>> names, valid = labeler.label(["photos/0001.jpg"])  # doctest: +SKIP
     """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from fake_openai_server import COLOURS, FakeVLM, colour_image
 
 from skvf import NeaRClassifier
@@ -21,8 +22,11 @@ def _classifier(labeler, memory):
     )
 
 
-def test_classifier_fits_on_server_names_and_refits_for_free(server, make_labeler, tmp_path):
-    logging.getLogger().setLevel(logging.ERROR)  # open_clip: weights are random
+@pytest.mark.slow
+def test_classifier_fits_on_server_names_and_refits_for_free(
+    server, make_labeler, tmp_path, caplog
+):
+    caplog.set_level(logging.ERROR)  # open_clip: weights are random; restored after the test
     colours = list(COLOURS)[:4]
     images = [colour_image(colour, size=32, seed=seed) for seed in range(4) for colour in colours]
     truth = [f"{colour} test bird" for seed in range(4) for colour in colours]
