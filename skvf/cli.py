@@ -34,47 +34,32 @@ class UsageError(Exception):
 
 
 # -- defaults of the estimators ---------------------------------------------------------
-# An option mirroring a parameter of an estimator (or of the demo harness) takes that
-# parameter's default. Importing the estimators costs seconds (numpy, scikit-learn) and
-# ``skvf --help`` must stay instant, so the signature is read from the source with ``ast``:
-# the same defaults, in milliseconds (tests/test_cli.py checks them against
-# ``inspect.signature``). A default that cannot be read shows as "from <owner>" in --help,
-# and the option then passes nothing, which leaves the owner's default.
-
-_SOURCES = {
-    "NeaRClassifier": "classifier.py",
-    "NeighborCandidateBuilder": "candidates.py",
-    "MLLMLabeler": "labeling/_mllm.py",
-    "NoisyOracleLabeler": "bench/simulation.py",
-    "semantic_accuracy": "metrics.py",
-    "run_digits_demo": "bench/demo.py",
-}
+# An option mirroring a parameter of an estimator (or of the demo harness) takes its
+# default. Importing the estimators costs seconds (numpy, scikit-learn) and --help must be
+# instant, so their signatures are read from the source with ``ast`` (tests/test_cli.py
+# checks them against ``inspect.signature``). A default that is not a literal shows as
+# "from <owner>" in --help, and the option then passes nothing: the owner's default applies.
+# fmt: off
+_SOURCES = {"NeaRClassifier": "classifier.py", "NeighborCandidateBuilder": "candidates.py",
+            "MLLMLabeler": "labeling/_mllm.py", "NoisyOracleLabeler": "bench/simulation.py",
+            "semantic_accuracy": "metrics.py", "run_digits_demo": "bench/demo.py"}
+# fmt: on
 
 
 @functools.cache
 def _signature_defaults(owner: str) -> dict:
     """``{parameter: default}`` of the class or function ``owner``: its literal defaults."""
-    try:
-        tree = ast.parse((Path(__file__).parent / _SOURCES[owner]).read_text("utf-8"))
-        [node] = [n for n in tree.body if getattr(n, "name", None) == owner]
-        if isinstance(node, ast.ClassDef):
-            [node] = [n for n in node.body if getattr(n, "name", None) == "__init__"]
-    except (OSError, SyntaxError, ValueError):
-        return {}
-    constants = {  # module constants, for defaults such as model=DEFAULT_SENTENCE_MODEL
-        n.targets[0].id: n.value
-        for n in tree.body
-        if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
-    }
-    args = node.args  # positional defaults belong to the last positional parameters
-    pairs = [*zip(reversed(args.posonlyargs + args.args), reversed(args.defaults), strict=False)]
-    pairs += [(arg, value) for arg, value in zip(args.kwonlyargs, args.kw_defaults, strict=True)]
-    defaults = {}
-    for arg, value in pairs:
-        if isinstance(value, ast.Name):
-            value = constants.get(value.id, value)
-        with contextlib.suppress(ValueError, TypeError, SyntaxError):
-            defaults[arg.arg] = ast.literal_eval(value)
+    tree = ast.parse((Path(__file__).parent / _SOURCES[owner]).read_text("utf-8"))
+    [node] = [n for n in tree.body if getattr(n, "name", None) == owner]
+    args = next((n for n in node.body if getattr(n, "name", None) == "__init__"), node).args
+    names = {getattr(n.targets[0], "id", ""): n.value for n in tree.body if hasattr(n, "targets")}
+    defaults = {}  # positional defaults belong to the last positional parameters
+    for arg, value in [
+        *zip(args.args[::-1], args.defaults[::-1], strict=False),
+        *zip(args.kwonlyargs, args.kw_defaults, strict=True),
+    ]:
+        with contextlib.suppress(ValueError):  # not a literal, nor a constant of the module
+            defaults[arg.arg] = ast.literal_eval(names.get(getattr(value, "id", ""), value))
     return defaults
 
 
@@ -144,9 +129,10 @@ _OPTIONS: dict[str, dict] = {
                      help="stop before spending more than USD"),
     "labeler_cache": dict(metavar="DIR", help="answer cache directory (default: the user cache "
                           "directory; 'none' disables it)"),
-    "simulated_noise": dict(owner="NoisyOracleLabeler.noise_rate", type=_number(float, 0, 1),
-                            metavar="RATE", help=f"share of wrong names given by --labeler "
-                            f"{_SIMULATED} (default {{default}})"),
+    "simulated_noise": dict(owner="NoisyOracleLabeler.noise_rate", dest="noise_rate",
+                            type=_number(float, 0, 1), metavar="RATE",
+                            help=f"share of wrong names given by --labeler {_SIMULATED} "
+                            "(default {default})"),
     # the model: fitting it, or loading it
     "model": dict(flags=["model"], metavar="MODEL.skops", help="a model saved by 'skvf fit'"),
     "trust": dict(action="append", default=[], metavar="TYPE", help="also trust this type when "
@@ -276,9 +262,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# -- entry point ------------------------------------------------------------------------
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``skvf`` command.
 
@@ -296,7 +279,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version and argparse's usage errors
         return int(exit_.code or 0)
-    _configure_logging(args.verbose)
+    # open_clip logs on the root logger (e.g. "No pretrained weights loaded"): shown with -v.
+    logging.getLogger().setLevel(logging.WARNING if args.verbose else logging.ERROR)
+    logger = logging.getLogger("skvf")
+    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("skvf: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
     try:
         with warnings.catch_warnings():
             warnings.showwarning = lambda message, *_, **__: print(
@@ -318,36 +309,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        message = str(error) or type(error).__name__
-        if type(error).__name__ == "UntrustedTypesFoundException":
-            message += (
-                ". Review them with skops.io.get_untrusted_types(file=...) and pass each one "
-                "you trust with --trust TYPE."
-            )
-        print(f"skvf {args.command}: error: {type(error).__name__}: {message}", file=sys.stderr)
+        kind, message = type(error).__name__, str(error) or type(error).__name__
+        if kind == "UntrustedTypesFoundException":
+            message += ". Review them with skops.io.get_untrusted_types(file=...) and pass each "
+            message += "one you trust with --trust TYPE."
+        print(f"skvf {args.command}: error: {kind}: {message}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
-
-
-def _configure_logging(verbose: int) -> None:
-    # open_clip logs on the root logger (e.g. "No pretrained weights loaded"): shown with -v.
-    logging.getLogger().setLevel(logging.WARNING if verbose else logging.ERROR)
-    logger = logging.getLogger("skvf")
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("skvf: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
 
 
 def _note(args: argparse.Namespace, message: str) -> None:
     """A summary line on stderr, unless --quiet."""
     if not args.quiet:
         print(message, file=sys.stderr)
-
-
-# -- inputs and outputs -----------------------------------------------------------------
 
 
 def _image_paths(inputs: Sequence[str]) -> list[str]:
@@ -357,46 +331,46 @@ def _image_paths(inputs: Sequence[str]) -> list[str]:
     paths: list[str] = []
     for entry in inputs:
         path = Path(entry).expanduser()
-        if path.is_dir():
-            try:
-                paths.extend(load_flat_folder(path, recursive=True))
-            except FileNotFoundError as error:
-                raise UsageError(str(error)) from None
-        elif path.is_file():
-            paths.append(str(path))
-        else:
+        if not (path.is_dir() or path.is_file()):
             raise UsageError(f"{entry!r} does not exist.")
+        try:
+            paths.extend(load_flat_folder(path, recursive=True) if path.is_dir() else [str(path)])
+        except FileNotFoundError as error:  # a folder without images
+            raise UsageError(str(error)) from None
     return paths
-
-
-def _format(args: argparse.Namespace, formats: Sequence[str]) -> str:
-    """--format; else the suffix of ``-o`` if it names a format; else the first format."""
-    suffix = Path(args.output or "").suffix.lower().lstrip(".")
-    return args.format or (suffix if suffix in formats else formats[0])
 
 
 @contextlib.contextmanager
 def _output(args: argparse.Namespace, formats: Sequence[str]):
-    """``(stream, format)``: stdout, or the file of ``-o``, and :func:`_format`."""
+    """``(stream, format)``: stdout or the file of ``-o``; --format, else the suffix of ``-o``
+    if it names one of ``formats``, else the first of them."""
+    suffix = Path(args.output or "").suffix.lower().lstrip(".")
+    fmt = args.format or (suffix if suffix in formats else formats[0])
     if args.output is None or args.output == "-":
-        yield sys.stdout, _format(args, formats)
+        yield sys.stdout, fmt
         return
     with open(args.output, "w", newline="", encoding="utf-8") as stream:
-        yield stream, _format(args, formats)
+        yield stream, fmt
 
 
 def _write_records(args: argparse.Namespace, records: list[dict]) -> None:
-    """One row per record: CSV (``None`` as empty) or JSON lines."""
+    """JSON lines, or CSV: ``None`` as empty, a ``top_k`` list as ``name_2``, ... columns."""
     with _output(args, ["csv", "jsonl"]) as (stream, fmt):
         if fmt == "jsonl":
             stream.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
             return
+        rows = [
+            {**{k: v for k, v in r.items() if k != "top_k"},
+             **{f"{k}_{rank}": v for rank, entry in enumerate(r.get("top_k", [])[1:], start=2)
+                for k, v in entry.items()}}
+            for r in records
+        ]  # fmt: skip
         writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(list(records[0]) if records else [])
-        writer.writerows([["" if v is None else v for v in r.values()] for r in records])
+        writer.writerow(list(rows[0]) if rows else [])
+        writer.writerows([["" if v is None else v for v in row.values()] for row in rows])
 
 
-# -- label ------------------------------------------------------------------------------
+# -- the commands -----------------------------------------------------------------------
 
 
 def _labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str):
@@ -407,7 +381,7 @@ def _labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str):
         params = _given(args, "prompt", "domain", "api_base", "api_key_env", "max_concurrency")
         if args.labeler_cache is not None:
             params["cache"] = None if args.labeler_cache.lower() == "none" else args.labeler_cache
-        if args.labeler is not None:
+        if args.labeler is not None:  # None only if MLLMLabeler's default could not be read
             params["model"] = args.labeler
         return MLLMLabeler(
             max_cost=args.max_cost, on_error=on_error, verbose=args.verbose, **params
@@ -421,10 +395,9 @@ def _labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str):
             f"--labeler {_SIMULATED} names each image after its folder, but the images are "
             "in fewer than two folders; give a folder of class folders (ROOT/<class>/<image>)."
         )
-    noise = {} if args.simulated_noise is None else {"noise_rate": args.simulated_noise}
-    return NoisyOracleLabeler(
-        make_oracle(list(paths), names), random_state=getattr(args, "seed", 0), **noise
-    )
+    oracle = make_oracle(list(paths), names)
+    seed = getattr(args, "seed", 0)
+    return NoisyOracleLabeler(oracle, random_state=seed, **_given(args, "noise_rate"))
 
 
 def _usage_line(usage: dict | None) -> str:
@@ -442,23 +415,15 @@ def _run_label(args: argparse.Namespace) -> None:
     Name each image with the labeler (one name per image). Answers are cached: running
     again pays nothing for images already named.
     """
-    import numpy as np
+    from .labeling import label_items
 
     paths = _image_paths(args.inputs)
     labeler = _labeler(args, paths, on_error=args.on_error).fit(paths)
-    if hasattr(labeler, "label"):
-        names, valid = labeler.label(paths)
-    else:
-        names, valid = labeler.transform(paths), np.ones(len(paths), dtype=bool)
-    records = [
-        {"path": p, "name": n if ok else None} for p, n, ok in zip(paths, names, valid, strict=True)
-    ]
-    _write_records(args, records)
+    names, valid = label_items(labeler, paths)
+    rows = zip(paths, names, valid, strict=True)
+    _write_records(args, [{"path": p, "name": n if ok else None} for p, n, ok in rows])
     usage = _usage_line(getattr(labeler, "usage_", None))
-    _note(args, f"named {int(np.count_nonzero(valid))} of {len(paths)} image(s){usage}")
-
-
-# -- fit --------------------------------------------------------------------------------
+    _note(args, f"named {int(valid.sum())} of {len(paths)} image(s){usage}")
 
 
 def _run_fit(args: argparse.Namespace) -> None:
@@ -505,9 +470,6 @@ def _run_fit(args: argparse.Namespace) -> None:
     )
 
 
-# -- predict and evaluate ---------------------------------------------------------------
-
-
 def _load_and_predict(args: argparse.Namespace, paths: Sequence[str]):
     """The model of ``args.model`` and its probabilities of ``paths`` (NaN: unreadable)."""
     import numpy as np
@@ -549,7 +511,6 @@ def _run_predict(args: argparse.Namespace) -> None:
     k = min(args.top_k, len(model.classes_))
     filled = np.where(readable[:, None], probabilities, -np.inf)
     top = np.argsort(-filled, axis=1, kind="stable")[:, :k]  # the k best classes, best first
-    jsonl = _format(args, ["csv", "jsonl"]) == "jsonl"
     records = []
     for path, row, order, ok in zip(paths, probabilities, top, readable, strict=True):
         ranked = [
@@ -557,11 +518,7 @@ def _run_predict(args: argparse.Namespace) -> None:
              "probability": round(float(row[j]), 6) if ok else None}
             for j in order
         ]  # fmt: skip
-        records.append({"path": path, **ranked[0]})
-        if k > 1 and jsonl:
-            records[-1]["top_k"] = ranked
-        for rank, entry in enumerate([] if jsonl else ranked[1:], start=2):
-            records[-1][f"name_{rank}"], records[-1][f"probability_{rank}"] = entry.values()
+        records.append({"path": path, **ranked[0], **({"top_k": ranked} if k > 1 else {})})
     _write_records(args, records)
     unreadable = len(paths) - int(readable.sum())
     _note(
@@ -609,12 +566,11 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     with _output(args, ["text", "json"]) as (stream, fmt):
         if fmt == "json":
             stream.write(json.dumps(scores) + "\n")
-        for key, value in scores.items() if fmt == "text" else ():
+            return
+        for key, value in scores.items():
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
             stream.write(f"{labels.get(key, key)}\t{shown}\n")
 
-
-# -- demo -------------------------------------------------------------------------------
 
 _DEMO_NOTES = {
     "exported": "wrote the digit images to {folder}/train and {folder}/test",

@@ -311,7 +311,7 @@ def test_defaults_come_from_the_estimators():
     assert fit.labeler == default(MLLMLabeler, "model")
     assert fit.prompt == default(MLLMLabeler, "prompt")
     assert fit.max_concurrency == default(MLLMLabeler, "max_concurrency")
-    assert fit.simulated_noise == default(NoisyOracleLabeler, "noise_rate")
+    assert fit.noise_rate == default(NoisyOracleLabeler, "noise_rate")
     assert evaluate.semantic_model == default(semantic_accuracy, "model")
     for option in ("shots", "noise_rate", "max_epochs", "random_state"):
         assert getattr(demo, option) == default(run_digits_demo, option)
