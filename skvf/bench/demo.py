@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import numpy as np
+from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from ..classifier import NeaRClassifier
-from .encoders import ImagePixels
+from ..metrics import cluster_accuracy
+from .baselines import method_configs
+from .datasets import few_shot_split, load_digits_images
+from .encoders import HOGFeatures, ImagePixels
 from .simulation import NoisyOracleLabeler, digits_confusions, make_oracle
 
 __all__ = [
@@ -16,7 +23,9 @@ __all__ = [
     "TINY_BACKBONE_KWARGS",
     "TINY_BACKBONE_PARAMS",
     "offline_demo_classifier",
+    "offline_image_encoder",
     "pixel_pca_encoder",
+    "run_digits_demo",
 ]
 
 #: An open_clip model name whose config :data:`TINY_BACKBONE_KWARGS` shrinks.
@@ -56,6 +65,34 @@ def pixel_pca_encoder(n_components: int = 32, random_state=None) -> Pipeline:
         Unfitted.
     """
     return make_pipeline(ImagePixels(size=16), PCA(n_components, random_state=random_state))
+
+
+def offline_image_encoder(kind: str, n_images: int, random_state=None) -> Pipeline:
+    """Offline image features for ``n_images`` training images: pixels or HOG -> PCA.
+
+    Behind ``skvf fit --image-encoder pixels|hog``. PCA keeps 32 components, fewer when it
+    sees 32 images or fewer (it needs more images than components).
+
+    Parameters
+    ----------
+    kind : {"pixels", "hog"}
+        :func:`pixel_pca_encoder`, or :class:`~skvf.bench.encoders.HOGFeatures` -> PCA.
+    n_images : int
+        Images the encoder will be fitted on.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the PCA.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Unfitted.
+    """
+    n_components = min(32, max(1, n_images - 1))
+    if kind == "pixels":
+        return pixel_pca_encoder(n_components, random_state=random_state)
+    if kind == "hog":
+        return make_pipeline(HOGFeatures(), PCA(n_components, random_state=random_state))
+    raise ValueError(f"kind must be 'pixels' or 'hog', got {kind!r}.")
 
 
 def offline_demo_classifier(
@@ -108,3 +145,105 @@ def offline_demo_classifier(
         "random_state": random_state,
     }
     return NeaRClassifier(**{**defaults, **params})
+
+
+def run_digits_demo(
+    shots: int = 10,
+    noise_rate: float = 0.4,
+    max_epochs: int = 100,
+    random_state: int = 0,
+    *,
+    warmup_epochs: int | str | None = "auto",
+    max_test_per_class: int | None = 50,
+    methods: Sequence[str] = ("CoOp on raw names", "NeaR"),
+    export: str | Path | None = None,
+    verbose: int = 0,
+    progress: Callable[..., None] | None = None,
+) -> dict[str, float]:
+    """The offline demo (``skvf demo``): NeaR against plain CoOp on noisy digit names.
+
+    scikit-learn's digits (upscaled to 32x32) are split into ``shots`` unlabeled training
+    images per digit and held-out test images; the classifiers are
+    :func:`offline_demo_classifier` (a simulated labeler naming ``noise_rate`` of the
+    images wrong, pixels -> PCA features, a tiny random-init CLIP) with the parameters of
+    each method of :func:`~skvf.bench.baselines.method_configs`. Each is fitted on the
+    training images and scored (cluster accuracy) on the test images.
+
+    Parameters
+    ----------
+    shots : int, default=10
+        Training images per digit.
+    noise_rate : float, default=0.4
+        Share of wrong names given by the simulated labeler.
+    max_epochs : int, default=100
+        Training steps of each classifier.
+    random_state : int, default=0
+        Seed of the split, the labeler, the PCA and the classifiers.
+    warmup_epochs : int, "auto" or None, default="auto"
+        Steps before refinement: ``"auto"`` is a quarter of ``max_epochs``, at most 50;
+        ``None`` leaves :class:`~skvf.NeaRClassifier`'s default.
+    max_test_per_class : int or None, default=50
+        Test images per digit; ``None`` holds out every image not used for training.
+    methods : sequence of str, default=("CoOp on raw names", "NeaR")
+        Keys of :func:`~skvf.bench.baselines.method_configs`, fitted in this order.
+    export : str, Path or None, default=None
+        Also write the images to ``export/train`` and ``export/test`` as class folders
+        (``export/<split>/<digit name>/<index>.png``).
+    verbose : int, default=0
+        Verbosity of the classifiers (progress bars).
+    progress : callable or None, default=None
+        Called as ``progress(event, **info)`` while the demo runs: ``"exported"``
+        (``folder``) after writing the images, ``"split"`` (``shots``, ``n_fit``,
+        ``n_test``, ``wrong_rate``: the share of training images the labeler names wrong) before
+        fitting, and ``"fitted"`` (``method``, ``seconds``) after each fit.
+
+    Returns
+    -------
+    dict
+        Cluster accuracies: ``"labeler names"`` (the labeler's names of the training
+        images), then one per method (its predictions on the test images).
+    """
+    progress = progress or (lambda event, **info: None)
+    images, true_names = load_digits_images(scale=4)
+    fit_index, test_index = few_shot_split(
+        true_names, shots, random_state=random_state, max_test_per_class=max_test_per_class
+    )
+    if export is not None:
+        _export_images(Path(export).expanduser(), images, true_names, fit_index, test_index)
+        progress("exported", folder=export)
+    X_fit, X_test = images[fit_index], images[test_index]
+    params = {"max_epochs": max_epochs, "verbose": verbose}
+    if warmup_epochs == "auto":
+        params["warmup_epochs"] = min(50, max_epochs // 4)
+    elif warmup_epochs is not None:
+        params["warmup_epochs"] = warmup_epochs
+    near = offline_demo_classifier(
+        images,
+        true_names,
+        noise_rate=noise_rate,
+        n_components=min(32, max(1, len(X_fit) - 1)),  # PCA needs more images than features
+        random_state=random_state,
+        **params,
+    )
+    raw_names = near.labeler.fit(X_fit).transform(X_fit)
+    results = {"labeler names": cluster_accuracy(true_names[fit_index], raw_names)}
+    wrong_rate = float(np.mean(raw_names != true_names[fit_index]))
+    progress("split", shots=shots, n_fit=len(X_fit), n_test=len(X_test), wrong_rate=wrong_rate)
+    configs = method_configs()
+    for method in methods:
+        model = clone(near).set_params(**configs[method])
+        start = time.perf_counter()
+        model.fit(X_fit)
+        results[method] = model.score(X_test, true_names[test_index])
+        progress("fitted", method=method, seconds=time.perf_counter() - start)
+    return results
+
+
+def _export_images(folder: Path, images, names, fit_index, test_index) -> None:
+    from PIL import Image
+
+    for split, indices in (("train", fit_index), ("test", test_index)):
+        for index in indices:
+            class_dir = folder / split / str(names[index])
+            class_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[index]).save(class_dir / f"{index:04d}.png")
