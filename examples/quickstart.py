@@ -32,19 +32,9 @@ def main(shots: int = 30, noise_rate: float = 0.4, seed: int = 0, max_epochs: in
     """Fit the CoOp baseline and NeaR on the same noisy names; return their accuracies."""
     logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that weights are random
 
-    def report(event, **info):
-        if event == "split":
-            print(
-                f"{info['n_fit']} unlabeled training images ({info['shots']} per digit), "
-                f"{info['n_test']} test images"
-            )
-            print(f"simulated labeler: {info['wrong_rate']:.0%} wrong names\n")
-        elif event == "fitted":
-            print(f"  fitted {info['method']!r} in {info['seconds']:.1f} s")
-
     scores = run_digits_demo(
         shots, noise_rate, max_epochs, seed,
-        warmup_epochs=None, max_test_per_class=None, progress=report,
+        warmup_epochs=None, max_test_per_class=None, progress=print,
     )  # fmt: skip
     results = {"labeler names (train)": scores.pop("labeler names"), **scores}
     print("\ncluster accuracy")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from ._backbone import FrozenBackboneMixin
 from ._features import check_encoder_output, encode_images, to_embedding_space
@@ -40,10 +41,12 @@ class PromptClassifierMixin(FrozenBackboneMixin):
     ``batch_size`` and, optionally, ``on_error``.
     """
 
-    #: Bad images raise, and the pixel bound is the default, unless the estimator has
-    #: ``on_error`` and ``max_image_pixels`` parameters.
+    #: Bad images raise, the pixel bound is the default and no progress bar is shown,
+    #: unless the estimator has ``on_error``, ``max_image_pixels`` and ``verbose``
+    #: parameters.
     on_error = "raise"
     max_image_pixels = DEFAULT_MAX_PIXELS
+    verbose = 0
 
     def decision_function(self, X) -> np.ndarray:
         """Scaled cosine similarity of each image to each class prompt.
@@ -130,9 +133,13 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         entries = as_image_list(X)
         scores = np.full((len(entries), len(self.classes_)), np.nan, dtype=np.float32)
         chunks = iter_image_chunks(entries, self.on_error, PREDICT_CHUNK, self.max_image_pixels)
-        for positions, images in chunks:
-            if images:
-                scores[positions] = score(images)
+        with tqdm(
+            total=len(entries), desc="predicting", unit="image", disable=not self.verbose
+        ) as bar:
+            for positions, images in chunks:
+                if images:
+                    scores[positions] = score(images)
+                bar.update(min(PREDICT_CHUNK, len(entries) - bar.n))
         return scores
 
     def _uses_feature_rows(self, X) -> bool:

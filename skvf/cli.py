@@ -309,11 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        kind, message = type(error).__name__, str(error) or type(error).__name__
-        if kind == "UntrustedTypesFoundException":
+        message = str(error) or type(error).__name__  # the message, not the exception class
+        if type(error).__name__ == "UntrustedTypesFoundException":
             message += ". Review them with skops.io.get_untrusted_types(file=...) and pass each "
             message += "one you trust with --trust TYPE."
-        print(f"skvf {args.command}: error: {kind}: {message}", file=sys.stderr)
+        print(f"skvf {args.command}: error: {message}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -386,18 +386,13 @@ def _labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str):
         return MLLMLabeler(
             max_cost=args.max_cost, on_error=on_error, verbose=args.verbose, **params
         )
-    from .bench.datasets import folder_class_name
-    from .bench.simulation import NoisyOracleLabeler, make_oracle
+    from .bench.simulation import folder_labeler
 
-    names = [folder_class_name(Path(path).parent.name) for path in paths]
-    if len(set(names)) < 2:
-        raise UsageError(
-            f"--labeler {_SIMULATED} names each image after its folder, but the images are "
-            "in fewer than two folders; give a folder of class folders (ROOT/<class>/<image>)."
-        )
-    oracle = make_oracle(list(paths), names)
-    seed = getattr(args, "seed", 0)
-    return NoisyOracleLabeler(oracle, random_state=seed, **_given(args, "noise_rate"))
+    try:
+        seed = getattr(args, "seed", 0)
+        return folder_labeler(paths, random_state=seed, **_given(args, "noise_rate"))
+    except ValueError as error:  # fewer than two class folders
+        raise UsageError(f"--labeler {_SIMULATED}: {error}") from None
 
 
 def _usage_line(usage: dict | None) -> str:
@@ -473,10 +468,8 @@ def _run_fit(args: argparse.Namespace) -> None:
 def _load_and_predict(args: argparse.Namespace, paths: Sequence[str]):
     """The model of ``args.model`` and its probabilities of ``paths`` (NaN: unreadable)."""
     import numpy as np
-    from tqdm.auto import tqdm
 
     from . import bench  # noqa: F401  (registers the harness's types: models fitted with --labeler simulated)
-    from .classifier import PREDICT_CHUNK
     from .serialization import load, trusted_types
 
     path = Path(args.model).expanduser()
@@ -485,16 +478,9 @@ def _load_and_predict(args: argparse.Namespace, paths: Sequence[str]):
     model = load(path, trusted=trusted_types() + list(args.trust))
     if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
         raise ValueError(f"{args.model!r} holds a {type(model).__name__}, not a fitted classifier.")
-    updates = _given(args, "on_error", "device", "batch_size")
+    updates = _given(args, "on_error", "device", "batch_size", "verbose")
     model.set_params(**{k: v for k, v in updates.items() if k in model.get_params(deep=False)})
-    parts = []
-    with tqdm(total=len(paths), desc="predicting", unit="image", disable=not args.verbose) as bar:
-        for start in range(0, len(paths), PREDICT_CHUNK):
-            # An unreadable image's error names its path, so chunk positions need no fixing.
-            chunk = paths[start : start + PREDICT_CHUNK]
-            parts.append(np.asarray(model.predict_proba(chunk), dtype=np.float64))
-            bar.update(len(chunk))
-    probabilities = np.concatenate(parts)
+    probabilities = np.asarray(model.predict_proba(paths), dtype=np.float64)
     return model, probabilities, np.isfinite(probabilities).all(axis=1)
 
 
@@ -538,7 +524,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     import numpy as np
 
     from .bench.datasets import load_image_folder
-    from .metrics import cluster_accuracy, semantic_accuracy
+    from .metrics import DEFAULT_SENTENCE_MODEL, name_scores
 
     try:
         paths, true_names = load_image_folder(args.root)
@@ -546,22 +532,13 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         raise UsageError(str(error)) from None
     model, probabilities, readable = _load_and_predict(args, paths)
     best = np.asarray(model.classes_, dtype=object)[np.nan_to_num(probabilities).argmax(axis=1)]
-    predicted = np.where(readable, best, "<unreadable>")
-    scores = {
-        "n_images": len(paths),
-        "n_unreadable": int((~readable).sum()),
-        "n_true_classes": len(set(true_names)),
-        "n_predicted_names": len(set(predicted[readable])),
-        "cluster_accuracy": cluster_accuracy(true_names, predicted),
-    }
-    if not args.no_semantic:
-        if not args.verbose:  # no "Loading weights" bar from transformers
-            with contextlib.suppress(ImportError):  # semantic_accuracy says what to install
-                from transformers.utils import logging as transformers_logging
+    if not args.no_semantic and not args.verbose:  # no "Loading weights" bar from transformers
+        with contextlib.suppress(ImportError):  # semantic_accuracy says what to install
+            from transformers.utils import logging as transformers_logging
 
-                transformers_logging.disable_progress_bar()
-        sentence = {} if args.semantic_model is None else {"model": args.semantic_model}
-        scores["semantic_accuracy"] = semantic_accuracy(true_names, predicted, **sentence)
+            transformers_logging.disable_progress_bar()
+    semantic = None if args.no_semantic else args.semantic_model or DEFAULT_SENTENCE_MODEL
+    scores = name_scores(true_names, np.where(readable, best, None), semantic_model=semantic)
     labels = {"cluster_accuracy": "cACC", "semantic_accuracy": "sACC"}
     with _output(args, ["text", "json"]) as (stream, fmt):
         if fmt == "json":
@@ -570,14 +547,6 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         for key, value in scores.items():
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
             stream.write(f"{labels.get(key, key)}\t{shown}\n")
-
-
-_DEMO_NOTES = {
-    "exported": "wrote the digit images to {folder}/train and {folder}/test",
-    "split": "{n_fit} unlabeled training digits ({shots} per class), {n_test} test digits; "
-    "the simulated labeler named {wrong_rate:.0%} of the training digits wrong",
-    "fitted": "fitted {method} in {seconds:.1f} s",
-}
 
 
 def _run_demo(args: argparse.Namespace) -> None:
@@ -592,7 +561,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     results = run_digits_demo(
         export=args.export,
         verbose=args.verbose,
-        progress=lambda event, **info: _note(args, _DEMO_NOTES[event].format(**info)),
+        progress=lambda message: _note(args, message),
         **_given(args, "shots", "noise_rate", "max_epochs", "random_state"),
     )
     print("method\tcluster accuracy")

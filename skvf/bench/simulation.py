@@ -433,3 +433,47 @@ class NoisyOracleLabeler(TransformerMixin, BaseEstimator):
 
 def _items(X) -> list:
     return list(X) if is_feature_matrix(X) else as_image_list(X)
+
+
+def folder_labeler(paths: Sequence[str], random_state: int = 0, **params) -> NoisyOracleLabeler:
+    """A simulated labeler that knows each image's class from its folder.
+
+    For offline trials on ``ROOT/<class>/<image>`` folders (``skvf fit --labeler
+    simulated``): the true name of an image is its folder's name
+    (:func:`skvf.bench.datasets.folder_class_name`), and the labeler answers it with the
+    noise of a :class:`NoisyOracleLabeler`.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        Image paths, each inside its class folder.
+    random_state : int, default=0
+    **params
+        Other :class:`NoisyOracleLabeler` parameters (``noise_rate``, ...).
+
+    Returns
+    -------
+    NoisyOracleLabeler
+        Unfitted; it names every image of ``paths`` that can be read.
+
+    Raises
+    ------
+    ValueError
+        The images are in fewer than two folders.
+    """
+    from pathlib import Path
+
+    from .._images import load_images
+    from .datasets import folder_class_name
+
+    names = [folder_class_name(Path(path).parent.name) for path in paths]
+    if len(set(names)) < 2:
+        raise ValueError(
+            "the simulated labeler names each image after its folder, but the images are in "
+            "fewer than two folders; give a folder of class folders (ROOT/<class>/<image>)."
+        )
+    # An unreadable image has no content key: it is left out, and the classifier's or the
+    # labeler's on_error policy decides what happens to it.
+    loaded = load_images(list(paths), on_error="skip")
+    oracle = make_oracle(loaded.images, [names[i] for i in loaded.indices])
+    return NoisyOracleLabeler(oracle, random_state=random_state, **params)
