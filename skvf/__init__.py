@@ -23,6 +23,7 @@ _EXPORTS = {
     "FixedNoiseSplitter": "skvf.noise",
     "LabelFilter": "skvf.filtering",
     "ImageInputError": "skvf.exceptions",
+    "SkippedImagesWarning": "skvf.exceptions",
     "BackboneError": "skvf.exceptions",
     "normalize_name": "skvf.names",
     "cluster_accuracy": "skvf.metrics",

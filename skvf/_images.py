@@ -429,9 +429,10 @@ def load_training_items(X, on_error: str, feature_rows: bool, max_pixels=DEFAULT
 
 
 def iter_image_chunks(X, on_error: str, chunk_size: int, max_pixels=DEFAULT_MAX_PIXELS):
-    """Load ``X`` a chunk at a time: yields ``(positions in X, images)`` per chunk.
+    """Load ``X`` a chunk at a time: yields ``(positions in X, images, errors)`` per chunk.
 
-    Bounds memory on huge inputs; an error names the item's position in all of ``X``.
+    Bounds memory on huge inputs; an error (raised, or reported in ``errors`` under
+    ``on_error="skip"``) names the item's position in all of ``X``.
     """
     entries = as_image_list(X)
     for start in range(0, len(entries), chunk_size):
@@ -440,7 +441,7 @@ def iter_image_chunks(X, on_error: str, chunk_size: int, max_pixels=DEFAULT_MAX_
             loaded = load_images(chunk, on_error=on_error, max_pixels=max_pixels)
         except ImageInputError as error:
             raise ImageInputError(_shift_index(str(error), start)) from None
-        yield start + loaded.indices, loaded.images
+        yield start + loaded.indices, loaded.images, [_shift_index(e, start) for e in loaded.errors]
 
 
 def _shift_index(message: str, offset: int) -> str:

@@ -24,6 +24,8 @@ from ._images import (
     iter_image_chunks,
 )
 from ._training import softmax
+from ._warnings import warn
+from .exceptions import SkippedImagesWarning
 
 __all__ = ["PREDICT_CHUNK", "PromptClassifierMixin"]
 
@@ -136,10 +138,20 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         with tqdm(
             total=len(entries), desc="predicting", unit="image", disable=not self.verbose
         ) as bar:
-            for positions, images in chunks:
+            skipped = []
+            for positions, images, errors in chunks:
                 if images:
                     scores[positions] = score(images)
+                skipped += errors
                 bar.update(min(PREDICT_CHUNK, len(entries) - bar.n))
+        if skipped:
+            warn(
+                SkippedImagesWarning(
+                    f"{len(skipped)} of {len(entries)} image(s) could not be read and get no "
+                    f"name: {'; '.join(skipped[:3])}" + ("; ..." if len(skipped) > 3 else ""),
+                    skipped,
+                )
+            )
         return scores
 
     def _uses_feature_rows(self, X) -> bool:

@@ -24,12 +24,13 @@ _INTERNAL_DIRS = tuple(
 )
 
 
-def warn(message: str, category: type[Warning] = UserWarning) -> None:
+def warn(message: str | Warning, category: type[Warning] = UserWarning) -> None:
     """Issue a warning attributed to the first caller outside skvf, scikit-learn and joblib.
 
     Parameters
     ----------
-    message : str
+    message : str or Warning
+        The message, or a warning instance (its class is then the category).
     category : Warning subclass, default=UserWarning
     """
     frame = sys._getframe(1)

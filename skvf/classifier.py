@@ -27,6 +27,7 @@ from ._store import ItemStore, resolve_memory, stable_hash
 from ._training import TrainingConfig, tune_prompts
 from ._warnings import warn
 from .candidates import NeighborCandidateBuilder, build_candidate_votes
+from .exceptions import SkippedImagesWarning
 from .filtering import LabelFilter, filter_vocabulary
 from .labeling import MLLMLabeler, cached_labels
 from .metrics import NameClassifierMixin
@@ -380,9 +381,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             train_indices[valid],
         )
         if skipped:
-            warn(
-                f"{len(skipped)} training item(s) dropped; see skipped_: " + "; ".join(skipped[:3])
-            )
+            message = f"{len(skipped)} training item(s) dropped; see skipped_: "
+            warn(SkippedImagesWarning(message + "; ".join(skipped[:3]), skipped))
         self.train_indices_, self.skipped_ = train_indices, skipped
 
         # Names -> vocabulary.

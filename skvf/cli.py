@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -150,7 +151,8 @@ _OPTIONS: dict[str, dict] = {
                           "features: CLIP's image tower (default), or pixels -> PCA or HOG -> "
                           "PCA (offline trials)"),
     "n_neighbors": dict(owner="NeighborCandidateBuilder", type=_number(int, 1), metavar="K",
-                        help="kNN kappa (default {default})"),
+                        help="neighbours whose names form an image's candidate set "
+                        "(default {default})"),
     "max_epochs": dict(type=_number(int, 1), metavar="N",
                        help="training steps (default {default})"),
     "warmup_epochs": dict(owner="NeaRClassifier", type=_number(int, 0), metavar="N",
@@ -297,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         if args.debug:
             raise
-        print(f"skvf {args.command}: error: {error}", file=sys.stderr)
+        print(f"skvf {args.command}: error: {_as_flags(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         # The reader went away (``skvf predict ... | head``): stop quietly, as cat would.
@@ -309,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
-        message = str(error) or type(error).__name__  # the message, not the exception class
+        message = _as_flags(str(error) or type(error).__name__)  # not the exception class
         if type(error).__name__ == "UntrustedTypesFoundException":
             message += ". Review them with skops.io.get_untrusted_types(file=...) and pass each "
             message += "one you trust with --trust TYPE."
@@ -318,10 +320,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
+def _as_flags(message: str) -> str:
+    """Parameter names in a library's message as the flags the user typed.
+
+    ``on_error='skip'`` becomes ``--on-error skip``, ``candidate_builder__n_neighbors``
+    ``--n-neighbors``; names without a flag stay as they are.
+    """
+    for name, option in _OPTIONS.items():
+        flag = option.get("flags", ["--" + name.replace("_", "-")])[-1]
+        if flag.startswith("--"):
+            message = re.sub(rf"\b(?:\w+__)?{name}=(['\"]?)([\w.-]*)\1", rf"{flag} \2", message)
+            message = re.sub(rf"\b\w+__{name}\b", flag, message)
+    return message
+
+
 def _note(args: argparse.Namespace, message: str) -> None:
     """A summary line on stderr, unless --quiet."""
     if not args.quiet:
         print(message, file=sys.stderr)
+
+
+def _report_skipped(reasons: Sequence[str]) -> None:
+    """One line on stderr per image left out, with its path and why."""
+    for reason in reasons:
+        print(f"skvf: skipped {reason}", file=sys.stderr)
+
+
+def _check_given_paths(model: str, inputs: Sequence[str]) -> None:
+    """Every missing path on the command line in one usage error, the model's first."""
+    missing = [] if Path(model).expanduser().is_file() else [f"{model!r} is not a file"]
+    missing += [
+        f"{entry!r} does not exist" for entry in inputs if not Path(entry).expanduser().exists()
+    ]
+    if missing:
+        raise UsageError("; ".join(missing) + ".")
 
 
 def _image_paths(inputs: Sequence[str]) -> list[str]:
@@ -390,7 +422,8 @@ def _labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str):
 
     try:
         seed = getattr(args, "seed", 0)
-        return folder_labeler(paths, random_state=seed, **_given(args, "noise_rate"))
+        noise = _given(args, "noise_rate")
+        return folder_labeler(paths, random_state=seed, on_error=on_error, **noise)
     except ValueError as error:  # fewer than two class folders
         raise UsageError(f"--labeler {_SIMULATED}: {error}") from None
 
@@ -415,6 +448,8 @@ def _run_label(args: argparse.Namespace) -> None:
     paths = _image_paths(args.inputs)
     labeler = _labeler(args, paths, on_error=args.on_error).fit(paths)
     names, valid = label_items(labeler, paths)
+    if args.on_error == "skip":  # ("warn" has warned already)
+        _report_skipped(getattr(labeler, "skipped_", []))
     rows = zip(paths, names, valid, strict=True)
     _write_records(args, [{"path": p, "name": n if ok else None} for p, n, ok in rows])
     usage = _usage_line(getattr(labeler, "usage_", None))
@@ -441,11 +476,15 @@ def _run_fit(args: argparse.Namespace) -> None:
     if backbone.get("pretrained", "").lower() == "none":
         backbone["pretrained"] = None
     paths = _image_paths(args.inputs)
+    if len(paths) < 2:
+        raise UsageError(
+            f"found {len(paths)} image in {' '.join(args.inputs)}; fit needs two or more."
+        )
     clf = NeaRClassifier(
         labeler=_labeler(args, paths, on_error="warn" if args.on_error == "skip" else "raise"),
         image_encoder=None
         if args.image_encoder == "clip"
-        else offline_image_encoder(args.image_encoder, len(paths), random_state=args.seed),
+        else offline_image_encoder(args.image_encoder, paths, random_state=args.seed),
         memory=args.memory,
         on_error=args.on_error,
         random_state=args.seed,
@@ -480,7 +519,14 @@ def _load_and_predict(args: argparse.Namespace, paths: Sequence[str]):
         raise ValueError(f"{args.model!r} holds a {type(model).__name__}, not a fitted classifier.")
     updates = _given(args, "on_error", "device", "batch_size", "verbose")
     model.set_params(**{k: v for k, v in updates.items() if k in model.get_params(deep=False)})
-    probabilities = np.asarray(model.predict_proba(paths), dtype=np.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        probabilities = np.asarray(model.predict_proba(paths), dtype=np.float64)
+    for warning in caught:  # say why each unreadable image has no name
+        if getattr(warning.message, "reasons", None):
+            _report_skipped(warning.message.reasons)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, 0)
     return model, probabilities, np.isfinite(probabilities).all(axis=1)
 
 
@@ -492,6 +538,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     """
     import numpy as np
 
+    _check_given_paths(args.model, args.inputs)
     paths = _image_paths(args.inputs)
     model, probabilities, readable = _load_and_predict(args, paths)
     k = min(args.top_k, len(model.classes_))
@@ -526,6 +573,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from .bench.datasets import load_image_folder
     from .metrics import DEFAULT_SENTENCE_MODEL, name_scores
 
+    _check_given_paths(args.model, [args.root])
     try:
         paths, true_names = load_image_folder(args.root)
     except (FileNotFoundError, NotADirectoryError) as error:

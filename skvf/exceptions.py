@@ -6,7 +6,7 @@ labeler's errors (:class:`~skvf.labeling.LabelingError` and its kin) live beside
 labeler in :mod:`skvf.labeling`.
 """
 
-__all__ = ["BackboneError", "ImageInputError"]
+__all__ = ["BackboneError", "ImageInputError", "SkippedImagesWarning"]
 
 
 class ImageInputError(ValueError):
@@ -26,3 +26,18 @@ class ImageInputError(ValueError):
 
 class BackboneError(ValueError):
     """The backbone cannot be built: unknown model, missing weights, mismatched digest."""
+
+
+class SkippedImagesWarning(UserWarning):
+    """Some images could not be used and were skipped (``on_error="skip"``).
+
+    Parameters
+    ----------
+    message : str
+    reasons : list of str
+        One line per skipped image: its position, its path and why.
+    """
+
+    def __init__(self, message: str, reasons: list[str]):
+        super().__init__(message)
+        self.reasons = list(reasons)

@@ -72,7 +72,9 @@ _ORDINAL_PREFIX = re.compile(r"^\d+[._\-\s]+(?=\D)")
 
 
 def _is_image_file(path: Path, extensions: tuple[str, ...]) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in extensions
+    # Anything named like an image that is not a folder: a broken link, a FIFO or an
+    # unreadable file is listed, so that loading it reports why it is unusable.
+    return not path.is_dir() and not path.name.startswith(".") and path.suffix.lower() in extensions
 
 
 def _check_directory(root) -> Path:

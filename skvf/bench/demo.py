@@ -11,6 +11,7 @@ from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline, make_pipeline
 
+from .._images import load_images
 from ..classifier import NeaRClassifier
 from ..metrics import cluster_accuracy
 from .baselines import method_configs
@@ -67,18 +68,18 @@ def pixel_pca_encoder(n_components: int = 32, random_state=None) -> Pipeline:
     return make_pipeline(ImagePixels(size=16), PCA(n_components, random_state=random_state))
 
 
-def offline_image_encoder(kind: str, n_images: int, random_state=None) -> Pipeline:
-    """Offline image features for ``n_images`` training images: pixels or HOG -> PCA.
+def offline_image_encoder(kind: str, images, random_state=None) -> Pipeline:
+    """Offline image features for the training ``images``: pixels or HOG -> PCA.
 
-    Behind ``skvf fit --image-encoder pixels|hog``. PCA keeps 32 components, fewer when it
-    sees 32 images or fewer (it needs more images than components).
+    Behind ``skvf fit --image-encoder pixels|hog``. PCA keeps 32 components, fewer when
+    fewer than 33 of the images can be read (it needs more images than components).
 
     Parameters
     ----------
     kind : {"pixels", "hog"}
         :func:`pixel_pca_encoder`, or :class:`~skvf.bench.encoders.HOGFeatures` -> PCA.
-    n_images : int
-        Images the encoder will be fitted on.
+    images : sequence of images
+        The images the encoder will be fitted on; unreadable ones are not counted.
     random_state : int, RandomState instance or None, default=None
         Seed of the PCA.
 
@@ -87,6 +88,7 @@ def offline_image_encoder(kind: str, n_images: int, random_state=None) -> Pipeli
     sklearn.pipeline.Pipeline
         Unfitted.
     """
+    n_images = len(load_images(images, on_error="skip").indices)
     n_components = min(32, max(1, n_images - 1))
     if kind == "pixels":
         return pixel_pca_encoder(n_components, random_state=random_state)

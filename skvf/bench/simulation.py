@@ -39,9 +39,11 @@ from .._images import (
     image_digest,
     is_feature_matrix,
     load_image,
+    load_images,
     row_digest,
 )
-from .._sklearn_compat import Interval, fit_context
+from .._sklearn_compat import Interval, StrOptions, fit_context
+from .._warnings import warn
 from ..exceptions import ImageInputError
 from ..serialization import register_trusted_type
 from .datasets import DIGIT_NAMES
@@ -264,6 +266,10 @@ class NoisyOracleLabeler(TransformerMixin, BaseEstimator):
         draws from the same classes).
     random_state : int, default=0
         Seed of the simulated noise; with the content key it determines each answer.
+    on_error : {"raise", "warn", "skip"}, default="raise"
+        What :meth:`label` does with an unreadable image, as ``MLLMLabeler`` does: stop,
+        or leave it without a name (``"warn"`` also warns). :meth:`transform` always
+        raises.
 
     Attributes
     ----------
@@ -273,6 +279,8 @@ class NoisyOracleLabeler(TransformerMixin, BaseEstimator):
         The checked ``confusions`` (empty when None).
     synonyms_ : dict
         The checked ``synonyms`` (empty when None).
+    skipped_ : list of str
+        Why each image of the last :meth:`label` call got no name.
 
     See Also
     --------
@@ -298,6 +306,7 @@ class NoisyOracleLabeler(TransformerMixin, BaseEstimator):
         "generic_name": [str, dict, None],
         "classes": ["array-like", None],
         "random_state": [Interval(Integral, None, None, closed="neither")],
+        "on_error": [StrOptions({"raise", "warn", "skip"})],
     }
 
     def __init__(
@@ -312,6 +321,7 @@ class NoisyOracleLabeler(TransformerMixin, BaseEstimator):
         generic_name: str | Mapping[str, str] | None = None,
         classes: Sequence[str] | None = None,
         random_state: int = 0,
+        on_error: str = "raise",
     ):
         self.oracle = oracle
         self.noise_rate = noise_rate
@@ -323,6 +333,7 @@ class NoisyOracleLabeler(TransformerMixin, BaseEstimator):
         self.generic_name = generic_name
         self.classes = classes
         self.random_state = random_state
+        self.on_error = on_error
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -390,6 +401,37 @@ class NoisyOracleLabeler(TransformerMixin, BaseEstimator):
             ],
             dtype=object,
         )
+
+    def label(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Answer a name per item, and which items got one (as ``MLLMLabeler.label``).
+
+        An unreadable image raises under ``on_error="raise"``; otherwise it gets no name
+        (``None``, ``valid`` False), its reason is listed in ``skipped_``, and
+        ``on_error="warn"`` warns. The readable images are then named from their decoded
+        pixels (a callable ``oracle`` receives PIL images).
+
+        Parameters
+        ----------
+        X : sequence of images, image stack, or 2-D numeric ndarray
+
+        Returns
+        -------
+        names : ndarray of object, shape (n_items,)
+        valid : ndarray of bool, shape (n_items,)
+        """
+        check_is_fitted(self, "classes_")
+        self.skipped_ = []
+        if self.on_error == "raise" or is_feature_matrix(X):
+            names = self.transform(X)
+            return names, np.ones(len(names), dtype=bool)
+        loaded = load_images(X, on_error="skip")
+        names = np.full(len(loaded.indices) + len(loaded.errors), None, dtype=object)
+        if len(loaded.indices):
+            names[loaded.indices] = self.transform(loaded.images)
+        self.skipped_ = loaded.errors
+        if loaded.errors and self.on_error == "warn":
+            warn(f"{len(loaded.errors)} image(s) got no name: " + "; ".join(loaded.errors[:3]))
+        return names, names != None  # noqa: E711
 
     def _true_name(self, item, index: int, key: str | None) -> str:
         if not isinstance(self.oracle, dict):
@@ -463,7 +505,6 @@ def folder_labeler(paths: Sequence[str], random_state: int = 0, **params) -> Noi
     """
     from pathlib import Path
 
-    from .._images import load_images
     from .datasets import folder_class_name
 
     names = [folder_class_name(Path(path).parent.name) for path in paths]
