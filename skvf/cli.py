@@ -346,14 +346,16 @@ def _report_skipped(reasons: Sequence[str]) -> None:
         print(f"skvf: skipped {reason}", file=sys.stderr)
 
 
-def _check_given_paths(model: str, inputs: Sequence[str]) -> None:
-    """Every missing path on the command line in one usage error, the model's first."""
-    missing = [] if Path(model).expanduser().is_file() else [f"{model!r} is not a file"]
-    missing += [
-        f"{entry!r} does not exist" for entry in inputs if not Path(entry).expanduser().exists()
-    ]
-    if missing:
-        raise UsageError("; ".join(missing) + ".")
+def _listed(model: str, list_images):
+    """What ``list_images()`` returns; every mistake, the model's first, in one usage error."""
+    problems = [] if Path(model).expanduser().is_file() else [f"{model!r} is not a file."]
+    try:
+        listed = list_images()
+    except (UsageError, FileNotFoundError, NotADirectoryError) as error:
+        problems.append(str(error))
+    if problems:
+        raise UsageError(" ".join(problems))
+    return listed
 
 
 def _image_paths(inputs: Sequence[str]) -> list[str]:
@@ -476,10 +478,6 @@ def _run_fit(args: argparse.Namespace) -> None:
     if backbone.get("pretrained", "").lower() == "none":
         backbone["pretrained"] = None
     paths = _image_paths(args.inputs)
-    if len(paths) < 2:
-        raise UsageError(
-            f"found {len(paths)} image in {' '.join(args.inputs)}; fit needs two or more."
-        )
     clf = NeaRClassifier(
         labeler=_labeler(args, paths, on_error="warn" if args.on_error == "skip" else "raise"),
         image_encoder=None
@@ -492,6 +490,10 @@ def _run_fit(args: argparse.Namespace) -> None:
         **_given(args, "max_epochs", "warmup_epochs", "device", "batch_size"),
         **(TINY_BACKBONE_PARAMS if args.tiny else backbone),
     )
+    if len(paths) < 2:
+        raise UsageError(
+            f"found {len(paths)} image in {' '.join(args.inputs)}; fit needs two or more."
+        )
     if args.n_neighbors is not None:
         clf.set_params(candidate_builder__n_neighbors=args.n_neighbors)
     clf.fit(paths)
@@ -511,10 +513,7 @@ def _load_and_predict(args: argparse.Namespace, paths: Sequence[str]):
     from . import bench  # noqa: F401  (registers the harness's types: models fitted with --labeler simulated)
     from .serialization import load, trusted_types
 
-    path = Path(args.model).expanduser()
-    if not path.is_file():
-        raise UsageError(f"{args.model!r} is not a file.")
-    model = load(path, trusted=trusted_types() + list(args.trust))
+    model = load(Path(args.model).expanduser(), trusted=trusted_types() + list(args.trust))
     if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
         raise ValueError(f"{args.model!r} holds a {type(model).__name__}, not a fitted classifier.")
     updates = _given(args, "on_error", "device", "batch_size", "verbose")
@@ -538,8 +537,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     """
     import numpy as np
 
-    _check_given_paths(args.model, args.inputs)
-    paths = _image_paths(args.inputs)
+    paths = _listed(args.model, lambda: _image_paths(args.inputs))
     model, probabilities, readable = _load_and_predict(args, paths)
     k = min(args.top_k, len(model.classes_))
     filled = np.where(readable[:, None], probabilities, -np.inf)
@@ -573,11 +571,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from .bench.datasets import load_image_folder
     from .metrics import DEFAULT_SENTENCE_MODEL, name_scores
 
-    _check_given_paths(args.model, [args.root])
-    try:
-        paths, true_names = load_image_folder(args.root)
-    except (FileNotFoundError, NotADirectoryError) as error:
-        raise UsageError(str(error)) from None
+    paths, true_names = _listed(args.model, lambda: load_image_folder(args.root))
     model, probabilities, readable = _load_and_predict(args, paths)
     best = np.asarray(model.classes_, dtype=object)[np.nan_to_num(probabilities).argmax(axis=1)]
     if not args.no_semantic and not args.verbose:  # no "Loading weights" bar from transformers
