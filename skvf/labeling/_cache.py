@@ -7,17 +7,41 @@ image sent, and the completion arguments that change the answer (temperature, se
 Inside a namespace the key is the image's content digest, so the same photo given as a
 path, a PIL image or an array is answered once. Files are written atomically by
 :class:`skvf._store.ItemStore` the moment an answer arrives.
+
+A stored record has the form :meth:`~skvf.labeling._client.Answer.record` writes; any
+other file (foreign, corrupt, edited) is dropped with a ``CacheWarning`` and the image is
+asked again. An unusable answer is stored as at most :data:`UNUSABLE_EXCERPT_CHARS`
+characters, marked ``"truncated"`` with its reason when cut, so the cache never holds
+unbounded text.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+from numbers import Integral, Real
 from pathlib import Path
 
 from .._store import ItemStore, stable_hash
+from ._parsing import REASONS
 
-__all__ = ["AnswerCache", "answer_affecting", "default_cache_dir", "resolve_cache_dir"]
+__all__ = [
+    "UNUSABLE_EXCERPT_CHARS",
+    "AnswerCache",
+    "answer_affecting",
+    "bounded_record",
+    "default_cache_dir",
+    "is_answer_record",
+    "resolve_cache_dir",
+]
+
+#: The most characters of an unusable answer (or refusal message) the cache stores.
+UNUSABLE_EXCERPT_CHARS = 2_000
+_RECORD_KEYS = frozenset(
+    {"answer", "refusal", "model", "prompt_tokens", "completion_tokens", "cost_usd"}
+)
+_OPTIONAL_KEYS = frozenset({"truncated", "reason"})
 
 # Completion arguments that change how a request travels, not what the model answers.
 _TRANSPORT_ARGUMENTS = frozenset(
@@ -74,6 +98,59 @@ def answer_affecting(completion_kwargs: dict) -> dict:
     }
 
 
+def _is_count(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= 0
+
+
+def is_answer_record(record) -> bool:
+    """Whether a stored value is a record the labeler writes (see ``Answer.record``)."""
+    if not isinstance(record, dict) or not _RECORD_KEYS <= set(record):
+        return False
+    if not set(record) <= _RECORD_KEYS | _OPTIONAL_KEYS:
+        return False
+    cost = record["cost_usd"]
+    valid = (
+        (record["answer"] is None or isinstance(record["answer"], str))
+        and (record["refusal"] is None or isinstance(record["refusal"], str))
+        and isinstance(record["model"], str)
+        and _is_count(record["prompt_tokens"])
+        and _is_count(record["completion_tokens"])
+        and (
+            cost is None
+            or (isinstance(cost, Real) and not isinstance(cost, bool) and math.isfinite(cost))
+            and cost >= 0
+        )
+    )
+    if not valid:
+        return False
+    if "truncated" in record or "reason" in record:
+        return record.get("truncated") is True and record.get("reason") in REASONS
+    return True
+
+
+def bounded_record(record: dict, reason: str | None) -> dict:
+    """The record to store: an unusable answer (``reason`` given) cut to an excerpt.
+
+    A usable answer is stored whole (the parser reads none longer than
+    :data:`~skvf.labeling._parsing.MAX_ANSWER_CHARS`); an unusable one keeps at most
+    :data:`UNUSABLE_EXCERPT_CHARS` characters of its text and of its refusal message, and
+    when cut, is marked ``truncated`` with its reason, so that it stays unusable when read
+    back rather than being parsed again from a fragment.
+    """
+    if reason is None:
+        return record
+    bounded = dict(record)
+    cut = False
+    for field in ("answer", "refusal"):
+        text = bounded.get(field)
+        if isinstance(text, str) and len(text) > UNUSABLE_EXCERPT_CHARS:
+            bounded[field] = text[:UNUSABLE_EXCERPT_CHARS]
+            cut = True
+    if cut:
+        bounded.update(truncated=True, reason=reason)
+    return bounded
+
+
 class AnswerCache:
     """Answers of one model, server and prompt, one file per image digest.
 
@@ -86,7 +163,9 @@ class AnswerCache:
     """
 
     def __init__(self, root: Path, request: dict):
-        self._store = ItemStore(root, namespace=f"mllm-{stable_hash(request)}", kind="json")
+        self._store = ItemStore(
+            root, namespace=f"mllm-{stable_hash(request)}", kind="json", check=is_answer_record
+        )
 
     @property
     def directory(self) -> Path:
@@ -94,9 +173,8 @@ class AnswerCache:
         return self._store.directory
 
     def get(self, digest: str) -> dict | None:
-        """The stored record for an image, or ``None``."""
-        record = self._store.get(digest)
-        return record if isinstance(record, dict) and "answer" in record else None
+        """The stored record for an image; ``None`` when absent or not a valid record."""
+        return self._store.get(digest)
 
     def put(self, digest: str, record: dict) -> None:
         """Store the record of an answer atomically."""

@@ -10,10 +10,13 @@ module are scrubbed of keys. LiteLLM is imported here, lazily, and only after
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
+import re
 import threading
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 from ._secrets import scrub
 from ._usage import UsageMeter, price_of_call
@@ -24,6 +27,17 @@ logger = logging.getLogger("skvf.labeling")
 
 #: Longest wait between two attempts, in seconds, whatever the backoff or Retry-After say.
 MAX_BACKOFF = 60.0
+#: More tokens than this in one call is no real count: the usage is treated as unknown.
+MAX_TOKENS_PER_CALL = 10_000_000
+# LiteLLM's messages for a reply it received but could not read (no JSON, wrong shape).
+_MALFORMED_REPLY = re.compile(
+    r"Invalid response object|invalid response from LLM endpoint|provider returned 'choices'"
+    r"|Received response - <APIResponse \[200",
+    re.IGNORECASE,
+)
+# Providers whose credentials may come from elsewhere than one environment variable
+# (profiles, managed identities, ADC): their keys are not checked before the first call.
+_CREDENTIALS_NOT_CHECKED = frozenset({"azure", "azure_ai", "bedrock", "sagemaker", "vertex_ai"})
 
 
 def import_litellm():
@@ -67,6 +81,9 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float | None
+    #: What was wrong with a reply of the wrong shape (no choices, no message, content
+    #: that is not text); such a reply holds no answer and is never cached.
+    malformed: str | None = None
 
     def record(self, model: str) -> dict:
         """The JSON record the answer cache stores."""
@@ -162,6 +179,7 @@ class Requester:
         self.meter = meter
         self.stop = stop
         self._api_key()  # fail before the first request when the variable is missing
+        self.missing_credentials = self._missing_credentials()
 
     def _api_key(self) -> str | None:
         if self.api_key_env is None:
@@ -174,6 +192,33 @@ class Requester:
                 "server that needs none)."
             )
         return key
+
+    def _missing_credentials(self) -> str | None:
+        """What to set when the provider's key is missing from the environment, or None.
+
+        Asked of LiteLLM's ``validate_environment`` before the first request, so that a
+        missing key is reported at once instead of after LiteLLM's chain of attempts.
+        Only variables holding keys count (``*_API_KEY``): a server address such as
+        ``OLLAMA_API_BASE`` has a default, and cloud providers with other kinds of
+        credentials (AWS, Azure, Vertex) are left to LiteLLM.
+        """
+        if self.api_key_env is not None:
+            return None  # the key comes from the variable the user named, checked above
+        try:
+            _, provider, _, _ = self.litellm.get_llm_provider(self.model)
+            report = self.litellm.validate_environment(model=self.model, api_base=self.api_base)
+        except Exception:  # noqa: BLE001 - an unknown model fails on its first request
+            return None
+        if provider in _CREDENTIALS_NOT_CHECKED or report.get("keys_in_environment"):
+            return None
+        missing = [
+            name
+            for name in report.get("missing_keys") or []
+            if isinstance(name, str) and name.upper().endswith("API_KEY")
+        ]
+        if not missing:
+            return None
+        return " or ".join(missing)
 
     def _request(self, prompt: str, data_uri: str, api_key: str | None):
         messages = [
@@ -195,19 +240,69 @@ class Requester:
             arguments["response_format"] = {"type": "json_object"}
         return self.litellm.completion(**arguments)
 
-    def _answer(self, response) -> Answer:
-        message = response.choices[0].message
+    def _usage(self, response) -> tuple[int, int, bool]:
+        """Prompt and completion tokens, and whether the server's counts were valid.
+
+        A count that is not a whole number, negative, or more than
+        :data:`MAX_TOKENS_PER_CALL` is no count: both are then unknown (0) and the call's
+        cost is unknown, never negative (a negative count would be a refund).
+        """
         usage = getattr(response, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = price_of_call(
-            self.litellm, response, prompt_tokens, completion_tokens, self.price_per_token
-        )
+        counts = []
+        for field in ("prompt_tokens", "completion_tokens"):
+            value = getattr(usage, field, None)
+            if value is None:
+                value = 0  # not reported: 0, as before
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (Integral, Real))
+                or not math.isfinite(value)
+                or value != int(value)
+                or not 0 <= value <= MAX_TOKENS_PER_CALL
+            ):
+                return 0, 0, False
+            counts.append(int(value))
+        return counts[0], counts[1], True
+
+    def _answer(self, response, item: str) -> Answer:
+        prompt_tokens, completion_tokens, valid_usage = self._usage(response)
+        if valid_usage:
+            cost = price_of_call(
+                self.litellm, response, prompt_tokens, completion_tokens, self.price_per_token
+            )
+        else:
+            cost = None
+            logger.warning(
+                "%s: the server reported invalid token counts (%s); counted as unknown, "
+                "with no cost",
+                item,
+                scrub(repr(getattr(response, "usage", None))[:200]),
+            )
+        if cost is not None and not (isinstance(cost, Real) and math.isfinite(cost) and cost >= 0):
+            cost = None  # a price can only add to what was spent
+        choices = getattr(response, "choices", None)
+        message = None
+        if isinstance(choices, (list, tuple)) and choices:
+            message = getattr(choices[0], "message", None)
+        content = getattr(message, "content", None)
+        if message is None or not (content is None or isinstance(content, str)):
+            what = (
+                "no choices"
+                if not isinstance(choices, (list, tuple)) or not choices
+                else "no message"
+                if message is None
+                else f"content of type {type(content).__name__}"
+            )
+            return Answer(
+                None, None, prompt_tokens, completion_tokens, cost, malformed=f"a reply with {what}"
+            )
         # LiteLLM keeps OpenAI's `refusal` field among the provider-specific ones.
         extra = getattr(message, "provider_specific_fields", None) or {}
-        refusal = getattr(message, "refusal", None) or extra.get("refusal")
+        refusal = getattr(message, "refusal", None)
+        if not refusal and isinstance(extra, dict):
+            refusal = extra.get("refusal")
         return Answer(
-            text=message.content if isinstance(message.content, str) else None,
+            text=content,
             refusal=refusal if isinstance(refusal, str) and refusal else None,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
@@ -229,6 +324,8 @@ class Requester:
         Returns
         -------
         Answer
+            With ``malformed`` set when the reply had the wrong shape, or when LiteLLM
+            could not read the reply even after the retries.
 
         Raises
         ------
@@ -254,6 +351,12 @@ class Requester:
                 if not _is_retryable(self.litellm, error):
                     raise ProviderError(message, retryable=False, attempts=attempt + 1) from None
                 if attempt == self.max_retries:
+                    if _MALFORMED_REPLY.search(str(error)):
+                        # The server answered, but never in a readable shape: an unusable
+                        # answer for this image (on_error), not the end of the run.
+                        self.meter.add(failures=1)
+                        excerpt = message if len(message) <= 300 else message[:297] + "..."
+                        return Answer(None, None, 0, 0, None, malformed=excerpt)
                     raise ProviderError(message, retryable=True, attempts=attempt + 1) from None
                 retry_after = _retry_after(error)
             delay = min(MAX_BACKOFF, self.backoff_base * 2**attempt) * random.uniform(0.5, 1)
@@ -263,8 +366,9 @@ class Requester:
                 "%s: %s; retry %d of %d in %.2f s", item, message, attempt, self.max_retries, delay
             )
             self.stop.wait(delay)
-        answer = self._answer(response)
+        answer = self._answer(response, item)
         self.meter.add(
+            failures=int(answer.malformed is not None),
             answers=1,
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,

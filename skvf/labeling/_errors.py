@@ -40,7 +40,7 @@ class UnusableAnswerError(ValueError):
     ----------
     index : int
         Position of the image in the input.
-    reason : {"empty", "refusal", "overlong", "unparsable"}
+    reason : {"empty", "refusal", "overlong", "unparsable", "malformed"}
     answer : str or None
         The raw answer.
     """

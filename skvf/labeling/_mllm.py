@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from .._images import as_image_list, describe_item, image_digest, load_image
@@ -19,14 +20,14 @@ from .._sklearn_compat import Interval, StrOptions, fit_context
 from .._warnings import warn
 from ..exceptions import ImageInputError
 from ..serialization import register_trusted_type
-from ._cache import AnswerCache, answer_affecting, resolve_cache_dir
+from ._cache import AnswerCache, answer_affecting, bounded_record, resolve_cache_dir
 from ._client import ProviderError, Requester
 from ._encoding import jpeg_data_uri
 from ._errors import BudgetExceededError, LabelingError, LabelingWarning, UnusableAnswerError
 from ._parsing import UnusableAnswer, parse_name
 from ._prompts import BUILTIN_PROMPTS, check_template, render_prompt
 from ._runner import run_bounded
-from ._secrets import check_no_secrets
+from ._secrets import check_api_base, check_no_secrets
 from ._usage import UsageMeter, empty_usage
 
 __all__ = ["MLLMLabeler"]
@@ -48,6 +49,32 @@ _MANAGED_ARGUMENTS = {
     "n": "(none: one answer per image)",
 }
 _SHOWN_PROBLEMS = 5
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _ConfirmedInProcess:
+    """Put in a pickle by a process that trusts the labeler's server.
+
+    Pickles (joblib workers, ``copy.deepcopy``) carry the confirmation of the process that
+    made them: unpickling runs arbitrary code anyway, so a pickle is only ever loaded
+    from a trusted source. This class is deliberately not a trusted skops type: a skops
+    file cannot hold it, so a shared model file can never confirm its own server.
+    """
+
+
+def _server_fields(labeler) -> dict:
+    """Where a request goes, as the parameters say: ``api_base`` and URL-valued kwargs."""
+    fields = {}
+    if labeler.api_base is not None:
+        fields["api_base"] = labeler.api_base
+    urls = {
+        key: value
+        for key, value in (labeler.completion_kwargs or {}).items()
+        if isinstance(value, str) and re.match(r"^[a-z][a-z0-9+.\-]*://", value, re.IGNORECASE)
+    }
+    if urls:
+        fields["completion_kwargs"] = urls
+    return fields
 
 
 @register_trusted_type
@@ -76,11 +103,17 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         What the images show (``"bird"``, ``"car model"``); a hint in the built-in
         prompts and the value of ``{domain}`` in templates.
     api_base : str, default=None
-        The server's base URL, e.g. ``"http://localhost:8000/v1"``.
+        The server's base URL, e.g. ``"http://localhost:8000/v1"``; without credentials
+        in it (``user:password@``, ``?api_key=``), which are refused. A labeler loaded
+        from a file (skops) does not send requests to the ``api_base`` the file names
+        until it is set again in this process (``set_params(api_base=...)``), since the
+        API key would go to that server.
     completion_kwargs : dict, default=None
         Extra arguments of ``litellm.completion`` (``temperature``, ``max_tokens``,
-        ``seed``, ...). Secrets (``api_key``, ``Authorization`` headers) are refused:
-        use environment variables.
+        ``seed``, ...). Secrets are refused at any depth: fields named like credentials
+        (``api_key``, ``client_secret``, ``*_password``, ``*_token``, ``Authorization``
+        headers, ...), URLs with credentials and values shaped like keys. Use
+        environment variables.
     api_key_env : str, default=None
         The name of an environment variable holding the API key, read at each call.
         ``None`` lets LiteLLM read the provider's own variable (``OPENAI_API_KEY``, ...).
@@ -105,8 +138,8 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
     max_name_chars : int, default=80
         Answers with longer names are "overlong".
     on_error : {"raise", "warn", "skip"}, default="raise"
-        What an unusable image or answer (empty, refused, overlong, unparsable, or an
-        unreadable image) does: raise :class:`UnusableAnswerError` (or
+        What an unusable image or answer (empty, refused, overlong, unparsable, a
+        malformed reply, or an unreadable image) does: raise :class:`UnusableAnswerError` (or
         :class:`~skvf._images.ImageInputError`); or leave the image without a name, with
         a :class:`LabelingWarning` (``"warn"``) or silently (``"skip"``), as reported
         by :meth:`label` and :attr:`skipped_`. Never an empty class name.
@@ -132,9 +165,11 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         Reset by :meth:`fit`, accumulated over every :meth:`label` / :meth:`transform`
         call since: ``calls`` (requests sent, retries included), ``answers`` (answers
         received and paid for), ``cache_hits`` (distinct images answered from the
-        cache), ``retries``, ``failures`` (images whose request failed for good),
+        cache), ``retries``, ``failures`` (images whose request failed for good or whose
+        reply was malformed),
         ``unusable_answers``, ``prompt_tokens``, ``completion_tokens``, ``cost_usd``,
-        ``unpriced_calls`` (answers with no known price, counted as 0 USD),
+        ``unpriced_calls`` (answers with no known price or invalid token counts, counted
+        as 0 USD, never less),
         ``bytes_sent`` and ``wall_time_s``.
     prompt_text_ : str
         The text sent with every image.
@@ -244,6 +279,63 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         self.price_per_token = price_per_token
         self.verbose = verbose
 
+    # -- trusting the server: a file must never decide where the API key goes ----------
+
+    def set_params(self, **params):
+        """Set parameters; setting ``api_base`` confirms a server a loaded file named."""
+        super().set_params(**params)
+        unconfirmed = self.__dict__.get("_unconfirmed_server")
+        if unconfirmed:
+            for name in ("api_base", "completion_kwargs"):
+                if name in params:
+                    unconfirmed.pop(name, None)
+        return self
+
+    def __sklearn_clone__(self):
+        # sklearn.base.clone calls the constructor, which cannot tell a user's act from a
+        # clone: the clone keeps the servers still to be confirmed.
+        params = self.get_params(deep=False)
+        twin = type(self)(**{name: clone(value, safe=False) for name, value in params.items()})
+        unconfirmed = self.__dict__.get("_unconfirmed_server")
+        if unconfirmed:
+            twin._unconfirmed_server = dict(unconfirmed)
+        return twin
+
+    def __reduce_ex__(self, protocol):
+        reduced = super().__reduce_ex__(protocol)
+        if self.__dict__.get("_unconfirmed_server") or not isinstance(reduced[2], dict):
+            return reduced
+        state = dict(reduced[2], _skvf_confirmed=_ConfirmedInProcess())
+        return (*reduced[:2], state, *reduced[3:])
+
+    def __setstate__(self, state):
+        state = dict(state)
+        confirmed = isinstance(state.pop("_skvf_confirmed", None), _ConfirmedInProcess)
+        state.pop("_unconfirmed_server", None)
+        super().__setstate__(state)
+        if not confirmed:
+            # Loaded from a file (skops calls __setstate__ too): its servers are not the
+            # user's until set again in this process. The default provider host is fine.
+            self._unconfirmed_server = _server_fields(self)
+
+    def _check_server_confirmed(self) -> None:
+        check_api_base(self.api_base)
+        unconfirmed = self.__dict__.get("_unconfirmed_server") or {}
+        current = _server_fields(self)
+        for name, value in unconfirmed.items():
+            if current.get(name) == value:
+                if name == "completion_kwargs":
+                    shown = ", ".join(f"{key}={url!r}" for key, url in value.items())
+                else:
+                    shown = repr(value)
+                raise ValueError(
+                    f"this labeler was loaded from a file and names {name}={shown}: requests "
+                    "(and the API key) would go to a server the file chose. Set it again "
+                    f"with set_params({name}=...) (in a NeaRClassifier: "
+                    f"set_params(labeler__{name}=...)) to confirm you trust that server, or "
+                    "set it to None for the provider's own."
+                )
+
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
         """Check the parameters; no request is sent.
@@ -269,10 +361,19 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
             value = getattr(self, name)
             if value is not None and not value.strip():
                 raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
+        if self.api_key_env is not None and not _VARIABLE_NAME.fullmatch(self.api_key_env):
+            # Never quoted: a key pasted here by mistake must not reach the message.
+            raise ValueError(
+                "api_key_env must be the name of an environment variable (letters, digits "
+                "and underscores, e.g. 'MY_VLM_KEY'), not the key itself: put the key in "
+                "that variable."
+            )
+        check_api_base(self.api_base)
         if self.prompt not in BUILTIN_PROMPTS:
             check_template(self.prompt, self.domain)
         kwargs = self.completion_kwargs or {}
         check_no_secrets(kwargs)
+        self._check_server_confirmed()
         for key in kwargs:
             if key in _MANAGED_ARGUMENTS:
                 raise ValueError(
@@ -423,21 +524,34 @@ class _Run:
             if value is not None:
                 self.groups.setdefault(value, []).append(position)
 
+    def _name(self, record: dict) -> str:
+        """The name in an answer record; raises :class:`UnusableAnswer`, nothing else."""
+        if record.get("malformed"):
+            raise UnusableAnswer("malformed", record["malformed"])
+        if record.get("truncated"):
+            # Cut to an excerpt when stored: unusable as it was, never parsed from a part.
+            raise UnusableAnswer(record.get("reason", "overlong"), record.get("answer"))
+        return parse_name(
+            record.get("answer"),
+            max_words=self.labeler.max_name_words,
+            max_chars=self.labeler.max_name_chars,
+            refusal=record.get("refusal"),
+        )
+
     def _accept(self, positions: list[int], record: dict) -> None:
         labeler = self.labeler
         try:
-            name = parse_name(
-                record.get("answer"),
-                max_words=labeler.max_name_words,
-                max_chars=labeler.max_name_chars,
-                refusal=record.get("refusal"),
-            )
+            name = self._name(record)
         except UnusableAnswer as problem:
             self.meter.add(unusable_answers=1)
             first = positions[0]
             message = f"{describe_item(first, self.items[first])}: {problem}"
             if labeler.on_error == "raise":
-                cached = " The answer is cached, so rerunning gives it again." if self.cache else ""
+                cached = (
+                    " The answer is cached, so rerunning gives it again."
+                    if self.cache is not None and not record.get("malformed")
+                    else ""
+                )
                 raise UnusableAnswerError(
                     f"{message}.{cached} Pass on_error='warn' or 'skip' to leave such images "
                     "without a name, or change the prompt or the model.",
@@ -453,6 +567,7 @@ class _Run:
 
     def _ask(self, missing: list[str]) -> None:
         labeler = self.labeler
+        labeler._check_server_confirmed()  # no request to a server a file chose
         stop = threading.Event()
         requester = Requester(
             model=labeler.model,
@@ -468,6 +583,15 @@ class _Run:
             stop=stop,
         )
         usage_before = dict(labeler.usage_)
+        if requester.missing_credentials is not None:
+            raise LabelingError(
+                f"{labeler.model!r} needs an API key in the environment variable "
+                f"{requester.missing_credentials}, which is not set; no request was sent. Set "
+                "it, or put the key in a variable of your own and name it with "
+                "api_key_env='MY_KEY_VARIABLE' (a local server that needs no key accepts any "
+                "non-empty value).",
+                **self._paid_counts(usage_before),
+            )
         progress = self._progress_bar()
 
         def work(digest: str) -> dict:
@@ -476,6 +600,15 @@ class _Run:
             data_uri = jpeg_data_uri(load_image(item), labeler.max_side, _JPEG_QUALITY)
             answer = requester.ask(labeler.prompt_text_, data_uri, describe_item(position, item))
             record = answer.record(labeler.model)
+            if answer.malformed is not None:
+                # No answer to keep: the reply had the wrong shape. A rerun asks again.
+                return dict(record, malformed=answer.malformed)
+            try:
+                self._name(record)
+                reason = None
+            except UnusableAnswer as problem:
+                reason = problem.reason
+            record = bounded_record(record, reason)
             if self.cache is not None:
                 self.cache.put(digest, record)
                 self.cached.add(digest)

@@ -4,8 +4,11 @@ Models are asked for ``{"name": ...}`` JSON, but local models and providers with
 mode answer in many shapes: JSON in a markdown fence, JSON cut short, ``Name: X`` after a
 list of attributes, a bare name, a refusal. :func:`parse_name` accepts all of those that
 hold one name and returns it normalised by :func:`skvf.names.normalize_name`; every other
-answer raises :class:`UnusableAnswer` with one of four reasons, which the labeler's
-``on_error`` policy handles. A class name is never empty.
+answer raises :class:`UnusableAnswer` with a reason, which the labeler's ``on_error``
+policy handles. A class name is never empty, never longer than the labeler's bounds and
+never an instruction aimed at the model ("Ignore previous instructions and ..."); the
+parser reads at most :data:`MAX_ANSWER_CHARS` characters and raises nothing but
+:class:`UnusableAnswer`, whatever the answer (deeply nested JSON included).
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ import re
 
 from ..names import normalize_name
 
-__all__ = ["UnusableAnswer", "parse_name"]
+__all__ = ["MAX_ANSWER_CHARS", "REASONS", "UnusableAnswer", "parse_name"]
+
+#: Longer answers are "overlong" without being parsed: no class name needs them, and the
+#: parser's work stays bounded.
+MAX_ANSWER_CHARS = 20_000
+#: Why an answer can be unusable ("malformed": the reply itself had the wrong shape).
+REASONS = ("empty", "refusal", "overlong", "unparsable", "malformed")
 
 _NAME_KEYS = ("name", "category", "label", "class", "species")
 _FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
@@ -29,6 +38,13 @@ _REFUSAL = re.compile(
     r"|i\s+am\s+not\s+able|i'm\s+not\s+able|unable\s+to\s+(?:identify|determine|tell|help)"
     r"|as\s+an\s+ai|cannot\s+be\s+(?:determined|identified)"
     r"|not\s+possible\s+to\s+(?:identify|determine|tell))",
+    re.IGNORECASE,
+)
+# Instructions aimed at the model (prompt injection from the image or a proxy), not names.
+_INSTRUCTION = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass)\b(?:\W+\w+){0,4}?\W+"
+    r"(?:instructions?|prompts?|rules|directions|guidelines|previous|above|prior|system)\b"
+    r"|\b(?:system\s+prompt|you\s+are\s+now|new\s+instructions?|jailbreak)\b",
     re.IGNORECASE,
 )
 # Names that say "I don't know" rather than name something.
@@ -56,10 +72,11 @@ class UnusableAnswer(ValueError):
 
     Parameters
     ----------
-    reason : {"empty", "refusal", "overlong", "unparsable"}
+    reason : {"empty", "refusal", "overlong", "unparsable", "malformed"}
         Why the answer is unusable.
     answer : str or None
-        The raw answer (or the provider's refusal message).
+        The raw answer (or the provider's refusal message, or what was wrong with a
+        malformed reply).
     """
 
     def __init__(self, reason: str, answer: str | None):
@@ -82,7 +99,7 @@ def _name_from_json(text: str) -> str | None:
     for candidate in candidates:
         try:
             value = json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
             continue
         if isinstance(value, str):
             return value
@@ -138,7 +155,9 @@ def parse_name(
     Raises
     ------
     UnusableAnswer
-        The answer is empty, a refusal, overlong or unparsable.
+        The answer is empty, a refusal, overlong (beyond the bounds, or longer than
+        :data:`MAX_ANSWER_CHARS`), unparsable (an instruction aimed at the model
+        included), or not text at all ("malformed"). Nothing else is ever raised.
 
     Examples
     --------
@@ -147,16 +166,40 @@ def parse_name(
     >>> parse_name("Attributes: red crest, black mask\\nName: Northern Cardinal")
     'northern cardinal'
     """
+    if refusal is not None and not isinstance(refusal, str):
+        raise UnusableAnswer("malformed", f"a refusal of type {type(refusal).__name__}")
     if refusal and refusal.strip():
         raise UnusableAnswer("refusal", refusal)
+    if answer is not None and not isinstance(answer, str):
+        raise UnusableAnswer("malformed", f"an answer of type {type(answer).__name__}")
     if answer is None or not answer.strip():
         raise UnusableAnswer("empty", answer)
+    if len(answer) > MAX_ANSWER_CHARS:
+        raise UnusableAnswer("overlong", answer)
+    try:
+        name = _parse(answer, max_words, max_chars)
+    except UnusableAnswer:
+        raise
+    except (ValueError, TypeError, RecursionError, IndexError, KeyError):
+        # No answer may crash the labeler; a parser bug reads as an unparsable answer.
+        raise UnusableAnswer("unparsable", answer) from None
+    return name
+
+
+def _parse(answer: str, max_words: int, max_chars: int) -> str:
     text = _strip_fence(answer.strip().replace("\u2019", "'"))
     raw_name = _name_from_json(text)
     if raw_name is None:
         raw_name = _name_from_text(text)
+    raw_name = raw_name.strip()
     if _REFUSAL.search(raw_name):
         raise UnusableAnswer("refusal", answer)
+    if _INSTRUCTION.search(raw_name):
+        raise UnusableAnswer("unparsable", answer)
+    # The raw name is bounded too (with room for quotes, an article, punctuation), so
+    # that normalisation never cuts a long text down to a name.
+    if len(raw_name) > max_chars + 16 or len(raw_name.split()) > max_words + 1:
+        raise UnusableAnswer("overlong", answer)
     name = normalize_name(raw_name)
     if not name:
         raise UnusableAnswer("empty", answer)

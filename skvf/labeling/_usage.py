@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 __all__ = ["USAGE_KEYS", "UsageMeter", "empty_usage", "price_of_call"]
@@ -47,11 +48,14 @@ def price_of_call(
     """
     if price_per_token is not None:
         prompt_price, completion_price = price_per_token
-        return prompt_price * prompt_tokens + completion_price * completion_tokens
-    try:
-        return float(litellm.completion_cost(completion_response=response))
-    except Exception:  # noqa: BLE001 - LiteLLM raises various errors for unmapped models
-        return None
+        cost = prompt_price * prompt_tokens + completion_price * completion_tokens
+    else:
+        try:
+            cost = float(litellm.completion_cost(completion_response=response))
+        except Exception:  # noqa: BLE001 - LiteLLM raises various errors for unmapped models
+            return None
+    # A price only ever adds to what was spent: anything else is no known price.
+    return cost if math.isfinite(cost) and cost >= 0 else None
 
 
 class UsageMeter:
@@ -69,10 +73,11 @@ class UsageMeter:
         self.most_expensive_call = 0.0
 
     def add(self, **counts) -> None:
-        """Add each count to its entry."""
+        """Add each count to its entry; a negative or non-finite count adds nothing."""
         with self._lock:
             for key, value in counts.items():
-                self.usage[key] += value
+                if math.isfinite(value) and value > 0:
+                    self.usage[key] += value
             if counts.get("cost_usd", 0.0) > self.most_expensive_call:
                 self.most_expensive_call = counts["cost_usd"]
 

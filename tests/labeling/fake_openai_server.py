@@ -4,8 +4,9 @@ LiteLLM's real client talks to it through ``model="openai/fake-vlm"`` and
 ``api_base=<the URL that serve() yields>``. By default the server names each image after
 its mean colour (``{"name": "red test bird"}``), so a test can check that every image got
 its own answer. A :class:`FakeVLM` scripts faults per request (status codes, delays,
-malformed bodies, refusals, empty answers) and records what it saw: the number of
-requests, the request bodies and the largest number of requests served at once.
+malformed bodies, replies of the wrong shape, refusals, empty answers, token counts) and
+records what it saw: the number of requests, the request bodies, the ``Authorization``
+headers and the largest number of requests served at once.
 
 Example
 -------
@@ -31,6 +32,7 @@ from PIL import Image
 
 __all__ = [
     "COLOURS",
+    "Body",
     "Fail",
     "FakeVLM",
     "Malformed",
@@ -60,6 +62,7 @@ class Reply:
     text: str | None = None
     delay: float = 0.0
     refusal: str | None = None
+    usage: dict | None = None  # the reply's "usage" (default: 100 prompt, 10 completion)
 
 
 @dataclass
@@ -70,6 +73,14 @@ class Fail:
     message: str = "fake failure"
     delay: float = 0.0
     retry_after: float | None = None
+
+
+@dataclass
+class Body:
+    """Answer 200 with this JSON body as it is (a reply of the wrong shape)."""
+
+    payload: object
+    delay: float = 0.0
 
 
 @dataclass
@@ -112,6 +123,13 @@ class FakeVLM:
         401 whose message echoes the key they sent.
     fail_after : int or None
         After this many normal replies, every request gets a 500.
+
+    Attributes
+    ----------
+    requests, answered, max_active : int
+        Requests received, normal replies sent, most requests served at once.
+    bodies, authorizations : list
+        Each request's JSON body and ``Authorization`` header, in arrival order.
     """
 
     answer: Callable[[Image.Image, str], str] = colour_answer
@@ -123,16 +141,18 @@ class FakeVLM:
     answered: int = 0
     max_active: int = 0
     bodies: list = field(default_factory=list)
+    authorizations: list = field(default_factory=list)
     _active: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _enter(self, body: dict) -> int:
+    def _enter(self, body: dict, authorization: str = "") -> int:
         with self._lock:
             index = self.requests
             self.requests += 1
             self._active += 1
             self.max_active = max(self.max_active, self._active)
             self.bodies.append(body)
+            self.authorizations.append(authorization)
             return index
 
     def _leave(self) -> None:
@@ -173,7 +193,11 @@ def _request_image_and_prompt(body: dict) -> tuple[Image.Image | None, str]:
     return image, "\n".join(texts)
 
 
-def _completion_body(model: str, text: str | None, refusal: str | None) -> dict:
+def _completion_body(
+    model: str, text: str | None, refusal: str | None, usage: dict | None = None
+) -> dict:
+    if usage is None:
+        usage = {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -186,7 +210,7 @@ def _completion_body(model: str, text: str | None, refusal: str | None) -> dict:
                 "finish_reason": "stop",
             }
         ],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+        "usage": usage,
     }
 
 
@@ -207,7 +231,7 @@ def _handler_class(config: FakeVLM) -> type[BaseHTTPRequestHandler]:
         def do_POST(self):  # noqa: N802 - the name http.server dispatches to
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length) or b"{}")
-            index = config._enter(body)
+            index = config._enter(body, self.headers.get("Authorization", ""))
             try:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     self._send(404, json.dumps({"error": {"message": "no such route"}}).encode())
@@ -227,6 +251,8 @@ def _handler_class(config: FakeVLM) -> type[BaseHTTPRequestHandler]:
                 if action.retry_after is not None:
                     headers["Retry-After"] = str(action.retry_after)
                 self._send(action.status, json.dumps(error).encode(), headers)
+            elif isinstance(action, Body):
+                self._send(200, json.dumps(action.payload).encode())
             elif isinstance(action, Malformed):
                 self._send(200, b'{"choices": [{"message": {"content": "cut short')
             else:
@@ -238,7 +264,7 @@ def _handler_class(config: FakeVLM) -> type[BaseHTTPRequestHandler]:
                         return
                     text = config.answer(image, prompt)
                 model = body.get("model", "fake-vlm")
-                payload = _completion_body(model, text, action.refusal)
+                payload = _completion_body(model, text, action.refusal, action.usage)
                 self._send(200, json.dumps(payload).encode())
 
     return Handler
