@@ -1,0 +1,7 @@
+"""``python -m skvf.cli``: the ``skvf`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

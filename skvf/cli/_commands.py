@@ -1,0 +1,303 @@
+"""The five commands of ``skvf``: each handler's docstring is its ``--help`` text.
+
+A handler takes the parsed arguments, does the work through skvf's public API (the
+evaluation harness for ``--labeler simulated``, offline encoders and the demo), writes
+results to stdout or ``-o`` and a summary to stderr, and raises :class:`UsageError` for a
+command line that cannot be run as given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._options import SIMULATED, given
+
+__all__ = ["UsageError", "run_demo", "run_evaluate", "run_fit", "run_label", "run_predict"]
+
+
+class UsageError(Exception):
+    """A command line that parses but cannot be run as given (exit status 2)."""
+
+
+def _note(args: argparse.Namespace, message: str) -> None:
+    """A summary line on stderr, unless --quiet."""
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+def _report_skipped(reasons: Sequence[str]) -> None:
+    """One line on stderr per image left out, with its path and why."""
+    for reason in reasons:
+        print(f"skvf: skipped {reason}", file=sys.stderr)
+
+
+def _listed(model: str, list_images):
+    """What ``list_images()`` returns; every mistake, the model's first, in one usage error."""
+    problems = [] if Path(model).expanduser().is_file() else [f"{model!r} is not a file."]
+    try:
+        listed = list_images()
+    except (UsageError, FileNotFoundError, NotADirectoryError) as error:
+        problems.append(str(error))
+    if problems:
+        raise UsageError(" ".join(problems))
+    return listed
+
+
+def _image_paths(inputs: Sequence[str]) -> list[str]:
+    """Image files named on the command line, and those under named folders, sorted."""
+    from ..bench.datasets import load_flat_folder
+
+    paths: list[str] = []
+    for entry in inputs:
+        path = Path(entry).expanduser()
+        if not (path.is_dir() or path.is_file()):
+            raise UsageError(f"{entry!r} does not exist.")
+        try:
+            paths.extend(load_flat_folder(path, recursive=True) if path.is_dir() else [str(path)])
+        except FileNotFoundError as error:  # a folder without images
+            raise UsageError(str(error)) from None
+    return paths
+
+
+@contextlib.contextmanager
+def _output(args: argparse.Namespace, formats: Sequence[str]):
+    """``(stream, format)``: stdout or the file of ``-o``; --format, else the suffix of ``-o``
+    if it names one of ``formats``, else the first of them."""
+    suffix = Path(args.output or "").suffix.lower().lstrip(".")
+    fmt = args.format or (suffix if suffix in formats else formats[0])
+    if args.output is None or args.output == "-":
+        yield sys.stdout, fmt
+        return
+    with open(args.output, "w", newline="", encoding="utf-8") as stream:
+        yield stream, fmt
+
+
+def _write_records(args: argparse.Namespace, records: list[dict]) -> None:
+    """JSON lines, or CSV: ``None`` as empty, a ``top_k`` list as ``name_2``, ... columns."""
+    with _output(args, ["csv", "jsonl"]) as (stream, fmt):
+        if fmt == "jsonl":
+            stream.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            return
+        rows = [
+            {**{k: v for k, v in r.items() if k != "top_k"},
+             **{f"{k}_{rank}": v for rank, entry in enumerate(r.get("top_k", [])[1:], start=2)
+                for k, v in entry.items()}}
+            for r in records
+        ]  # fmt: skip
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(list(rows[0]) if rows else [])
+        writer.writerows([["" if v is None else v for v in row.values()] for row in rows])
+
+
+# -- the commands -----------------------------------------------------------------------
+
+
+def _labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str):
+    """The labeler of the labeler options: an MLLMLabeler, or the simulated one."""
+    if args.labeler != SIMULATED:
+        from ..labeling import MLLMLabeler
+
+        params = given(args, "prompt", "domain", "api_base", "api_key_env", "max_concurrency")
+        if args.labeler_cache is not None:
+            params["cache"] = None if args.labeler_cache.lower() == "none" else args.labeler_cache
+        if args.labeler is not None:  # None only if MLLMLabeler's default could not be read
+            params["model"] = args.labeler
+        return MLLMLabeler(
+            max_cost=args.max_cost, on_error=on_error, verbose=args.verbose, **params
+        )
+    from ..bench.simulation import folder_labeler
+
+    try:
+        seed = getattr(args, "seed", 0)
+        noise = given(args, "noise_rate")
+        return folder_labeler(paths, random_state=seed, on_error=on_error, **noise)
+    except ValueError as error:  # fewer than two class folders
+        raise UsageError(f"--labeler {SIMULATED}: {error}") from None
+
+
+def _usage_line(usage: dict | None) -> str:
+    if not usage:
+        return ""
+    return (
+        f"; labeler: {usage.get('answers', 0)} answer(s) paid for, "
+        f"{usage.get('cache_hits', 0)} from the cache, ${usage.get('cost_usd', 0.0):.4f}"
+    )
+
+
+def run_label(args: argparse.Namespace) -> None:
+    """Name each image with the labeler.
+
+    Name each image with the labeler (one name per image). Answers are cached: running
+    again pays nothing for images already named.
+    """
+    from ..labeling import label_items
+
+    paths = _image_paths(args.inputs)
+    labeler = _labeler(args, paths, on_error=args.on_error).fit(paths)
+    names, valid = label_items(labeler, paths)
+    if args.on_error == "skip":  # ("warn" has warned already)
+        _report_skipped(getattr(labeler, "skipped_", []))
+    rows = zip(paths, names, valid, strict=True)
+    _write_records(args, [{"path": p, "name": n if ok else None} for p, n, ok in rows])
+    usage = _usage_line(getattr(labeler, "usage_", None))
+    _note(args, f"named {int(valid.sum())} of {len(paths)} image(s){usage}")
+
+
+def run_fit(args: argparse.Namespace) -> None:
+    """Fit a NeaRClassifier on unlabeled images and save it.
+
+    Fit a NeaRClassifier on the images (sub-folders included; folder names are ignored
+    except by --labeler simulated) and save it with skops.
+    """
+    from ..bench.demo import TINY_BACKBONE_PARAMS, offline_image_encoder
+    from ..classifier import NeaRClassifier
+    from ..serialization import dump
+
+    output = Path(args.output).expanduser()
+    if not output.parent.is_dir():
+        raise UsageError(f"the folder of -o {args.output!r} does not exist.")
+    backbone = given(args, "backbone", "pretrained", "backbone_kwargs")
+    if args.tiny and backbone:
+        options = ", ".join("--" + name.replace("_", "-") for name in backbone)
+        raise UsageError(f"--tiny chooses the backbone; drop {options}.")
+    if backbone.get("pretrained", "").lower() == "none":
+        backbone["pretrained"] = None
+    paths = _image_paths(args.inputs)
+    clf = NeaRClassifier(
+        labeler=_labeler(args, paths, on_error="warn" if args.on_error == "skip" else "raise"),
+        image_encoder=None
+        if args.image_encoder == "clip"
+        else offline_image_encoder(args.image_encoder, paths, random_state=args.seed),
+        memory=args.memory,
+        on_error=args.on_error,
+        random_state=args.seed,
+        verbose=args.verbose,
+        **given(args, "max_epochs", "warmup_epochs", "device", "batch_size"),
+        **(TINY_BACKBONE_PARAMS if args.tiny else backbone),
+    )
+    if len(paths) < 2:
+        raise UsageError(
+            f"found {len(paths)} image in {' '.join(args.inputs)}; fit needs two or more."
+        )
+    if args.n_neighbors is not None:
+        clf.set_params(candidate_builder__n_neighbors=args.n_neighbors)
+    clf.fit(paths)
+    dump(clf, output)
+    _note(
+        args,
+        f"saved {output}: {len(clf.classes_)} classes from {len(clf.train_indices_)} "
+        f"training image(s) ({len(clf.vocabulary_)} distinct labeler names)"
+        + _usage_line(clf.llm_usage_),
+    )
+
+
+def _load_and_predict(args: argparse.Namespace, paths: Sequence[str]):
+    """The model of ``args.model`` and its probabilities of ``paths`` (NaN: unreadable)."""
+    import numpy as np
+
+    from .. import bench  # noqa: F401  (registers the harness's types: models fitted with --labeler simulated)
+    from ..serialization import load, trusted_types
+
+    model = load(Path(args.model).expanduser(), trusted=trusted_types() + list(args.trust))
+    if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
+        raise ValueError(f"{args.model!r} holds a {type(model).__name__}, not a fitted classifier.")
+    updates = given(args, "on_error", "device", "batch_size", "verbose")
+    model.set_params(**{k: v for k, v in updates.items() if k in model.get_params(deep=False)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        probabilities = np.asarray(model.predict_proba(paths), dtype=np.float64)
+    for warning in caught:  # say why each unreadable image has no name
+        if getattr(warning.message, "reasons", None):
+            _report_skipped(warning.message.reasons)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, 0)
+    return model, probabilities, np.isfinite(probabilities).all(axis=1)
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    """Name images with a saved model.
+
+    Name images with a saved model: CLIP alone, no LLM call. One row per image: path,
+    name, probability, then the runners-up with --top-k.
+    """
+    import numpy as np
+
+    paths = _listed(args.model, lambda: _image_paths(args.inputs))
+    model, probabilities, readable = _load_and_predict(args, paths)
+    k = min(args.top_k, len(model.classes_))
+    filled = np.where(readable[:, None], probabilities, -np.inf)
+    top = np.argsort(-filled, axis=1, kind="stable")[:, :k]  # the k best classes, best first
+    records = []
+    for path, row, order, ok in zip(paths, probabilities, top, readable, strict=True):
+        ranked = [
+            {"name": str(model.classes_[j]) if ok else None,
+             "probability": round(float(row[j]), 6) if ok else None}
+            for j in order
+        ]  # fmt: skip
+        records.append({"path": path, **ranked[0], **({"top_k": ranked} if k > 1 else {})})
+    _write_records(args, records)
+    unreadable = len(paths) - int(readable.sum())
+    _note(
+        args,
+        f"named {len(paths) - unreadable} of {len(paths)} image(s) with "
+        f"{len(model.classes_)} classes" + (f"; {unreadable} unreadable" if unreadable else ""),
+    )
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    """Score a saved model on a folder of class folders.
+
+    Score a saved model on ROOT/<class>/<image>: cluster accuracy (cACC: do the predicted
+    names group the images like the folders do?) and semantic accuracy (sACC: how close is
+    each predicted name to its folder name?).
+    """
+    import numpy as np
+
+    from ..bench.datasets import load_image_folder
+    from ..metrics import DEFAULT_SENTENCE_MODEL, name_scores
+
+    paths, true_names = _listed(args.model, lambda: load_image_folder(args.root))
+    model, probabilities, readable = _load_and_predict(args, paths)
+    best = np.asarray(model.classes_, dtype=object)[np.nan_to_num(probabilities).argmax(axis=1)]
+    if not args.no_semantic and not args.verbose:  # no "Loading weights" bar from transformers
+        with contextlib.suppress(ImportError):  # semantic_accuracy says what to install
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
+    semantic = None if args.no_semantic else args.semantic_model or DEFAULT_SENTENCE_MODEL
+    scores = name_scores(true_names, np.where(readable, best, None), semantic_model=semantic)
+    labels = {"cluster_accuracy": "cACC", "semantic_accuracy": "sACC"}
+    with _output(args, ["text", "json"]) as (stream, fmt):
+        if fmt == "json":
+            stream.write(json.dumps(scores) + "\n")
+            return
+        for key, value in scores.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            stream.write(f"{labels.get(key, key)}\t{shown}\n")
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    """The offline benchmark at a small size.
+
+    Offline: NeaR against plain CoOp on real digit images named by a simulated labeler
+    with noise-rate wrong names (pixels -> PCA features, a tiny random-init CLIP text
+    tower). Prints cluster accuracies.
+    """
+    from ..bench.demo import run_digits_demo
+
+    results = run_digits_demo(
+        export=args.export,
+        verbose=args.verbose,
+        progress=lambda message: _note(args, message),
+        **given(args, "shots", "noise_rate", "max_epochs", "random_state"),
+    )
+    print("method\tcluster accuracy")
+    for name, value in results.items():
+        print(f"{name} ({'training' if name == 'labeler names' else 'test'} images)\t{value:.3f}")
