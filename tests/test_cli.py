@@ -329,3 +329,12 @@ def test_every_option_is_documented():
             for option in action.option_strings:
                 if option.startswith("--") and option != "--help":
                     assert option in documented, f"{option} of 'skvf {name}' is not in docs/cli.md"
+
+
+@pytest.mark.slow
+def test_docs_show_what_demo_prints(capsys):
+    # docs/cli.md quotes the demo's stdout at its defaults; it must not drift from it.
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    quoted = docs.split("On stdout, the scores (seed 0):\n\n```\n", 1)[1].split("```", 1)[0]
+    assert main(["demo", "-q"]) == 0
+    assert capsys.readouterr().out == quoted
