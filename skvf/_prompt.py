@@ -171,6 +171,26 @@ class PromptLearner(nn.Module):
         self.context = nn.Parameter(init)
 
     @property
+    def shares_prefix(self) -> bool:
+        """Whether the forward pass computes the shared prefix once for every class.
+
+        The start token and a shared context are the same in every class prompt, and
+        the text tower's attention is causal, so their hidden states are the same in
+        every prompt too: they are computed once, and the class-name positions attend
+        to them. This needs a shared context, a causal mask, pooling at the end token
+        and open_clip's standard residual blocks; otherwise every prompt is encoded
+        whole.
+        """
+        transformer = self.tower.transformer
+        return (
+            self.context.dim() == 2
+            and self.tower.attn_mask is not None
+            and self.tower.pool_type in ("argmax", "eos")
+            and getattr(transformer, "batch_first", False)
+            and all(_is_standard_block(block) for block in transformer.resblocks)
+        )
+
+    @property
     def n_classes(self) -> int:
         """Number of class prompts."""
         return int(self.tokens.shape[0])
@@ -192,7 +212,10 @@ class PromptLearner(nn.Module):
         x = self.prompt_embeddings().to(cast_dtype)
         x = x + tower.positional_embedding[:length].to(cast_dtype)
         attn_mask = None if tower.attn_mask is None else tower.attn_mask[:length, :length]
-        x = tower.transformer(x, attn_mask=attn_mask)
+        if self.shares_prefix:
+            x = _transformer_with_shared_prefix(tower.transformer, x, 1 + self.n_ctx)
+        else:
+            x = tower.transformer(x, attn_mask=attn_mask)
         x = tower.ln_final(x)
         x = text_global_pool(x, self.tokens, tower.pool_type, eos_token_id=tower.eos_id)
         projection = tower.text_projection
@@ -265,3 +288,58 @@ def prompt_text_features(learner: PromptLearner) -> np.ndarray:
     with torch.no_grad():
         text = nn.functional.normalize(learner().float(), dim=-1)
     return text.cpu().numpy().astype(np.float32)
+
+
+def _is_standard_block(block) -> bool:
+    attention = getattr(block, "attn", None)
+    return (
+        type(block).__name__ == "ResidualAttentionBlock"
+        and not hasattr(block, "ln_1_kv")
+        and isinstance(attention, nn.MultiheadAttention)
+        and attention.batch_first
+        and attention._qkv_same_embed_dim
+    )
+
+
+def _transformer_with_shared_prefix(transformer, x: torch.Tensor, n_prefix: int) -> torch.Tensor:
+    """The causal ``transformer`` on prompts whose first ``n_prefix`` positions are equal.
+
+    The prefix goes through each block once; the suffix positions of every prompt attend
+    to the prefix's keys and values and, causally, to their own. Equal to
+    ``transformer(x, attn_mask=causal)`` up to float rounding.
+    """
+    n_prompts, length, _ = x.shape
+    prefix, suffix = x[:1, :n_prefix], x[:, n_prefix:]
+    allowed = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+    for block in transformer.resblocks:
+        heads = block.attn.num_heads
+        q_p, k_p, v_p = (_by_head(t, heads) for t in _qkv(block.attn, block.ln_1(prefix)))
+        q_s, k_s, v_s = (_by_head(t, heads) for t in _qkv(block.attn, block.ln_1(suffix)))
+        shared = (n_prompts, -1, -1, -1)
+        keys = torch.cat([k_p.expand(*shared), k_s], dim=2)
+        values = torch.cat([v_p.expand(*shared), v_s], dim=2)
+        attend = nn.functional.scaled_dot_product_attention
+        out_p = attend(q_p, k_p, v_p, attn_mask=allowed[:n_prefix, :n_prefix])
+        out_s = attend(q_s, keys, values, attn_mask=allowed[n_prefix:])
+        prefix = prefix + block.ls_1(block.attn.out_proj(_by_position(out_p)))
+        prefix = prefix + block.ls_2(block.mlp(block.ln_2(prefix)))
+        suffix = suffix + block.ls_1(block.attn.out_proj(_by_position(out_s)))
+        suffix = suffix + block.ls_2(block.mlp(block.ln_2(suffix)))
+    return torch.cat([prefix.expand(n_prompts, -1, -1), suffix], dim=1)
+
+
+def _by_head(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(batch, positions, width) -> (batch, heads, positions, width // heads)."""
+    batch, positions, width = x.shape
+    return x.reshape(batch, positions, heads, width // heads).transpose(1, 2)
+
+
+def _by_position(x: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, positions, head width) -> (batch, positions, width)."""
+    batch, heads, positions, head_width = x.shape
+    return x.transpose(1, 2).reshape(batch, positions, heads * head_width)
+
+
+def _qkv(attention: nn.MultiheadAttention, x: torch.Tensor):
+    """Query, key and value projections of ``x`` with the attention's packed weights."""
+    return nn.functional.linear(x, attention.in_proj_weight, attention.in_proj_bias).chunk(3, -1)

@@ -227,3 +227,44 @@ def test_custom_text_clip_reproduces_encode_text(backbone, pool_type):
     with torch.no_grad():
         expected = model.encode_text(backbone.tokenizer([f"a photo of a {n}." for n in names]))
         torch.testing.assert_close(learner(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_shared_prefix_is_computed_once_and_changes_nothing(backbone):
+    # The start token and a shared context are the same in every prompt and attention is
+    # causal: computing them once must give the full pass's features and gradients.
+    from skvf._prompt import _transformer_with_shared_prefix
+
+    names = ["red", "dark blue jay", "a very long bird name of many words", "x"]
+    learner = PromptLearner(
+        backbone.model,
+        backbone.tokenizer,
+        names,
+        n_ctx=5,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert learner.shares_prefix
+    tower = learner.tower
+    length = learner.tokens.shape[1]
+
+    def encoded(shared):
+        learner.context.grad = None
+        x = learner.prompt_embeddings() + tower.positional_embedding[:length]
+        if shared:
+            out = _transformer_with_shared_prefix(tower.transformer, x, 1 + learner.n_ctx)
+        else:
+            out = tower.transformer(x, attn_mask=tower.attn_mask[:length, :length])
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        return out.detach(), learner.context.grad.clone()
+
+    (full, full_grad), (fast, fast_grad) = encoded(False), encoded(True)
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast_grad, full_grad, rtol=1e-4, atol=1e-4)
+    # (test_initialised_learner_reproduces_encode_text checks the learner's own forward,
+    # which takes this path with a shared context, against encode_text)
+
+
+def test_class_specific_context_is_encoded_whole(backbone):
+    learner = PromptLearner(
+        backbone.model, backbone.tokenizer, ["a", "b"], n_ctx=3, class_specific=True
+    )
+    assert not learner.shares_prefix
