@@ -119,6 +119,9 @@ class PromptLearner(nn.Module):
         One context per class instead of one shared context.
     generator : torch.Generator or None
         Source of randomness for a random context.
+    share_prefix : bool, default=True
+        Compute the prefix every prompt shares once per pass (see :attr:`shares_prefix`);
+        ``False`` encodes every prompt whole (the same result, K times the prefix work).
     """
 
     def __init__(
@@ -130,8 +133,10 @@ class PromptLearner(nn.Module):
         ctx_init: str | None = None,
         class_specific: bool = False,
         generator: torch.Generator | None = None,
+        share_prefix: bool = True,
     ):
         super().__init__()
+        self.share_prefix = share_prefix
         self.tower = text_tower(model)
         self.n_ctx = n_ctx
         embedding = self.tower.token_embedding
@@ -183,7 +188,8 @@ class PromptLearner(nn.Module):
         """
         transformer = self.tower.transformer
         return (
-            self.context.dim() == 2
+            self.share_prefix
+            and self.context.dim() == 2
             and self.tower.attn_mask is not None
             and self.tower.pool_type in ("argmax", "eos")
             and getattr(transformer, "batch_first", False)

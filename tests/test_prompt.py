@@ -259,8 +259,16 @@ def test_shared_prefix_is_computed_once_and_changes_nothing(backbone):
     (full, full_grad), (fast, fast_grad) = encoded(False), encoded(True)
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast_grad, full_grad, rtol=1e-4, atol=1e-4)
-    # (test_initialised_learner_reproduces_encode_text checks the learner's own forward,
-    # which takes this path with a shared context, against encode_text)
+    whole = PromptLearner(
+        backbone.model,
+        backbone.tokenizer,
+        names,
+        n_ctx=5,
+        generator=torch.Generator().manual_seed(1),
+        share_prefix=False,
+    )
+    assert not whole.shares_prefix
+    torch.testing.assert_close(learner(), whole(), rtol=1e-5, atol=1e-5)
 
 
 def test_class_specific_context_is_encoded_whole(backbone):

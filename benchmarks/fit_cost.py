@@ -1,0 +1,130 @@
+"""What prompt tuning costs against one pass of the image tower, side by side.
+
+A fit encodes its N training images once with the frozen image tower, then runs
+``max_epochs`` training steps, each a forward and backward pass of the text tower over
+the K class prompts. For ViT-B-16 (random weights: the same compute as real ones) this
+benchmark measures, in fresh child processes run alternately so that the machine's load
+hits every configuration alike:
+
+* ``image pass``: seconds per image of ``encode_images`` over 224-pixel images, times N;
+* ``step``: seconds per training step (forward, backward, Adam) over K prompts of
+  ``ctx_init=None`` (16 context vectors) before class names of about six tokens, either
+  with the shared prefix computed once per step (``shared``, what a fit does) or with
+  every prompt encoded whole (``whole``, as before), optionally under bfloat16 autocast;
+
+and prints the tuning time of a default fit (``max_epochs`` steps) over the image pass,
+and each child's peak memory.
+
+Run: ``python benchmarks/fit_cost.py [--classes 50,300,500] [--images 600] [--steps 2]``
+(``--bf16`` adds the bfloat16 configurations; ``--modes shared`` skips the slow one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+BACKBONE = "ViT-B-16"
+
+
+def _child(kind: str, classes: int, steps: int, mode: str, bf16: bool) -> dict:
+    """Run one measurement in this process; returns seconds per unit and peak memory."""
+    import numpy as np
+    import torch
+
+    from skvf._backbone import build_backbone
+    from skvf._features import encode_images
+    from skvf._prompt import PromptLearner
+
+    torch.manual_seed(0)
+    backbone = build_backbone(BACKBONE, None)
+    if kind == "image":
+        rng = np.random.default_rng(0)
+        from PIL import Image
+
+        images = [Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))] * 32
+        encode_images(backbone, images[:4], "cpu", 32)  # warm-up
+        start = time.perf_counter()
+        encode_images(backbone, images, "cpu", 32)
+        seconds = (time.perf_counter() - start) / len(images)
+    else:
+        names = [f"speckled grey wing warbler {index}" for index in range(classes)]
+        learner = PromptLearner(
+            backbone.model,
+            backbone.tokenizer,
+            names,
+            n_ctx=16,
+            generator=torch.Generator(),
+            share_prefix=mode == "shared",
+        )
+        optimizer = torch.optim.Adam([learner.context], lr=2e-3)
+        features = torch.nn.functional.normalize(torch.randn(600, 512), dim=-1)
+        labels = torch.randint(0, classes, (600,))
+
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                text = learner()
+            text = torch.nn.functional.normalize(text.float(), dim=-1)
+            loss = torch.nn.functional.cross_entropy(100 * features @ text.T, labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        step()  # warm-up
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        seconds = (time.perf_counter() - start) / steps
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_mb": peak_mb}
+
+
+def _measure(kind: str, classes: int, steps: int, mode: str, bf16: bool) -> dict:
+    command = [sys.executable, __file__, "--child", kind, str(classes), str(steps), mode]
+    command += ["--bf16"] if bf16 else []
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", default="50,300,500", help="values of K")
+    parser.add_argument("--images", type=int, default=600, help="training images N")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per child")
+    parser.add_argument("--max-epochs", type=int, default=200, help="steps of a fit")
+    parser.add_argument("--modes", default="shared,whole", help="shared and/or whole")
+    parser.add_argument("--bf16", action="store_true", help="also under bfloat16 autocast")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, classes, steps, mode = args.child
+        print(json.dumps(_child(kind, int(classes), int(steps), mode, args.bf16)))
+        return
+
+    configurations = [
+        (mode, bf16)
+        for mode in args.modes.split(",")
+        for bf16 in ([False, True] if args.bf16 else [False])
+    ]
+    print(f"{BACKBONE}, N = {args.images} images, a fit = {args.max_epochs} steps")
+    print("K\tconfiguration\tstep s\timage pass s\ttuning / image pass\tpeak MB")
+    for classes in [int(k) for k in args.classes.split(",")]:
+        image = _measure("image", classes, args.steps, "shared", False)
+        image_pass = image["seconds"] * args.images
+        for mode, bf16 in configurations:
+            result = _measure("step", classes, args.steps, mode, bf16)
+            ratio = result["seconds"] * args.max_epochs / image_pass
+            label = mode + (" bf16" if bf16 else "")
+            print(
+                f"{classes}\t{label}\t{result['seconds']:.2f}\t{image_pass:.1f}\t{ratio:.2f}"
+                f"\t{result['peak_mb']:.0f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
