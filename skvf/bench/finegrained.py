@@ -106,6 +106,12 @@ class FineGarments:
     source_indices: np.ndarray = field(repr=False)
     pool: str = "benchmark"
 
+    def __repr__(self) -> str:
+        return (
+            f"FineGarments(pool={self.pool!r}, n_images={len(self.names)}, "
+            f"n_classes={len(self.classes)}, image_size={self.images.shape[1]})"
+        )
+
 
 def load_fine_garments(
     pool: str = "benchmark",

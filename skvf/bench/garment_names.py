@@ -25,6 +25,7 @@ from .datasets import FASHION_MNIST_NAMES
 __all__ = [
     "ATTRIBUTE_AXES",
     "CATEGORY_OF_GARMENT",
+    "CATEGORY_WORDS",
     "GARMENTS",
     "GARMENT_WORDS",
     "PATTERNS",
@@ -37,6 +38,7 @@ __all__ = [
     "class_name",
     "class_taxonomy",
     "name_variants",
+    "taxonomy_variants",
 ]
 
 #: The garment types, as Fashion-MNIST names them (index = Fashion-MNIST label).
@@ -71,6 +73,13 @@ CATEGORY_OF_GARMENT = {
     "sneaker": "footwear",
     "ankle boot": "footwear",
     "bag": "accessory",
+}
+
+#: Words for each category of the taxonomy's top level; the first is the category.
+CATEGORY_WORDS = {
+    "clothing": ["clothing", "clothes", "apparel", "garment"],
+    "footwear": ["footwear", "shoe", "shoes"],
+    "accessory": ["accessory", "accessories", "fashion accessory"],
 }
 
 #: Values that look alike, per axis: the errors fine-grained recognisers make.
@@ -242,3 +251,31 @@ def name_variants(garment: str, shade: str | None = None, pattern: str | None = 
         if candidate != canonical and candidate not in variants:
             variants.append(candidate)
     return variants
+
+
+def taxonomy_variants(garment: str, shade: str, pattern: str) -> dict[str, list[str]]:
+    """The variants of every name in a class's taxonomy (:func:`class_taxonomy`).
+
+    Parameters
+    ----------
+    garment, shade, pattern : str
+        As in :func:`class_name`.
+
+    Returns
+    -------
+    dict
+        ``{name: [variants]}`` for the category, the garment, the shade + garment and
+        the class name.
+
+    Examples
+    --------
+    >>> taxonomy_variants("trouser", "navy", "pinstriped")["clothing"]
+    ['clothes', 'apparel', 'garment']
+    """
+    category, kind, partial, fine = class_taxonomy(garment, shade, pattern)
+    return {
+        category: CATEGORY_WORDS[category][1:],
+        kind: name_variants(garment),
+        partial: name_variants(garment, shade),
+        fine: name_variants(garment, shade, pattern),
+    }
