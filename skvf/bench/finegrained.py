@@ -156,7 +156,7 @@ def load_fine_garments(
         Range of the garment's side as a share of the image side.
     lighting : float, default=0.25
         Standard deviation of the log lighting gain; the neighbouring shades of a pair
-        differ by about 0.45 in log brightness.
+        differ by about 0.5 in log brightness.
     colour_cast : float, default=0.1
         Standard deviation of each channel's log gain (white balance).
     pattern_contrast : (float, float), default=(0.25, 0.7)
