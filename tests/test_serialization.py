@@ -110,6 +110,7 @@ HARNESS_TYPES = {
     "skvf.bench.encoders.HOGFeatures",
     "skvf.bench.baselines.LabelerDirect",
     "skvf.bench.baselines.ZeroShotCLIP",
+    "skvf.bench.simulated_mllm.SimulatedMLLM",
 }
 
 

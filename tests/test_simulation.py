@@ -211,3 +211,115 @@ def test_confusion_and_synonym_maps_use_the_dataset_names():
     assert set(fashion_mnist_synonyms()) == set(FASHION_MNIST_NAMES)
     assert set(digits_synonyms()) == set(DIGIT_NAMES)
     assert confusions_from_groups([["a", "b"], ["a", "c"]])["a"] == ["b", "c"]
+
+
+@pytest.fixture(scope="module")
+def garments():
+    from skvf.bench.finegrained import load_fine_garments
+
+    return load_fine_garments("benchmark", n_per_class=20, image_size=12)
+
+
+def _kinds(answers, data):
+    """Each answer's kind: fine (right), generic, partial, sibling, random."""
+    kinds = []
+    for answer, truth in zip(answers, data.names, strict=True):
+        levels = data.taxonomy[truth]
+        if answer == truth:
+            kinds.append("fine")
+        elif answer in levels[:2]:
+            kinds.append("generic")
+        elif answer in levels[2:-1]:
+            kinds.append("partial")
+        else:
+            differing = [
+                axis
+                for axis, value in data.attributes[answer].items()
+                if data.attributes[truth][axis] != value
+            ]
+            kinds.append("sibling" if len(differing) == 1 else "random")
+    return np.asarray(kinds)
+
+
+@pytest.mark.parametrize("profile", ["strong", "weak"])
+def test_simulated_mllm_realises_its_profile_rates(garments, profile):
+    from skvf.bench.simulated_mllm import MLLM_PROFILES, make_simulated_mllm
+
+    labeler = make_simulated_mllm(garments, profile=profile, variant_rate=0.0)
+    answers = labeler.fit().transform(garments.images)
+    kinds = _kinds(answers, garments)
+    rates = MLLM_PROFILES[profile]
+    # 3200 images: the standard error of a share is at most 0.009.
+    for kind in ("generic", "partial", "sibling"):
+        assert abs(np.mean(kinds == kind) - rates[f"{kind}_rate"]) < 0.035, kind
+    # A random class can also happen to be one attribute off (3 in 159 classes).
+    assert abs(np.mean(kinds == "random") - rates["random_rate"]) < 0.035
+    expected_fine = 1 - sum(rates[f"{k}_rate"] for k in ("generic", "partial", "sibling", "random"))
+    assert abs(np.mean(kinds == "fine") - expected_fine) < 0.035
+
+
+def test_simulated_mllm_siblings_miss_one_attribute_by_a_similar_value(garments):
+    from skvf.bench.simulated_mllm import make_simulated_mllm
+
+    labeler = make_simulated_mllm(
+        garments,
+        sibling_rate=1.0,
+        generic_rate=0.0,
+        partial_rate=0.0,
+        random_rate=0.0,
+        variant_rate=0.0,
+    )
+    answers = labeler.fit().transform(garments.images[::7])
+    for answer, truth in zip(answers, garments.names[::7], strict=True):
+        (axis,) = [
+            a for a, v in garments.attributes[answer].items() if garments.attributes[truth][a] != v
+        ]
+        assert axis in ("shade", "pattern")
+        similar = garments.similar_values[axis][garments.attributes[truth][axis]]
+        assert garments.attributes[answer][axis] in similar
+
+
+def test_simulated_mllm_variants_name_the_same_thing(garments):
+    from skvf.bench.garment_names import taxonomy_variants
+    from skvf.bench.simulated_mllm import make_simulated_mllm
+
+    labeler = make_simulated_mllm(
+        garments,
+        generic_rate=0.0,
+        partial_rate=0.0,
+        sibling_rate=0.0,
+        random_rate=0.0,
+        variant_rate=0.5,
+    )
+    answers = labeler.fit().transform(garments.images)
+    changed = answers != garments.names
+    assert abs(changed.mean() - 0.5) < 0.035
+    for answer, truth in zip(answers[changed], garments.names[changed], strict=True):
+        assert answer in taxonomy_variants(**garments.attributes[truth])[truth]
+
+
+def test_simulated_mllm_answers_depend_on_the_image_not_its_position(garments):
+    from skvf.bench.simulated_mllm import make_simulated_mllm
+
+    labeler = make_simulated_mllm(garments, profile="weak").fit()
+    subset = garments.images[:300]
+    full = labeler.transform(subset)
+    order = np.random.default_rng(0).permutation(len(subset))
+    assert np.array_equal(labeler.transform(subset[order]), full[order])
+    assert np.array_equal(clone(labeler).fit().transform(subset), full)
+    other = clone(labeler).set_params(random_state=1).fit().transform(subset)
+    assert 0.2 < np.mean(other != full) < 0.9
+
+
+def test_simulated_mllm_rejects_rates_summing_above_one_and_bad_taxonomies(garments):
+    from skvf.bench.simulated_mllm import SimulatedMLLM, make_simulated_mllm
+
+    with pytest.raises(ValueError, match="must be at most 1, got 1.3"):
+        make_simulated_mllm(garments, generic_rate=0.9, sibling_rate=0.3).fit()
+    taxonomy = {"a": ["x", "a"]}
+    with pytest.raises(ValueError, match="must list at least 3 names"):
+        SimulatedMLLM({}, taxonomy, {"a": {"k": "v"}}, variant_rate=0.0).fit()
+    with pytest.raises(ValueError, match="variant_rate > 0 needs variants"):
+        SimulatedMLLM({}, {"a": ["x", "y", "a"]}, {"a": {"k": "v"}}).fit()
+    with pytest.raises(ValueError, match="profile"):
+        SimulatedMLLM({}, {"a": ["x", "y", "a"]}, {"a": {"k": "v"}}, profile="gpt").fit()

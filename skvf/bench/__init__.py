@@ -1,8 +1,11 @@
 """The evaluation harness: what skvf is measured with, never what it runs.
 
-Simulated labelers (:mod:`~skvf.bench.simulation`), offline data sets
-(:mod:`~skvf.bench.datasets`), stand-in image encoders that need no weights
-(:mod:`~skvf.bench.encoders`), the baselines NeaR is compared with
+Simulated labelers (:mod:`~skvf.bench.simulation`, and simulated vision LLMs with
+profiles in :mod:`~skvf.bench.simulated_mllm`), offline data sets
+(:mod:`~skvf.bench.datasets`; the 160-class fine-grained garment benchmark in
+:mod:`~skvf.bench.finegrained`, its words in :mod:`~skvf.bench.garment_names` and
+web-like captions for it in :mod:`~skvf.bench.captions`), stand-in image encoders
+that need no weights (:mod:`~skvf.bench.encoders`), the baselines NeaR is compared with
 (:mod:`~skvf.bench.baselines`) and the offline demo builders used by the examples and
 ``skvf demo`` (:mod:`~skvf.bench.demo`). The product (``fit`` and ``predict``) never
 imports this package; importing it registers its estimators with
@@ -22,16 +25,26 @@ array(['dark', 'light'], dtype=object)
 """
 
 from .baselines import LabelerDirect, ZeroShotCLIP, method_configs
+from .captions import garment_captions
 from .encoders import HOGFeatures, ImagePixels, RandomConvFeatures
+from .finegrained import FineGarments, few_shot_draws, imbalanced_split, load_fine_garments
+from .simulated_mllm import SimulatedMLLM, make_simulated_mllm
 from .simulation import NoisyOracleLabeler, make_oracle
 
 __all__ = [
+    "FineGarments",
     "HOGFeatures",
     "ImagePixels",
     "LabelerDirect",
     "NoisyOracleLabeler",
     "RandomConvFeatures",
+    "SimulatedMLLM",
     "ZeroShotCLIP",
+    "few_shot_draws",
+    "garment_captions",
+    "imbalanced_split",
+    "load_fine_garments",
     "make_oracle",
+    "make_simulated_mllm",
     "method_configs",
 ]

@@ -50,6 +50,7 @@ from .datasets import DIGIT_NAMES
 
 __all__ = [
     "NoisyOracleLabeler",
+    "OracleLabelerMixin",
     "confusions_from_groups",
     "digits_confusions",
     "digits_synonyms",
@@ -211,8 +212,88 @@ def _check_name_map(mapping, parameter: str, known: set[str]) -> dict[str, list[
     return checked
 
 
+class OracleLabelerMixin:
+    """What the simulated labelers share: answers from an oracle, per item content.
+
+    A subclass sets ``classes_`` in ``fit`` and defines ``_answer(true_name, key)``,
+    the simulated answer for an item of that true name and content key; its
+    ``oracle`` parameter is a dict from :func:`make_oracle` or a callable.
+    """
+
+    def transform(self, X) -> np.ndarray:
+        """Answer one (simulated) name per item.
+
+        Parameters
+        ----------
+        X : sequence of images, image stack, or 2-D numeric ndarray
+            Images (paths, PIL images, arrays) or numeric samples (rows).
+
+        Returns
+        -------
+        ndarray of str, shape (n_items,), dtype object
+        """
+        check_is_fitted(self, "classes_")
+        items = _items(X)
+        keys = item_keys(X)
+        return np.asarray(
+            [
+                self._answer(self._true_name(item, index, key), key)
+                for index, (item, key) in enumerate(zip(items, keys, strict=True))
+            ],
+            dtype=object,
+        )
+
+    def label(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Answer a name per item, and which items got one (as ``MLLMLabeler.label``).
+
+        An unreadable image raises under ``on_error="raise"``; otherwise it gets no name
+        (``None``, ``valid`` False), its reason is listed in ``skipped_``, and
+        ``on_error="warn"`` warns. The readable images are then named from their decoded
+        pixels (a callable ``oracle`` receives PIL images).
+
+        Parameters
+        ----------
+        X : sequence of images, image stack, or 2-D numeric ndarray
+
+        Returns
+        -------
+        names : ndarray of object, shape (n_items,)
+        valid : ndarray of bool, shape (n_items,)
+        """
+        check_is_fitted(self, "classes_")
+        self.skipped_ = []
+        if self.on_error == "raise" or is_feature_matrix(X):
+            names = self.transform(X)
+            return names, np.ones(len(names), dtype=bool)
+        loaded = load_images(X, on_error="skip")
+        names = np.full(len(loaded.indices) + len(loaded.errors), None, dtype=object)
+        if len(loaded.indices):
+            names[loaded.indices] = self.transform(loaded.images)
+        self.skipped_ = loaded.errors
+        if loaded.errors and self.on_error == "warn":
+            warn(f"{len(loaded.errors)} image(s) got no name: " + "; ".join(loaded.errors[:3]))
+        return names, names != None  # noqa: E711
+
+    def _true_name(self, item, index: int, key: str | None) -> str:
+        if not isinstance(self.oracle, dict):
+            name = self.oracle(item)
+        else:
+            if key not in self.oracle:
+                raise ValueError(
+                    f"{describe_item(index, item)} is not in the oracle; build it with "
+                    "make_oracle over every image the labeler will be asked to name."
+                )
+            name = self.oracle[key]
+        if not isinstance(name, str):
+            raise TypeError(
+                f"the oracle returned a {type(name).__name__} for {describe_item(index, item)}; "
+                "it must return the class name as a str."
+            )
+        return name
+
+
 @register_trusted_type
-class NoisyOracleLabeler(TransformerMixin, BaseEstimator):
+class NoisyOracleLabeler(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     """A simulated labeler: the true name of each image, corrupted at chosen rates.
 
     **A simulation that knows the truth**, for offline development and controlled
@@ -378,77 +459,6 @@ class NoisyOracleLabeler(TransformerMixin, BaseEstimator):
                 "{class name: generic name}."
             )
         return self
-
-    def transform(self, X) -> np.ndarray:
-        """Answer one (simulated) name per item.
-
-        Parameters
-        ----------
-        X : sequence of images, image stack, or 2-D numeric ndarray
-            Images (paths, PIL images, arrays) or numeric samples (rows).
-
-        Returns
-        -------
-        ndarray of str, shape (n_items,), dtype object
-        """
-        check_is_fitted(self, "classes_")
-        items = _items(X)
-        keys = item_keys(X)
-        return np.asarray(
-            [
-                self._answer(self._true_name(item, index, key), key)
-                for index, (item, key) in enumerate(zip(items, keys, strict=True))
-            ],
-            dtype=object,
-        )
-
-    def label(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Answer a name per item, and which items got one (as ``MLLMLabeler.label``).
-
-        An unreadable image raises under ``on_error="raise"``; otherwise it gets no name
-        (``None``, ``valid`` False), its reason is listed in ``skipped_``, and
-        ``on_error="warn"`` warns. The readable images are then named from their decoded
-        pixels (a callable ``oracle`` receives PIL images).
-
-        Parameters
-        ----------
-        X : sequence of images, image stack, or 2-D numeric ndarray
-
-        Returns
-        -------
-        names : ndarray of object, shape (n_items,)
-        valid : ndarray of bool, shape (n_items,)
-        """
-        check_is_fitted(self, "classes_")
-        self.skipped_ = []
-        if self.on_error == "raise" or is_feature_matrix(X):
-            names = self.transform(X)
-            return names, np.ones(len(names), dtype=bool)
-        loaded = load_images(X, on_error="skip")
-        names = np.full(len(loaded.indices) + len(loaded.errors), None, dtype=object)
-        if len(loaded.indices):
-            names[loaded.indices] = self.transform(loaded.images)
-        self.skipped_ = loaded.errors
-        if loaded.errors and self.on_error == "warn":
-            warn(f"{len(loaded.errors)} image(s) got no name: " + "; ".join(loaded.errors[:3]))
-        return names, names != None  # noqa: E711
-
-    def _true_name(self, item, index: int, key: str | None) -> str:
-        if not isinstance(self.oracle, dict):
-            name = self.oracle(item)
-        else:
-            if key not in self.oracle:
-                raise ValueError(
-                    f"{describe_item(index, item)} is not in the oracle; build it with "
-                    "make_oracle over every image the labeler will be asked to name."
-                )
-            name = self.oracle[key]
-        if not isinstance(name, str):
-            raise TypeError(
-                f"the oracle returned a {type(name).__name__} for {describe_item(index, item)}; "
-                "it must return the class name as a str."
-            )
-        return name
 
     def _answer(self, true_name: str, key: str) -> str:
         seed = hashlib.blake2b(f"{self.random_state}:{key}".encode(), digest_size=8).digest()

@@ -1,0 +1,185 @@
+"""Web-like captions for the fine-grained garments, to pretrain a stand-in CLIP on.
+
+A real CLIP learns from alt-text: a caption names the object in its own words, often
+only partly ("blue trousers", "new arrivals"), and seldom in the words of a benchmark's
+class names. The fine attributes are the least reliably written: people say "blue"
+for navy, or call a pinstripe a stripe. A stand-in pretrained on captions as clean as
+its images learns the class names exactly, so zero-shot already does what prompt
+tuning would, which real CLIP does not. These captions are therefore built as web
+captions are:
+
+- a full description, from templates and synonyms, whose shade is often only the
+  coarse colour ("blue") and whose fine attributes are sometimes the similar value's
+  (``attribute_noise``);
+- a partial description: the garment only, or the colour only;
+- a generic description ("new arrivals", "clothing").
+
+Every caption is a deterministic function of the image's photo, its class, the caption's
+index and ``random_state``.
+
+Examples
+--------
+>>> from skvf.bench.finegrained import load_fine_garments
+>>> data = load_fine_garments("pretraining", n_per_class=1, garments=["trouser"])
+>>> captions = garment_captions(data, n_captions=2)
+>>> captions.shape
+(16, 2)
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+
+from .finegrained import FineGarments
+from .garment_names import (
+    CATEGORY_OF_GARMENT,
+    GARMENT_WORDS,
+    PATTERN_WORDS,
+    SHADE_COARSE_WORD,
+    SHADE_WORDS,
+)
+
+__all__ = ["CAPTION_KINDS", "garment_captions"]
+
+#: The kinds of caption and their default shares.
+CAPTION_KINDS = {"full": 0.5, "garment": 0.2, "colour": 0.1, "generic": 0.2}
+
+_FULL_TEMPLATES = (
+    "a photo of a {}.",
+    "{} for sale",
+    "buy this {} online",
+    "my new {}",
+    "{}, size M, barely worn",
+    "close-up of a {} on a busy background",
+    "a {} in the shop window",
+    "look at this {}!",
+    "{} - free shipping",
+)
+_GARMENT_TEMPLATES = ("{}", "new {} in stock", "{} on a table", "what do you think of this {}?")
+_COLOUR_TEMPLATES = ("something {}", "{} fashion", "all {} today", "in {}")
+_GENERIC_CAPTIONS = (
+    "new arrivals",
+    "product photo",
+    "summer collection",
+    "sale",
+    "image",
+    "item for sale",
+)
+
+
+def garment_captions(
+    data: FineGarments,
+    n_captions: int = 1,
+    kind_rates: dict[str, float] | None = None,
+    fine_word_rate: float = 0.4,
+    attribute_noise: float = 0.2,
+    canonical_word_rate: float = 0.5,
+    random_state: int = 0,
+) -> np.ndarray:
+    """Captions for each image of a pool, as web alt-text would describe it.
+
+    Parameters
+    ----------
+    data : FineGarments
+        A pool from :func:`skvf.bench.finegrained.load_fine_garments`.
+    n_captions : int, default=1
+        Captions per image (e.g. one per pretraining epoch).
+    kind_rates : dict or None, default=None
+        Share of each kind of caption, ``{"full", "garment", "colour", "generic"}``
+        summing to 1; ``None``: :data:`CAPTION_KINDS`.
+    fine_word_rate : float, default=0.4
+        Probability that a caption mentioning the colour uses a word of the exact
+        shade ("navy", "navy blue") rather than the coarse colour ("blue").
+    attribute_noise : float, default=0.2
+        Probability that a full description gives the shade, and independently the
+        pattern, of a similar value (:data:`skvf.bench.garment_names.SIMILAR_VALUES`):
+        the caption's writer saw the garment differently.
+    canonical_word_rate : float, default=0.5
+        Probability that a word for the garment, the exact shade or the pattern is the
+        class name's own word ("trouser"); otherwise a synonym ("pants") is drawn.
+    random_state : int, default=0
+
+    Returns
+    -------
+    ndarray of str, shape (n_images, n_captions), dtype object
+
+    Raises
+    ------
+    ValueError
+        A parameter is out of range, or ``kind_rates`` does not name the four kinds or
+        sum to 1.
+    """
+    if not isinstance(n_captions, (int, np.integer)) or n_captions < 1:
+        raise ValueError(f"n_captions must be a positive int, got {n_captions!r}.")
+    for value, label in (
+        (fine_word_rate, "fine_word_rate"),
+        (attribute_noise, "attribute_noise"),
+        (canonical_word_rate, "canonical_word_rate"),
+    ):
+        if not isinstance(value, Real) or not 0 <= value <= 1:
+            raise ValueError(f"{label} must be a number between 0 and 1, got {value!r}.")
+    rates = dict(CAPTION_KINDS if kind_rates is None else kind_rates)
+    if set(rates) != set(CAPTION_KINDS) or not np.isclose(sum(rates.values()), 1.0):
+        raise ValueError(
+            f"kind_rates must give a share to each of {sorted(CAPTION_KINDS)}, summing to 1; "
+            f"got {kind_rates!r}."
+        )
+    kinds = list(CAPTION_KINDS)
+    thresholds = np.cumsum([rates[kind] for kind in kinds])
+    captions = np.empty((len(data.names), n_captions), dtype=object)
+    for row, (name, source) in enumerate(zip(data.names, data.source_indices, strict=True)):
+        attributes = data.attributes[name]
+        for column in range(n_captions):
+            rng = np.random.default_rng([random_state, int(source), column])
+            kind = kinds[min(int(np.searchsorted(thresholds, rng.random(), side="right")), 3)]
+            captions[row, column] = _Caption(
+                rng, data.similar_values, fine_word_rate, attribute_noise, canonical_word_rate
+            ).write(kind, attributes)
+    return captions
+
+
+def _pick(rng, words):
+    return words[int(rng.integers(len(words)))]
+
+
+class _Caption:
+    """One caption's random choices."""
+
+    def __init__(self, rng, similar_values, fine_word_rate, attribute_noise, canonical_word_rate):
+        self.rng = rng
+        self.similar_values = similar_values
+        self.fine_word_rate = fine_word_rate
+        self.attribute_noise = attribute_noise
+        self.canonical_word_rate = canonical_word_rate
+
+    def word(self, words) -> str:
+        if len(words) == 1 or self.rng.random() < self.canonical_word_rate:
+            return words[0]
+        return _pick(self.rng, words[1:])
+
+    def seen_as(self, axis: str, value: str) -> str:
+        similar = self.similar_values[axis].get(value)
+        if similar and self.rng.random() < self.attribute_noise:
+            return _pick(self.rng, similar)
+        return value
+
+    def write(self, kind: str, attributes: dict) -> str:
+        rng, garment = self.rng, attributes["garment"]
+        if kind == "generic":
+            return _pick(rng, (*_GENERIC_CAPTIONS, CATEGORY_OF_GARMENT[garment]))
+        if kind == "garment":
+            return _pick(rng, _GARMENT_TEMPLATES).format(self.word(GARMENT_WORDS[garment]))
+        shade = self.seen_as("shade", attributes["shade"])
+        if rng.random() < self.fine_word_rate:
+            colour = self.word(SHADE_WORDS[shade])
+        else:
+            colour = SHADE_COARSE_WORD[shade]
+        if kind == "colour":
+            return _pick(rng, _COLOUR_TEMPLATES).format(colour)
+        pattern = self.seen_as("pattern", attributes["pattern"])
+        pattern_word = self.word(PATTERN_WORDS[pattern])
+        words = (pattern_word, colour) if pattern == "plain" else (colour, pattern_word)
+        description = " ".join((*words, self.word(GARMENT_WORDS[garment])))
+        return _pick(rng, _FULL_TEMPLATES).format(description)
