@@ -264,7 +264,7 @@ def test_builder_init_only_stores_and_clones():
         "n_neighbors": 5,
         "metric": "cosine",
         "algorithm": "auto",
-        "exact_max_samples": 50_000,
+        "exact_max_samples": 30_000,
         "self_weight": 1.0,
         "random_state": None,
     }
