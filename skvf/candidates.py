@@ -25,22 +25,118 @@ __all__ = [
 ]
 
 
+# Exact search screens with scikit-learn's chunked brute force, then ranks a few more
+# candidates than needed by similarities recomputed in float64. A screen in float32 can
+# misorder neighbours closer than its rounding error; a row where an unscreened point
+# could still beat the kept ones is searched again over every row in float64.
+_EXTRA_CANDIDATES = 16
+# Below this many rows one float64 block search is faster than the screen (measured
+# side by side: 0.39 s against 1.2 s at 2,000 rows, 14 s against 5.7 s at 8,000).
+_SCREEN_MIN_SAMPLES = 4000
+_BLOCK_BYTES = 32 * 2**20
+
+
+def _float_array(features) -> np.ndarray:
+    """Float32 features stay float32 (half the memory of a float64 copy)."""
+    features = np.asarray(features)
+    return features if features.dtype in (np.float32, np.float64) else features.astype(float)
+
+
 def _unit_rows(features: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    norms = np.linalg.norm(features, axis=-1, keepdims=True)
     return features / np.maximum(norms, 1e-12)
 
 
-def _exact_neighbors(features: np.ndarray, n_neighbors: int, metric: str) -> np.ndarray:
+def _similarities(features: np.ndarray, rows: np.ndarray, others: np.ndarray, metric: str):
+    """Float64 similarity of each of ``rows`` to its own ``others`` (shape (rows, m))."""
+    queries = features[rows].astype(np.float64)
+    points = features[others].astype(np.float64)
     if metric == "cosine":
-        unit = _unit_rows(features)
-        similarity = unit @ unit.T
+        return np.einsum("id,imd->im", _unit_rows(queries), _unit_rows(points))
+    squared_queries = np.einsum("id,id->i", queries, queries)
+    squared_points = np.einsum("imd,imd->im", points, points)
+    products = np.einsum("id,imd->im", queries, points)
+    return -(squared_queries[:, None] + squared_points - 2.0 * products)
+
+
+def _nearest_first(similarity: np.ndarray, indices: np.ndarray, n_neighbors: int):
+    """The ``n_neighbors`` most similar of ``indices``: higher similarity first, ties to
+    the lower index; returns the indices and the similarity of the last one kept."""
+    order = np.lexsort((indices, -similarity), axis=1)[:, :n_neighbors]
+    kept = np.take_along_axis(similarity, order[:, -1:], axis=1)[:, 0]
+    return np.take_along_axis(indices, order, axis=1), kept
+
+
+def _similarity_matrix(queries: np.ndarray, points: np.ndarray, metric: str) -> np.ndarray:
+    """Float64 similarity of every query to every point."""
+    queries, points = queries.astype(np.float64), points.astype(np.float64)
+    if metric == "cosine":
+        return _unit_rows(queries) @ _unit_rows(points).T
+    squared_queries = np.einsum("ij,ij->i", queries, queries)
+    squared_points = np.einsum("ij,ij->i", points, points)
+    return -(squared_queries[:, None] + squared_points[None, :] - 2.0 * queries @ points.T)
+
+
+def _exact_rows(features: np.ndarray, rows: np.ndarray, n_neighbors: int, metric: str):
+    """Neighbours of ``rows`` against every row in float64, a block of rows at a time."""
+    n_samples, n_features = features.shape
+    found = np.empty((len(rows), n_neighbors), dtype=np.int64)
+    block = max(1, _BLOCK_BYTES // (8 * max(n_samples, n_features)))
+    for start in range(0, len(rows), block):
+        queries = rows[start : start + block]
+        similarity = np.empty((len(queries), n_samples))
+        for first in range(0, n_samples, block):
+            similarity[:, first : first + block] = _similarity_matrix(
+                features[queries], features[first : first + block], metric
+            )
+        similarity[np.arange(len(queries)), queries] = -np.inf  # never one's own neighbour
+        # One more than needed shows whether the last kept ties with a point left out.
+        top = np.argpartition(-similarity, n_neighbors, axis=1)[:, : n_neighbors + 1]
+        values = np.take_along_axis(similarity, top, axis=1)
+        ranked, _ = _nearest_first(values, top, n_neighbors + 1)
+        found[start : start + len(queries)] = ranked[:, :n_neighbors]
+        ranked_values = np.take_along_axis(similarity, ranked, axis=1)
+        for offset in np.flatnonzero(ranked_values[:, -1] == ranked_values[:, -2]):
+            values = similarity[offset]
+            close = np.flatnonzero(values >= ranked_values[offset, -1])
+            tied, _ = _nearest_first(values[close][None], close[None], n_neighbors)
+            found[start + offset] = tied[0]
+    return found
+
+
+def _exact_neighbors(features: np.ndarray, n_neighbors: int, metric: str) -> np.ndarray:
+    from sklearn.neighbors import NearestNeighbors
+
+    n_samples, n_features = features.shape
+    if n_samples < _SCREEN_MIN_SAMPLES:
+        return _exact_rows(features, np.arange(n_samples), n_neighbors, metric)
+    n_candidates = min(n_samples - 1, 2 * n_neighbors + _EXTRA_CANDIDATES)
+    points = _unit_rows(features) if metric == "cosine" else features
+    screen = NearestNeighbors(n_neighbors=n_candidates, algorithm="brute").fit(points)
+    distances, candidates = screen.kneighbors()  # euclidean; the query row left out
+    neighbors = np.empty((n_samples, n_neighbors), dtype=np.int64)
+    kept = np.empty(n_samples)
+    block = max(1, _BLOCK_BYTES // (8 * n_candidates * n_features))
+    for start in range(0, n_samples, block):
+        rows = np.arange(start, min(start + block, n_samples))
+        similarity = _similarities(features, rows, candidates[rows], metric)
+        neighbors[rows], kept[rows] = _nearest_first(similarity, candidates[rows], n_neighbors)
+    if n_candidates == n_samples - 1:
+        return neighbors  # every other row was ranked in float64
+    # The farthest screened candidate bounds every unscreened point's similarity, up to
+    # the screen's rounding error (generously: a float32 dot product of unit vectors
+    # errs by less than n_features * eps).
+    farthest = distances[:, -1].astype(np.float64) ** 2
+    slack = 4.0 * (n_features + 32) * np.finfo(points.dtype).eps
+    if metric == "cosine":
+        bound = 1.0 - farthest / 2.0 + slack
     else:
-        squared = np.einsum("ij,ij->i", features, features)
-        similarity = -(squared[:, None] + squared[None, :] - 2.0 * features @ features.T)
-    np.fill_diagonal(similarity, -np.inf)  # never one's own neighbour
-    top = np.argpartition(-similarity, n_neighbors - 1, axis=1)[:, :n_neighbors]
-    order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1)
+        squared = np.einsum("ij,ij->i", features, features, dtype=np.float64)
+        bound = -farthest + slack * (farthest + squared + squared.max())
+    unsure = np.flatnonzero(bound >= kept)
+    if len(unsure):
+        neighbors[unsure] = _exact_rows(features, unsure, n_neighbors, metric)
+    return neighbors
 
 
 def _approximate_neighbors(
@@ -67,10 +163,15 @@ def nearest_neighbors(
     n_neighbors: int,
     metric: str = "cosine",
     algorithm: str = "auto",
-    exact_max_samples: int = 10_000,
+    exact_max_samples: int = 30_000,
     random_state: int | None = None,
 ) -> np.ndarray:
     """Return the indices of each row's nearest other rows, nearest first.
+
+    Exact search ranks by similarities computed in float64 (cosine, or minus the
+    squared euclidean distance), with equal similarities going to the lower index, in
+    memory that grows with ``n_samples`` rather than its square; float32 features are
+    not copied to float64. ``"nndescent"`` is approximate.
 
     Parameters
     ----------
@@ -88,10 +189,22 @@ def nearest_neighbors(
     Returns
     -------
     ndarray of shape (n_samples, n_neighbors)
+
+    Examples
+    --------
+    Copies are equally near, so the lower index comes first:
+
+    >>> import numpy as np
+    >>> features = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> nearest_neighbors(features, 2)
+    array([[1, 2],
+           [0, 2],
+           [0, 1],
+           [0, 1]])
     """
     use_exact = algorithm == "exact" or (algorithm == "auto" and len(features) <= exact_max_samples)
     if use_exact:
-        return _exact_neighbors(np.asarray(features, dtype=np.float64), n_neighbors, metric)
+        return _exact_neighbors(_float_array(features), n_neighbors, metric)
     return _approximate_neighbors(
         np.asarray(features, dtype=np.float32), n_neighbors, metric, random_state
     )
@@ -137,10 +250,15 @@ class NeighborCandidateBuilder(BaseEstimator):
     metric : {"cosine", "euclidean"}, default="cosine"
         Distance between frozen image features.
     algorithm : {"auto", "exact", "nndescent"}, default="auto"
-        Exact search (one matrix product) up to ``exact_max_samples`` images,
-        pynndescent's approximate search above.
-    exact_max_samples : int, default=10000
-        Largest training set searched exactly under ``algorithm="auto"``.
+        Exact search (chunked, memory linear in the number of images; ties to the
+        lower index) up to ``exact_max_samples`` images, pynndescent's approximate
+        search above.
+    exact_max_samples : int, default=30000
+        Largest training set searched exactly under ``algorithm="auto"``. On 2 CPU
+        cores and 512-d features exact search took 59 s at 30,000 images against
+        pynndescent's 105 s in a fresh process (its numba compilation included), and
+        554 s at 100,000 against 84 s: exact time grows with the square of the
+        number of images.
     self_weight : float, default=1.0
         Votes of an image's own labeler name in its candidate set (positive, so the
         own name is always a candidate).
@@ -185,7 +303,7 @@ class NeighborCandidateBuilder(BaseEstimator):
         n_neighbors: int = 5,
         metric: str = "cosine",
         algorithm: str = "auto",
-        exact_max_samples: int = 10_000,
+        exact_max_samples: int = 30_000,
         self_weight: float = 1.0,
         random_state=None,
     ):
@@ -213,7 +331,7 @@ class NeighborCandidateBuilder(BaseEstimator):
         -------
         self
         """
-        features = check_array(features, dtype=np.float64, ensure_min_samples=0)
+        features = check_array(features, dtype=(np.float64, np.float32), ensure_min_samples=0)
         labels = np.asarray(labels, dtype=np.int64)
         n_samples = len(features)
         if labels.shape != (n_samples,):

@@ -60,8 +60,13 @@ class GMMNoiseSplitter(BaseEstimator):
         EM convergence tolerance.
     reg_covar : float, default=5e-4
         Added to the variances; keeps a degenerate component from collapsing.
+    max_samples : int or None, default=10000
+        Fit the mixture on this many losses drawn at random (without replacement)
+        when there are more, then compute every sample's posterior: an epoch's split
+        then costs about the same at 100,000 images as at 10,000. ``None`` fits on
+        every loss. At or below ``max_samples`` losses the split is the full fit.
     random_state : int, RandomState or None, default=None
-        Seed of the mixture's initialisation.
+        Seed of the draw of ``max_samples`` losses and of the mixture.
 
     Attributes
     ----------
@@ -85,6 +90,7 @@ class GMMNoiseSplitter(BaseEstimator):
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "reg_covar": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_samples": [Interval(numbers.Integral, 2, None, closed="left"), None],
         "random_state": ["random_state"],
     }
 
@@ -94,12 +100,14 @@ class GMMNoiseSplitter(BaseEstimator):
         max_iter: int = 10,
         tol: float = 1e-2,
         reg_covar: float = 5e-4,
+        max_samples: int | None = 10_000,
         random_state=None,
     ):
         self.threshold = threshold
         self.max_iter = max_iter
         self.tol = tol
         self.reg_covar = reg_covar
+        self.max_samples = max_samples
         self.random_state = random_state
 
     @fit_context(prefer_skip_nested_validation=True)
@@ -127,10 +135,15 @@ class GMMNoiseSplitter(BaseEstimator):
             self.means_ = np.array([0.0, 0.0])
         else:
             normalised = ((losses - losses.min()) / spread).reshape(-1, 1)
+            random_state = check_random_state(self.random_state)
+            fitted_on = normalised
+            if self.max_samples is not None and len(losses) > self.max_samples:
+                drawn = random_state.choice(len(losses), self.max_samples, replace=False)
+                fitted_on = normalised[drawn]
             # Start EM from a two-means split of the losses (Lloyd's iterations in 1-D,
             # from the median): the k-means start scikit-learn would compute, without
             # its cost, which matters because the GMM is refitted every epoch.
-            weights, means, precisions = _two_means_start(normalised.ravel(), self.reg_covar)
+            weights, means, precisions = _two_means_start(fitted_on.ravel(), self.reg_covar)
             mixture = GaussianMixture(
                 n_components=2,
                 max_iter=self.max_iter,
@@ -139,12 +152,12 @@ class GMMNoiseSplitter(BaseEstimator):
                 weights_init=weights,
                 means_init=means,
                 precisions_init=precisions,
-                random_state=check_random_state(self.random_state),
+                random_state=random_state,
             )
             with warnings.catch_warnings():
                 # A few EM steps per epoch are the point (DivideMix): not converging is fine.
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                mixture.fit(normalised)
+                mixture.fit(fitted_on)
             means = mixture.means_.ravel()
             clean_component = int(np.argmin(means))
             self.clean_probability_ = mixture.predict_proba(normalised)[:, clean_component]

@@ -40,6 +40,96 @@ def test_exact_neighbors_match_brute_force(metric):
     assert not np.any(found == np.arange(40)[:, None])  # never one's own neighbour
 
 
+def _full_matrix_search(features, n_neighbors, metric):
+    """The exact search skvf had before 0.2: one N x N float64 matrix, ties unordered."""
+    features = np.asarray(features, dtype=np.float64)
+    if metric == "cosine":
+        unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        similarity = unit @ unit.T
+    else:
+        squared = np.einsum("ij,ij->i", features, features)
+        similarity = -(squared[:, None] + squared[None, :] - 2.0 * features @ features.T)
+    np.fill_diagonal(similarity, -np.inf)
+    top = np.argpartition(-similarity, n_neighbors - 1, axis=1)[:, :n_neighbors]
+    order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), similarity
+
+
+@pytest.fixture(params=["blocks", "screen"])
+def search_path(request, monkeypatch):
+    """Both exact searches: float64 blocks (small N) and the screen (large N)."""
+    if request.param == "screen":
+        monkeypatch.setattr(candidates, "_SCREEN_MIN_SAMPLES", 1)
+    return request.param
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("n_samples", "n_features", "n_neighbors"), [(7, 3, 6), (300, 24, 5)])
+def test_exact_search_is_bit_identical_to_the_full_matrix_search(
+    search_path, metric, dtype, n_samples, n_features, n_neighbors
+):
+    rng = np.random.default_rng(n_samples)
+    centres = rng.normal(size=(6, n_features))
+    features = centres[rng.integers(0, 6, n_samples)] + 0.3 * rng.normal(
+        size=(n_samples, n_features)
+    )
+    features = features.astype(dtype)
+    expected, _ = _full_matrix_search(features, n_neighbors, metric)
+    found = nearest_neighbors(features, n_neighbors, metric=metric, algorithm="exact")
+    assert found.dtype == np.int64
+    np.testing.assert_array_equal(found, expected)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_equal_similarities_go_to_the_lower_index(search_path, metric):
+    # 12 points, each 9 times: a row's 8 copies tie exactly, and so do their copies.
+    rng = np.random.default_rng(0)
+    distinct = rng.normal(size=(12, 5))
+    copy_of = rng.permutation(np.repeat(np.arange(12), 9))
+    features = distinct[copy_of]
+    found = nearest_neighbors(features, 5, metric=metric, algorithm="exact")
+    for row, neighbors in enumerate(found):
+        copies = [i for i in np.flatnonzero(copy_of == copy_of[row]) if i != row]
+        assert neighbors.tolist() == copies[:5]
+    # the old search found neighbours just as near, in an order of its own
+    old, similarity = _full_matrix_search(features, 5, metric)
+    np.testing.assert_allclose(
+        np.take_along_axis(similarity, found, axis=1),
+        np.take_along_axis(similarity, old, axis=1),
+        atol=1e-12,
+    )
+
+
+def test_screen_searches_again_where_its_rounding_could_misorder(monkeypatch):
+    # Two screened candidates per row leave many unscreened points as near as the
+    # kept ones (copies): those rows must be searched again in float64.
+    monkeypatch.setattr(candidates, "_SCREEN_MIN_SAMPLES", 1)
+    monkeypatch.setattr(candidates, "_EXTRA_CANDIDATES", 0)
+    searched_again = []
+    exact_rows = candidates._exact_rows
+
+    def recording(features, rows, n_neighbors, metric):
+        searched_again.extend(rows.tolist())
+        return exact_rows(features, rows, n_neighbors, metric)
+
+    monkeypatch.setattr(candidates, "_exact_rows", recording)
+    rng = np.random.default_rng(1)
+    features = np.r_[np.tile(rng.normal(size=(1, 8)), (10, 1)), rng.normal(size=(40, 8))]
+    features = features.astype(np.float32)
+    found = nearest_neighbors(features, 3, algorithm="exact")
+    assert set(range(10)) <= set(searched_again) < set(range(50))
+    assert found[:10].tolist() == [[j for j in range(10) if j != i][:3] for i in range(10)]
+    expected, similarity = _full_matrix_search(features, 3, "cosine")
+    np.testing.assert_allclose(
+        np.take_along_axis(similarity, found, axis=1),
+        np.take_along_axis(similarity, expected, axis=1),
+        atol=1e-12,
+    )
+    untied = ~np.isin(expected, range(10)).any(axis=1)  # no copy among the neighbours
+    np.testing.assert_array_equal(found[untied], expected[untied])
+
+
 def test_exact_neighbors_are_nearest_first():
     # On a line, the neighbours of 0 are 1, 2, 3 in that order (euclidean).
     features = np.array([[0.0], [1.0], [2.5], [4.5], [7.0]])
@@ -174,7 +264,7 @@ def test_builder_init_only_stores_and_clones():
         "n_neighbors": 5,
         "metric": "cosine",
         "algorithm": "auto",
-        "exact_max_samples": 10_000,
+        "exact_max_samples": 30_000,
         "self_weight": 1.0,
         "random_state": None,
     }

@@ -46,6 +46,47 @@ def test_gmm_split_is_right_at_every_size_and_noise_rate(n_samples, noise_rate):
     assert np.mean(splitter.clean_mask_ == is_clean) > 0.8
 
 
+@pytest.mark.parametrize("n_samples", [300, 3000, 10_000])
+def test_split_at_or_below_max_samples_is_bit_identical_to_the_full_fit(n_samples):
+    # The full fit is what GMMNoiseSplitter computed before max_samples existed.
+    losses, _ = _warmup_like_losses(n_samples, 0.4)
+    sampled = GMMNoiseSplitter(random_state=0).fit(losses)
+    full = GMMNoiseSplitter(max_samples=None, random_state=0).fit(losses)
+    np.testing.assert_array_equal(sampled.clean_probability_, full.clean_probability_)
+    np.testing.assert_array_equal(sampled.means_, full.means_)
+
+
+def test_sampled_split_is_deterministic_for_a_seed_and_scores_every_sample():
+    losses, is_clean = _warmup_like_losses(5000, 0.4)
+    first = GMMNoiseSplitter(max_samples=500, random_state=3).fit(losses)
+    again = GMMNoiseSplitter(max_samples=500, random_state=3).fit(losses)
+    other = GMMNoiseSplitter(max_samples=500, random_state=4).fit(losses)
+    full = GMMNoiseSplitter(max_samples=None).fit(losses)
+    np.testing.assert_array_equal(first.clean_probability_, again.clean_probability_)
+    assert not np.array_equal(first.clean_probability_, other.clean_probability_)
+    assert first.clean_probability_.shape == (5000,)
+    # a sample of 500 places the boundary nearly where all 5000 losses do
+    assert np.mean(first.clean_mask_ == full.clean_mask_) > 0.98
+    assert np.mean(first.clean_mask_ == is_clean) > 0.8
+
+
+def test_sampled_split_fits_only_max_samples_losses(monkeypatch):
+    from sklearn.mixture import GaussianMixture
+
+    fitted_sizes = []
+    original_fit = GaussianMixture.fit
+
+    def recording_fit(mixture, values, y=None):
+        fitted_sizes.append(len(values))
+        return original_fit(mixture, values)
+
+    monkeypatch.setattr(GaussianMixture, "fit", recording_fit)
+    losses, _ = _warmup_like_losses(3000, 0.4)
+    GMMNoiseSplitter(max_samples=200, random_state=0).fit(losses)
+    GMMNoiseSplitter(max_samples=None, random_state=0).fit(losses)
+    assert fitted_sizes == [200, 3000]
+
+
 def test_two_means_start_is_the_one_dimensional_two_means_split():
     values = np.r_[np.zeros(5), np.full(3, 0.2), np.full(4, 0.9), [1.0]]
     weights, means, precisions = _two_means_start(values, reg_covar=1e-3)
@@ -144,6 +185,8 @@ def test_refit_replaces_state():
         ({"max_iter": 0}, "max_iter"),
         ({"tol": -1.0}, "tol"),
         ({"reg_covar": -1e-3}, "reg_covar"),
+        ({"max_samples": 1}, "max_samples"),
+        ({"max_samples": 2.5}, "max_samples"),
     ],
 )
 def test_gmm_parameter_validation_names_the_parameter(params, name):
@@ -157,6 +200,7 @@ def test_gmm_defaults_follow_the_design():
         "max_iter": 10,
         "tol": 1e-2,
         "reg_covar": 5e-4,
+        "max_samples": 10_000,
         "random_state": None,
     }
 
