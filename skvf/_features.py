@@ -10,7 +10,9 @@ from ._store import ItemStore, cached_values
 __all__ = [
     "is_feature_vector",
     "check_encoder_output",
+    "encode_batch",
     "encode_images",
+    "preprocess_images",
     "cached_encode",
     "projection_matrix",
     "to_embedding_space",
@@ -37,25 +39,90 @@ def encode_images(
     ndarray of shape (n_images, embed_dim), float32
         Unnormalised image embeddings.
     """
-    import torch
     from tqdm.auto import tqdm
 
     outputs = []
-    use_autocast = device.startswith("cuda")
     progress = tqdm(total=len(images), desc="image features", unit="image", disable=not verbose)
-    with torch.inference_mode(), progress:
+    with progress:
         for start in range(0, len(images), batch_size):
-            batch = torch.stack(
-                [backbone.preprocess(img) for img in images[start : start + batch_size]]
-            )
-            batch = batch.to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
-                features = backbone.model.encode_image(batch)
-            outputs.append(features.float().cpu().numpy())
+            batch = preprocess_images(backbone, images[start : start + batch_size])
+            outputs.append(encode_batch(backbone, batch, device))
             progress.update(len(batch))
     if not outputs:
         return np.zeros((0, int(backbone.config["embed_dim"])), dtype=np.float32)
     return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def preprocess_images(backbone, images: list):
+    """The backbone's preprocessing of RGB PIL images, stacked: a tensor (n, 3, H, W).
+
+    open_clip's usual pipeline (resize, crop, RGB, ``ToTensor``, ``Normalize``) runs its
+    PIL steps per image and its tensor steps once on the stacked batch: the same
+    float operations, in a handful of large ones instead of several small ones per
+    image. Any other pipeline runs image by image. Pure CPU work that releases the GIL
+    for most of its time, so it can run in a loading thread while the tower encodes
+    the previous batch.
+    """
+    import torch
+
+    split = _pil_steps_and_normalization(backbone.preprocess)
+    with torch.inference_mode():
+        if split is not None:
+            pil_steps, mean, std = split
+            pixels = [np.asarray(pil_steps(image)) for image in images]
+            if all(p.ndim == 3 and p.shape[2] == 3 and p.dtype == np.uint8 for p in pixels):
+                batch = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
+                batch = batch.to(dtype=torch.get_default_dtype()).div_(255)
+                return batch.sub_(mean).div_(std)
+        return torch.stack([backbone.preprocess(image) for image in images])
+
+
+def _pil_steps_and_normalization(preprocess):
+    """``(PIL steps, mean, std)`` when ``preprocess`` ends with ``ToTensor, Normalize``.
+
+    ``None`` for any other pipeline. mean and std are tensors shaped (3, 1, 1).
+    """
+    import torch
+    from torchvision import transforms
+
+    steps = list(getattr(preprocess, "transforms", ()))
+    if (
+        len(steps) < 2
+        or not isinstance(steps[-2], transforms.ToTensor)
+        or type(steps[-1]) is not transforms.Normalize
+        or not all(_is_pil_step(step) for step in steps[:-2])
+    ):
+        return None
+    dtype = torch.get_default_dtype()
+    mean = torch.as_tensor(steps[-1].mean, dtype=dtype).view(-1, 1, 1)
+    std = torch.as_tensor(steps[-1].std, dtype=dtype).view(-1, 1, 1)
+    return transforms.Compose(steps[:-2]), mean, std
+
+
+def _is_pil_step(step) -> bool:
+    """A step of open_clip's evaluation pipeline that maps a PIL image to a PIL image."""
+    from torchvision import transforms
+
+    return isinstance(step, (transforms.Resize, transforms.CenterCrop)) or (
+        type(step).__name__ == "MaybeConvertMode"
+    )
+
+
+def encode_batch(backbone, batch, device: str) -> np.ndarray:
+    """Image-tower embeddings of one preprocessed batch (from :func:`preprocess_images`).
+
+    Returns
+    -------
+    ndarray of shape (n_images, embed_dim), float32
+        Unnormalised; on CUDA the tower runs under bfloat16 autocast.
+    """
+    import torch
+
+    with torch.inference_mode():
+        batch = batch.to(device, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
+            features = backbone.model.encode_image(batch)
+        return features.float().cpu().numpy()
 
 
 def cached_encode(encode, images: list, digests: list[str], store: ItemStore | None):

@@ -15,7 +15,12 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ._backbone import FrozenBackboneMixin
-from ._features import check_encoder_output, encode_images, to_embedding_space
+from ._features import (
+    check_encoder_output,
+    encode_batch,
+    preprocess_images,
+    to_embedding_space,
+)
 from ._images import (
     DEFAULT_MAX_PIXELS,
     as_image_list,
@@ -27,11 +32,21 @@ from ._training import softmax
 from ._warnings import warn
 from .exceptions import SkippedImagesWarning
 
-__all__ = ["PREDICT_CHUNK", "PromptClassifierMixin"]
+__all__ = ["LOADING_THREADS", "PREDICT_CHUNK", "PromptClassifierMixin"]
 
-#: Images loaded, encoded and scored at a time by ``predict``: bounds memory on huge
-#: inputs (the command line reports progress in steps of it too).
+
+def _is_dask_collection(X) -> bool:
+    """A Dask array, Series or DataFrame (told without importing Dask)."""
+    return callable(getattr(X, "__dask_graph__", None)) and not isinstance(X, type)
+
+
+#: Images loaded, encoded and scored at a time by ``predict`` with an ``image_encoder``:
+#: bounds memory on huge inputs. With the backbone's own tower a chunk is a batch
+#: (``batch_size`` images).
 PREDICT_CHUNK = 256
+
+#: Threads loading and preprocessing the next chunks while the current one is encoded.
+LOADING_THREADS = 2
 
 
 class PromptClassifierMixin(FrozenBackboneMixin):
@@ -55,8 +70,9 @@ class PromptClassifierMixin(FrozenBackboneMixin):
 
         Parameters
         ----------
-        X : sequence of images
-            As in :meth:`fit`.
+        X : sequence of images, or a Dask array, Series or one-column DataFrame of them
+            As in :meth:`fit`. A Dask collection gives a lazy Dask array, computed block
+            by block where the blocks live (on a cluster, by its workers).
 
         Returns
         -------
@@ -65,6 +81,8 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             minus that of ``classes_[0]`` (scikit-learn's binary convention). Bad images
             get NaN under ``on_error="skip"``.
         """
+        if _is_dask_collection(X):
+            return self._map_over_dask(X, "decision_function")
         scores = self._scores(X)
         if len(self.classes_) == 2:
             return scores[:, 1] - scores[:, 0]
@@ -75,13 +93,15 @@ class PromptClassifierMixin(FrozenBackboneMixin):
 
         Parameters
         ----------
-        X : sequence of images
+        X : sequence of images, or a Dask collection of them (see :meth:`decision_function`)
 
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
             Rows sum to one (NaN rows for skipped bad images).
         """
+        if _is_dask_collection(X):
+            return self._map_over_dask(X, "predict_proba")
         scores = np.asarray(self._scores(X), dtype=np.float64)
         probabilities = np.full_like(scores, np.nan)
         ok = np.isfinite(scores).all(axis=1)
@@ -93,13 +113,15 @@ class PromptClassifierMixin(FrozenBackboneMixin):
 
         Parameters
         ----------
-        X : sequence of images
+        X : sequence of images, or a Dask collection of them (see :meth:`decision_function`)
 
         Returns
         -------
         ndarray of str, shape (n_samples,)
             ``None`` for a bad image under ``on_error="skip"``.
         """
+        if _is_dask_collection(X):
+            return self._map_over_dask(X, "predict")
         scores = self._scores(X)
         ok = np.isfinite(scores).all(axis=1)
         names = np.full(len(scores), None, dtype=object)
@@ -111,14 +133,21 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         check_is_fitted(self, "class_text_features_")
         if self.image_encoder_ is None:
             backbone, device = self._runtime_backbone()
+            # A batch per chunk: the loading threads decode and preprocess the next
+            # batches while the tower encodes this one.
+            chunk_size = self.batch_size
 
-            def embed(images):
-                return encode_images(backbone, images, device, self.batch_size)
+            def prepare(images):
+                return preprocess_images(backbone, images)
+
+            def embed(batch):
+                return encode_batch(backbone, batch, device)
         else:
             # The encoder's width at fit: the projection's input, else the embedding size.
             width = (
                 self.projection_ if self.projection_ is not None else self.class_text_features_.T
             ).shape[0]
+            chunk_size, prepare = PREDICT_CHUNK, None
 
             def embed(items):
                 return check_encoder_output(self.image_encoder_.transform(items), len(items), width)
@@ -134,16 +163,23 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             )
         entries = as_image_list(X)
         scores = np.full((len(entries), len(self.classes_)), np.nan, dtype=np.float32)
-        chunks = iter_image_chunks(entries, self.on_error, PREDICT_CHUNK, self.max_image_pixels)
+        chunks = iter_image_chunks(
+            entries,
+            self.on_error,
+            chunk_size,
+            self.max_image_pixels,
+            prepare=prepare,
+            prefetch=LOADING_THREADS,
+        )
         with tqdm(
             total=len(entries), desc="predicting", unit="image", disable=not self.verbose
         ) as bar:
             skipped = []
-            for positions, images, errors in chunks:
-                if images:
-                    scores[positions] = score(images)
+            for positions, items, errors in chunks:
+                if len(positions):
+                    scores[positions] = score(items)
                 skipped += errors
-                bar.update(min(PREDICT_CHUNK, len(entries) - bar.n))
+                bar.update(min(chunk_size, len(entries) - bar.n))
         if skipped:
             warn(
                 SkippedImagesWarning(
@@ -153,6 +189,46 @@ class PromptClassifierMixin(FrozenBackboneMixin):
                 )
             )
         return scores
+
+    def _map_over_dask(self, X, method: str):
+        """``method`` over a Dask collection of images, block by block: a lazy Dask array.
+
+        Each block (a NumPy array or a pandas partition) goes through ``method`` where it
+        lives, with the fitted estimator shipped to it: on a distributed cluster, the
+        workers load the images and the backbone. The output's type is given to Dask,
+        which therefore never calls ``method`` on made-up data to guess it.
+        """
+        check_is_fitted(self, "class_text_features_")
+        n_classes = len(self.classes_)
+        if method == "predict":
+            meta, width = np.empty((0,), dtype=object), None
+        elif method == "decision_function" and n_classes == 2:
+            meta, width = np.empty((0,), dtype=np.float32), None
+        else:
+            dtype = np.float64 if method == "predict_proba" else np.float32
+            meta, width = np.empty((0, n_classes), dtype=dtype), n_classes
+        function = getattr(self, method)
+        if not hasattr(X, "map_blocks"):  # a Dask Series or DataFrame
+            if hasattr(X, "columns") and len(X.columns) != 1:
+                columns = list(X.columns)
+                raise ValueError(
+                    f"X is a Dask DataFrame with {len(columns)} columns {columns[:5]}; pass the "
+                    f"one column that holds the images, e.g. X[{columns[0]!r}]."
+                )
+            return X.map_partitions(function, meta=meta)
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            raise ValueError(
+                f"X is a Dask array of shape {X.shape}; pass a 1-D Dask array of image paths, "
+                "or map over the blocks of an image stack yourself: "
+                f"X.map_blocks(clf.{method}, drop_axis=[...], ...)."
+            )
+        if width is None:
+            return X.map_blocks(function, dtype=meta.dtype, meta=meta)
+        return X.map_blocks(
+            function, new_axis=1, chunks=(X.chunks[0], (width,)), dtype=meta.dtype, meta=meta
+        )
 
     def _uses_feature_rows(self, X) -> bool:
         if not is_feature_matrix(X):
