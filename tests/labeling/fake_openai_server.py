@@ -123,11 +123,15 @@ class FakeVLM:
         401 whose message echoes the key they sent.
     fail_after : int or None
         After this many normal replies, every request gets a 500.
+    keep_alive : bool
+        Keep connections open for further requests, as real servers do (HTTP/1.1);
+        otherwise each connection serves one request (HTTP/1.0).
 
     Attributes
     ----------
-    requests, answered, max_active : int
-        Requests received, normal replies sent, most requests served at once.
+    requests, answered, max_active, connections : int
+        Requests received, normal replies sent, most requests served at once, TCP
+        connections accepted (fewer than requests when the client reuses them).
     bodies, authorizations : list
         Each request's JSON body and ``Authorization`` header, in arrival order.
     """
@@ -137,9 +141,11 @@ class FakeVLM:
     delay: float = 0.0
     api_key: str | None = None
     fail_after: int | None = None
+    keep_alive: bool = False
     requests: int = 0
     answered: int = 0
     max_active: int = 0
+    connections: int = 0
     bodies: list = field(default_factory=list)
     authorizations: list = field(default_factory=list)
     _active: int = 0
@@ -216,6 +222,14 @@ def _completion_body(
 
 def _handler_class(config: FakeVLM) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # HTTP/1.1 keeps connections alive for the client to reuse; HTTP/1.0 closes each.
+        protocol_version = "HTTP/1.1" if config.keep_alive else "HTTP/1.0"
+
+        def setup(self):
+            super().setup()
+            with config._lock:
+                config.connections += 1
+
         def log_message(self, format, *args):  # noqa: A002 - silence the access log
             pass
 
@@ -270,6 +284,13 @@ def _handler_class(config: FakeVLM) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog of 5 overflows when dozens of requests connect at
+    # once, and each refused connection waits a second for the retransmission; real
+    # servers listen with a deep backlog (uvicorn: 2048).
+    request_queue_size = 1024
+
+
 @contextmanager
 def serve(config: FakeVLM | None = None) -> Iterator[str]:
     """Run the fake server on a free port of 127.0.0.1 while the block runs.
@@ -285,7 +306,7 @@ def serve(config: FakeVLM | None = None) -> Iterator[str]:
         The base URL to pass as ``api_base``, e.g. ``"http://127.0.0.1:40123/v1"``.
     """
     config = FakeVLM() if config is None else config
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(config))
+    server = _Server(("127.0.0.1", 0), _handler_class(config))
     server.daemon_threads = True
     thread = threading.Thread(
         target=server.serve_forever, args=(0.05,), name="fake-openai", daemon=True

@@ -57,6 +57,46 @@ def test_requests_overlap(server, make_labeler):
     assert wall < serial / 3, (wall, serial)
 
 
+def test_requests_reuse_connections_to_a_keep_alive_server(server, make_labeler):
+    n_images, concurrency = 24, 4
+    images = [colour_image("green", seed=seed) for seed in range(n_images)]
+    config = FakeVLM(delay=0.02, keep_alive=True)
+    labeler = make_labeler(server(config), max_concurrency=concurrency, cache=None).fit()
+
+    labeler.transform(images)
+
+    assert config.requests == n_images
+    # One connection per request would cost a TCP handshake of CPU each, under the GIL.
+    assert config.connections <= concurrency, config.connections
+
+
+def test_the_price_litellm_computed_is_not_computed_again(server, make_labeler, monkeypatch):
+    from skvf.labeling import _client
+
+    calls = []
+
+    def price_of_call(*args):
+        calls.append(args)
+        return real_price_of_call(*args)
+
+    real_price_of_call = _client.price_of_call
+    monkeypatch.setattr(_client, "price_of_call", price_of_call)
+    images = [colour_image("red", seed=seed) for seed in range(3)]
+    labeler = make_labeler(server(FakeVLM()), cache=None).fit()
+
+    labeler.transform(images)
+
+    # LiteLLM has no price for the fake model: unpriced, as price_of_call would say.
+    assert calls == []
+    assert labeler.usage_["answers"] == labeler.usage_["unpriced_calls"] == 3
+    assert labeler.usage_["cost_usd"] == 0.0
+    priced = make_labeler(server(FakeVLM()), cache=None, price_per_token=(1e-3, 1e-2)).fit()
+    priced.transform(images)
+    assert len(calls) == 3
+    assert priced.usage_["cost_usd"] == pytest.approx(3 * (100 * 1e-3 + 10 * 1e-2))
+    assert priced.usage_["unpriced_calls"] == 0
+
+
 def test_a_duplicate_image_is_asked_once(server, make_labeler):
     image = colour_image("blue")
     config = FakeVLM()
