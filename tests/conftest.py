@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS, TINY_BACKBONE_PARAMS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,3 +27,18 @@ def backbone():
     from skvf._backbone import build_backbone
 
     return build_backbone(TINY_BACKBONE, None, TINY_BACKBONE_KWARGS)
+
+
+@pytest.fixture(scope="session")
+def digit_zero_shot():
+    """A tiny ZeroShotCLIP fitted on ten digits with noise-free simulated names.
+
+    Shared by the session: take ``copy.deepcopy`` before changing a parameter.
+    """
+    from skvf.bench.baselines import ZeroShotCLIP
+    from skvf.bench.datasets import load_digits_images
+    from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
+
+    images, names = load_digits_images(scale=1)
+    labeler = NoisyOracleLabeler(make_oracle(images[:10], names[:10]), noise_rate=0.0)
+    return ZeroShotCLIP(labeler=labeler, **TINY_BACKBONE_PARAMS).fit(images[:10])

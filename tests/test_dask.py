@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from pathlib import Path
@@ -10,10 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skvf.bench.baselines import ZeroShotCLIP
 from skvf.bench.datasets import load_digits_images
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
-from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 
 da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")
@@ -61,10 +59,8 @@ def paths(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def clf():
-    images, names = load_digits_images(scale=1)
-    labeler = NoisyOracleLabeler(make_oracle(images[:10], names[:10]), noise_rate=0.0)
-    return ZeroShotCLIP(labeler=labeler, batch_size=4, **TINY_BACKBONE_PARAMS).fit(images[:10])
+def clf(digit_zero_shot):
+    return copy.deepcopy(digit_zero_shot).set_params(batch_size=4)
 
 
 def _ran_on_workers(client, before):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -12,10 +13,7 @@ from PIL import Image
 from skvf import _prediction
 from skvf._features import preprocess_images
 from skvf._images import iter_image_chunks, load_image
-from skvf.bench.baselines import ZeroShotCLIP
 from skvf.bench.datasets import load_digits_images
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
-from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 from skvf.exceptions import ImageInputError
 
 
@@ -39,10 +37,8 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    images, names = load_digits_images(scale=1)
-    labeler = NoisyOracleLabeler(make_oracle(images[:10], names[:10]), noise_rate=0.0)
-    return ZeroShotCLIP(labeler=labeler, batch_size=8, **TINY_BACKBONE_PARAMS).fit(images[:10])
+def classifier(digit_zero_shot):
+    return copy.deepcopy(digit_zero_shot).set_params(batch_size=8)
 
 
 def test_batched_preprocessing_equals_open_clip_image_by_image(backbone, files):
