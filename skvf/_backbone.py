@@ -218,7 +218,10 @@ def _build_uncached(
     model.eval()
     model.requires_grad_(False)
     digest = weights_digest(model)
-    tokenizer = open_clip.get_tokenizer(name)
+    # The tokenizer pads to the text tower's own length, backbone_kwargs included.
+    tokenizer = open_clip.get_tokenizer(
+        name, context_length=config["text_cfg"].get("context_length")
+    )
     model.to(device)
     return Backbone(
         model=model,

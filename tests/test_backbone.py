@@ -84,6 +84,17 @@ def test_tiny_config_is_applied(backbone):
     assert backbone.tokenizer(["a cat"]).shape == (1, 77)
 
 
+def test_tokenizer_follows_a_context_length_given_in_backbone_kwargs(backbone, fresh_cache):
+    overrides = _tiny(backbone)
+    overrides["text_cfg"]["context_length"] = 24
+    short = build_backbone("ViT-S-32", None, overrides)
+    tokens = short.tokenizer(["a navy pinstriped trouser"])
+    assert tokens.shape == (1, 24)
+    assert short.model.positional_embedding.shape[0] == 24
+    with torch.no_grad():
+        assert short.model.encode_text(tokens).shape == (1, 64)
+
+
 def test_backbone_config_merges_nested_overrides_deeply():
     base = backbone_config("ViT-S-32")
     merged = backbone_config("ViT-S-32", {"vision_cfg": {"width": 64}, "embed_dim": 32})
