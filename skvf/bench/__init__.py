@@ -4,7 +4,8 @@ Simulated labelers (:mod:`~skvf.bench.simulation`, and simulated vision LLMs wit
 profiles in :mod:`~skvf.bench.simulated_mllm`), offline data sets
 (:mod:`~skvf.bench.datasets`; the 160-class fine-grained garment benchmark in
 :mod:`~skvf.bench.finegrained`, its words in :mod:`~skvf.bench.garment_names` and
-web-like captions for it in :mod:`~skvf.bench.captions`), stand-in image encoders
+web-like captions for it in :mod:`~skvf.bench.captions`), a stand-in for a pretrained
+CLIP pretrained here on them (:mod:`~skvf.bench.standin`), stand-in image encoders
 that need no weights (:mod:`~skvf.bench.encoders`), the baselines NeaR is compared with
 (:mod:`~skvf.bench.baselines`) and the offline demo builders used by the examples and
 ``skvf demo`` (:mod:`~skvf.bench.demo`). The product (``fit`` and ``predict``) never
@@ -30,6 +31,7 @@ from .encoders import HOGFeatures, ImagePixels, RandomConvFeatures
 from .finegrained import FineGarments, few_shot_draws, imbalanced_split, load_fine_garments
 from .simulated_mllm import SimulatedMLLM, make_simulated_mllm
 from .simulation import NoisyOracleLabeler, make_oracle
+from .standin import standin_params
 
 __all__ = [
     "FineGarments",
@@ -47,4 +49,5 @@ __all__ = [
     "make_oracle",
     "make_simulated_mllm",
     "method_configs",
+    "standin_params",
 ]

@@ -1,0 +1,384 @@
+"""A stand-in for a pretrained CLIP, contrastively pretrained here on garment photos.
+
+No pretrained CLIP weights can be downloaded on the machines skvf is measured on, and a
+random-init CLIP is not what users run: its towers are not aligned, zero-shot is at
+chance and a prompt's initial words mean nothing. This module pretrains a small
+open_clip ``CLIP`` (both towers, open_clip's own tokenizer) on the ``"pretraining"``
+pool of the fine-grained garment benchmark (:mod:`skvf.bench.finegrained`), with
+web-like captions (:mod:`skvf.bench.captions`), so that on the ``"benchmark"`` pool it
+behaves as a real CLIP does on a fine-grained set: zero-shot with the true names works
+but is well below a linear probe, and prompt tuning on a few labelled images helps.
+
+- :data:`RECIPES` holds the training recipes: ``"garments"`` (the benchmark's stand-in,
+  about a quarter of an hour on 2 CPU cores) and ``"tiny"`` (for tests, seconds).
+- :func:`pretrain_standin` trains one, deterministically, and saves its weights.
+- :func:`standin_params` returns the :class:`~skvf.NeaRClassifier` parameters that load
+  it through the real path (``backbone``, ``pretrained=<file>``, ``backbone_kwargs``),
+  building the weights on first use into a cache and checking their digest.
+
+Examples
+--------
+>>> params = standin_params("tiny")
+>>> sorted(params)
+['backbone', 'backbone_kwargs', 'pretrained']
+>>> params["backbone_kwargs"]["text_cfg"]["context_length"]
+32
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .captions import garment_captions
+from .finegrained import load_fine_garments
+
+__all__ = [
+    "RECIPES",
+    "StandInRecipe",
+    "StandInDigestError",
+    "pretrain_standin",
+    "standin_params",
+]
+
+# open_clip's image normalisation (OpenAI's), which its eval transform applies.
+_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class StandInRecipe:
+    """How one stand-in CLIP is built and pretrained.
+
+    Attributes
+    ----------
+    backbone : str
+        The open_clip config the overrides apply to.
+    backbone_kwargs : dict
+        Config overrides (:func:`skvf._backbone.backbone_config` merges them deeply).
+    n_per_class : int
+        Images per class of the pretraining pool.
+    epochs : float
+        Passes over the pretraining images; each pass reads a new caption per image.
+    batch_size : int
+    learning_rate : float
+        Peak AdamW learning rate (linear warm-up over 5% of the steps, then cosine).
+    weight_decay : float
+    caption_kwargs : dict
+        Parameters of :func:`skvf.bench.captions.garment_captions`.
+    garments : tuple of str or None
+        Garment types of the pool (``None``: all ten).
+    random_state : int
+    sha256 : str or None
+        Digest of the committed weights file, or ``None`` when the weights are built on
+        first use.
+    """
+
+    backbone: str
+    backbone_kwargs: dict
+    n_per_class: int
+    epochs: float
+    batch_size: int
+    learning_rate: float
+    weight_decay: float = 0.1
+    caption_kwargs: dict = field(default_factory=dict)
+    garments: tuple | None = None
+    random_state: int = 0
+    sha256: str | None = None
+
+    @property
+    def image_size(self) -> int:
+        """Side of the images the image tower reads (the benchmark renders at this size)."""
+        return int(self.backbone_kwargs["vision_cfg"]["image_size"])
+
+    def fingerprint(self) -> str:
+        """A short digest of everything that determines the trained weights."""
+        fields = asdict(self)
+        fields.pop("sha256")
+        text = json.dumps(fields, sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_GARMENTS_KWARGS = {
+    "embed_dim": 256,
+    "vision_cfg": {"image_size": 48, "patch_size": 8, "width": 192, "layers": 6, "head_width": 64},
+    "text_cfg": {"context_length": 32, "width": 128, "heads": 4, "layers": 4},
+}
+_TINY_KWARGS = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32},
+    "text_cfg": {"context_length": 32, "width": 64, "heads": 2, "layers": 2},
+}
+
+#: The recipes :func:`pretrain_standin` and :func:`standin_params` know.
+RECIPES = {
+    "garments": StandInRecipe(
+        backbone="ViT-B-32",
+        backbone_kwargs=_GARMENTS_KWARGS,
+        n_per_class=150,
+        epochs=2.0,
+        batch_size=256,
+        learning_rate=1e-3,
+    ),
+    "tiny": StandInRecipe(
+        backbone="ViT-B-32",
+        backbone_kwargs=_TINY_KWARGS,
+        n_per_class=4,
+        epochs=2.0,
+        batch_size=64,
+        learning_rate=2e-3,
+        garments=("trouser", "bag"),
+    ),
+}
+
+
+class StandInDigestError(RuntimeError):
+    """A committed stand-in weights file does not have the digest its recipe records."""
+
+
+def _recipe(recipe) -> StandInRecipe:
+    if isinstance(recipe, StandInRecipe):
+        return recipe
+    if recipe not in RECIPES:
+        raise ValueError(
+            f"recipe must be one of {sorted(RECIPES)} or a StandInRecipe, got {recipe!r}."
+        )
+    return RECIPES[recipe]
+
+
+def _to_tensor(images: np.ndarray, image_size: int):
+    """Images as open_clip's eval transform gives them: resized, scaled, normalised."""
+    import torch
+    import torch.nn.functional as F
+
+    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    if pixels.shape[-1] != image_size:
+        pixels = F.interpolate(pixels, size=(image_size, image_size), mode="bicubic")
+        pixels = pixels.clamp(0, 1)
+    mean = torch.tensor(_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(_STD).view(1, 3, 1, 1)
+    return (pixels - mean) / std
+
+
+def pretrain_standin(path, recipe="garments", verbose: int = 0) -> str:
+    """Contrastively pretrain a stand-in CLIP and save its weights to ``path``.
+
+    CLIP's objective (symmetric cross-entropy over a batch of image-caption pairs, a
+    learnable temperature clamped at 100), AdamW with linear warm-up and cosine decay,
+    one new caption per image per pass. Deterministic for a recipe on one machine
+    (fixed seeds, two torch threads).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to write the weights (an open_clip state dict, stored in float16).
+    recipe : str or StandInRecipe, default="garments"
+        A key of :data:`RECIPES` or a recipe.
+    verbose : int, default=0
+        Print the loss every 20 steps when positive.
+
+    Returns
+    -------
+    str
+        The SHA-256 of the written file.
+    """
+    import open_clip
+    import torch
+    import torch.nn.functional as F
+
+    from skvf._backbone import backbone_config
+
+    recipe = _recipe(recipe)
+    config = backbone_config(recipe.backbone, recipe.backbone_kwargs)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.random_state)
+            model = open_clip.create_model(
+                recipe.backbone,
+                pretrained=None,
+                **{key: config[key] for key in recipe.backbone_kwargs},
+            )
+            tokenizer = open_clip.get_tokenizer(
+                recipe.backbone, context_length=config["text_cfg"]["context_length"]
+            )
+            data = load_fine_garments(
+                "pretraining",
+                n_per_class=recipe.n_per_class,
+                image_size=recipe.image_size,
+                garments=recipe.garments,
+                random_state=recipe.random_state,
+            )
+            passes = math.ceil(recipe.epochs)
+            captions = garment_captions(
+                data, n_captions=passes, random_state=recipe.random_state, **recipe.caption_kwargs
+            )
+            n_images = len(data.names)
+            batch = min(recipe.batch_size, n_images)
+            steps = max(1, int(recipe.epochs * n_images / batch))
+            warm_up = max(1, steps // 20)
+            optimizer = torch.optim.AdamW(
+                model.parameters(),
+                lr=recipe.learning_rate,
+                weight_decay=recipe.weight_decay,
+                betas=(0.9, 0.98),
+                eps=1e-6,
+            )
+            schedule = torch.optim.lr_scheduler.LambdaLR(
+                optimizer,
+                lambda step: (
+                    min(1.0, (step + 1) / warm_up)
+                    * 0.5
+                    * (1 + math.cos(math.pi * min(step, steps) / steps))
+                ),
+            )
+            rng = np.random.default_rng(recipe.random_state)
+            targets = torch.arange(batch)
+            model.train()
+            started, step = time.perf_counter(), 0
+            while step < steps:
+                column = min(step * batch // n_images, passes - 1)
+                order = rng.permutation(n_images)
+                for start in range(0, n_images - batch + 1, batch):
+                    if step >= steps:
+                        break
+                    rows = np.sort(order[start : start + batch])
+                    image_features, text_features, scale = model(
+                        _to_tensor(data.images[rows], recipe.image_size),
+                        tokenizer(list(captions[rows, column])),
+                    )[:3]
+                    logits = scale * image_features @ text_features.T
+                    loss = (
+                        F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)
+                    ) / 2
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    with torch.no_grad():
+                        model.logit_scale.clamp_(0, math.log(100))
+                    step += 1
+                    if verbose > 0 and (step % 20 == 0 or step == steps):
+                        elapsed = time.perf_counter() - started
+                        print(
+                            f"step {step}/{steps}  loss {loss.item():.3f}  {elapsed:.0f} s",
+                            flush=True,
+                        )
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+    state = {
+        name: tensor.half() if tensor.is_floating_point() else tensor
+        for name, tensor in model.state_dict().items()
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + f".{os.getpid()}.tmp")
+    torch.save(state, partial)
+    os.replace(partial, path)
+    return _state_sha256(state)
+
+
+def _state_sha256(state: dict) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and values (not of the file)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _file_sha256(path) -> str:
+    """The digest of the weights in a file; empty when it cannot be read as weights."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a truncated or foreign file fails in many ways
+        return ""
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        return ""
+    return _state_sha256(state)
+
+
+def _weights_file(recipe: StandInRecipe, name: str | None, cache_dir) -> Path:
+    """Where the recipe's weights are: committed beside this module, else in the cache."""
+    if recipe.sha256 is not None and name is not None:
+        committed = Path(__file__).with_name("weights") / f"{name}.pt"
+        if committed.is_file():
+            return committed
+    from skvf.labeling._cache import default_cache_dir
+
+    root = default_cache_dir() / "standin" if cache_dir is None else Path(cache_dir)
+    return root / f"{name or 'recipe'}-{recipe.fingerprint()}.pt"
+
+
+def standin_params(recipe="garments", cache_dir=None, verbose: int = 0) -> dict:
+    """The :class:`~skvf.NeaRClassifier` parameters that load a stand-in CLIP.
+
+    The weights load through the real path: ``backbone`` names the open_clip config,
+    ``backbone_kwargs`` shrinks it, and ``pretrained`` is the weights file, so the
+    classifier uses the stand-in's own image tower by default. A recipe with a
+    recorded digest ships its weights beside this module; they are checked against the
+    digest. Otherwise (or when the file is missing) the weights are built on first use
+    with :func:`pretrain_standin` into ``cache_dir``, with their digest beside them; a
+    cached file that no longer matches its digest is built again.
+
+    Parameters
+    ----------
+    recipe : str or StandInRecipe, default="garments"
+        A key of :data:`RECIPES` or a recipe.
+    cache_dir : str, os.PathLike or None, default=None
+        Where weights built on first use go; ``None``: ``<skvf's cache>/standin``.
+    verbose : int, default=0
+        Passed to :func:`pretrain_standin` when the weights are built.
+
+    Returns
+    -------
+    dict
+        ``{"backbone": ..., "pretrained": <path of the weights>, "backbone_kwargs": ...}``.
+
+    Raises
+    ------
+    StandInDigestError
+        The committed weights file has been changed or damaged.
+    """
+    name = recipe if isinstance(recipe, str) else None
+    recipe = _recipe(recipe)
+    path = _weights_file(recipe, name, cache_dir)
+    expected = recipe.sha256
+    sidecar = path.with_name(path.name + ".sha256")
+    if expected is not None and path.parent == Path(__file__).with_name("weights"):
+        actual = _file_sha256(path)
+        if actual != expected:
+            raise StandInDigestError(
+                f"the stand-in weights {path} have SHA-256 {actual}, not the recorded "
+                f"{expected}: the file was changed or damaged. Restore it from the "
+                "repository (git checkout -- <file>) or delete it to build it again."
+            )
+    elif not (path.is_file() and sidecar.is_file() and _file_sha256(path) == _read(sidecar)):
+        digest = pretrain_standin(path, recipe, verbose=verbose)
+        if expected is not None and digest != expected and verbose > 0:
+            print(f"built {path}: SHA-256 {digest} (the committed file's is {expected})")
+        sidecar.write_text(digest)
+    return {
+        "backbone": recipe.backbone,
+        "pretrained": str(path),
+        "backbone_kwargs": json.loads(json.dumps(recipe.backbone_kwargs)),
+    }
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
