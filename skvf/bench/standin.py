@@ -42,6 +42,7 @@ from .finegrained import load_fine_garments
 
 __all__ = [
     "RECIPES",
+    "WEIGHTS_DIR",
     "StandInRecipe",
     "StandInDigestError",
     "pretrain_standin",
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 # open_clip's image normalisation (OpenAI's), which its eval transform applies.
+#: Where the weights of recipes with a recorded digest are committed.
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+
 _MEAN = (0.48145466, 0.4578275, 0.40821073)
 _STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -313,7 +317,7 @@ def _file_sha256(path) -> str:
 def _weights_file(recipe: StandInRecipe, name: str | None, cache_dir) -> Path:
     """Where the recipe's weights are: committed beside this module, else in the cache."""
     if recipe.sha256 is not None and name is not None:
-        committed = Path(__file__).with_name("weights") / f"{name}.pt"
+        committed = WEIGHTS_DIR / f"{name}.pt"
         if committed.is_file():
             return committed
     from skvf.labeling._cache import default_cache_dir
@@ -357,7 +361,7 @@ def standin_params(recipe="garments", cache_dir=None, verbose: int = 0) -> dict:
     path = _weights_file(recipe, name, cache_dir)
     expected = recipe.sha256
     sidecar = path.with_name(path.name + ".sha256")
-    if expected is not None and path.parent == Path(__file__).with_name("weights"):
+    if expected is not None and path.parent == WEIGHTS_DIR:
         actual = _file_sha256(path)
         if actual != expected:
             raise StandInDigestError(

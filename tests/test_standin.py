@@ -1,0 +1,141 @@
+"""Tests of skvf.bench.standin: pretraining a stand-in CLIP, loading it, checking its digest."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from skvf._backbone import build_backbone
+from skvf.bench import standin
+from skvf.bench.standin import (
+    RECIPES,
+    StandInDigestError,
+    pretrain_standin,
+    standin_params,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """The tiny recipe, built once for the module through standin_params."""
+    cache = tmp_path_factory.mktemp("standin")
+    return cache, standin_params("tiny", cache_dir=cache)
+
+
+def test_pretraining_is_deterministic(tiny_weights, tmp_path):
+    _, params = tiny_weights
+    digest = pretrain_standin(tmp_path / "again.pt", "tiny")
+    assert digest == standin._file_sha256(params["pretrained"])
+    first = torch.load(params["pretrained"], weights_only=True)
+    second = torch.load(tmp_path / "again.pt", weights_only=True)
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+
+
+def test_pretraining_changes_every_tower_from_its_random_init(tiny_weights):
+    _, params = tiny_weights
+    trained = _build(params).model.state_dict()
+    initial = build_backbone(params["backbone"], None, params["backbone_kwargs"]).model
+    initial = initial.state_dict()
+    for name in (
+        "visual.conv1.weight",
+        "transformer.resblocks.0.attn.in_proj_weight",
+        "text_projection",
+        "visual.proj",
+    ):
+        assert not torch.allclose(trained[name].float(), initial[name].float()), name
+
+
+def test_params_load_through_the_real_path(tiny_weights):
+    _, params = tiny_weights
+    recipe = RECIPES["tiny"]
+    assert params["backbone"] == recipe.backbone
+    assert params["backbone_kwargs"] == recipe.backbone_kwargs
+    backbone = _build(params)
+    assert backbone.source == os.fspath(params["pretrained"])
+    context = recipe.backbone_kwargs["text_cfg"]["context_length"]
+    assert backbone.tokenizer(["navy pinstriped trouser"]).shape == (1, context)
+    saved = torch.load(params["pretrained"], weights_only=True)
+    loaded = backbone.model.state_dict()
+    for name, tensor in saved.items():
+        assert torch.equal(loaded[name].half(), tensor), name
+
+
+def test_classifier_uses_the_standin_image_tower_by_default(tiny_weights):
+    from skvf.bench import ZeroShotCLIP, load_fine_garments, make_oracle
+    from skvf.bench.simulation import NoisyOracleLabeler
+
+    _, params = tiny_weights
+    data = load_fine_garments("benchmark", n_per_class=1, garments=["trouser"], image_size=32)
+    labeler = NoisyOracleLabeler(make_oracle(data.images, data.names), noise_rate=0.0)
+    model = ZeroShotCLIP(labeler=labeler, device="cpu", **params).fit(data.images)
+    backbone = _build(params)
+    with torch.no_grad():
+        pixels = torch.stack([backbone.preprocess(_pil(image)) for image in data.images])
+        image = backbone.model.encode_image(pixels, normalize=True).numpy()
+        text = backbone.model.encode_text(
+            backbone.tokenizer([f"a photo of a {name}." for name in model.classes_]),
+            normalize=True,
+        ).numpy()
+    expected = model.classes_[np.argmax(image @ text.T, axis=1)]
+    np.testing.assert_array_equal(model.predict(data.images), expected)
+
+
+def _build(params):
+    return build_backbone(params["backbone"], params["pretrained"], params["backbone_kwargs"])
+
+
+def _pil(array):
+    from PIL import Image
+
+    return Image.fromarray(array)
+
+
+def test_weights_are_built_once_and_reused(tiny_weights, monkeypatch):
+    cache, params = tiny_weights
+    monkeypatch.setattr(standin, "pretrain_standin", _refuse)
+    again = standin_params("tiny", cache_dir=cache)
+    assert again == params
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("the weights were built again")
+
+
+def test_damaged_cached_weights_are_built_again(tmp_path):
+    params = standin_params("tiny", cache_dir=tmp_path)
+    path = params["pretrained"]
+    digest = (tmp_path / (os.path.basename(path) + ".sha256")).read_text()
+    with open(path, "r+b") as handle:
+        handle.truncate(os.path.getsize(path) // 2)
+    assert standin._file_sha256(path) == ""
+    standin_params("tiny", cache_dir=tmp_path)
+    assert standin._file_sha256(path) == digest
+
+
+def test_committed_weights_with_another_digest_are_refused(tiny_weights, tmp_path, monkeypatch):
+    _, params = tiny_weights
+    committed = tmp_path / "weights"
+    committed.mkdir()
+    (committed / "shipped.pt").write_bytes(open(params["pretrained"], "rb").read())
+    recipe = dataclasses.replace(RECIPES["tiny"], sha256="0" * 64)
+    monkeypatch.setattr(standin, "WEIGHTS_DIR", committed)
+    monkeypatch.setitem(RECIPES, "shipped", recipe)
+    monkeypatch.setattr(standin, "pretrain_standin", _refuse)
+    with pytest.raises(
+        StandInDigestError, match=r"shipped\.pt have SHA-256 .* not the recorded 0+"
+    ):
+        standin_params("shipped", cache_dir=tmp_path / "cache")
+    right = dataclasses.replace(recipe, sha256=standin._file_sha256(params["pretrained"]))
+    monkeypatch.setitem(RECIPES, "shipped", right)
+    assert standin_params("shipped")["pretrained"] == str(committed / "shipped.pt")
+
+
+def test_unknown_recipe_is_named():
+    with pytest.raises(ValueError, match=r"recipe must be one of \['garments', 'tiny'\]"):
+        standin_params("huge")
