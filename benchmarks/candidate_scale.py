@@ -17,7 +17,9 @@ Searches: ``exact`` (skvf's exact search), ``ivf`` (its inverted-file index, at 
 similarity matrix; only where it fits in ``--max-matrix-gb``).
 
 Columns: seconds to import skvf's candidate module (scikit-learn with it) and to fit,
-their sum; the child's resident memory before the fit (imports and features) and its
+their sum, and the CPU seconds the child used in all (user and system, every thread:
+on a machine shared with other jobs, wall time stretches and CPU time much less); the
+child's resident memory before the fit (imports and features) and its
 peak (``VmHWM``); time against ``exact`` at the same size; and, on 1,000 images
 drawn at random, the share of their exact 5 nearest neighbours (float64 brute force)
 the search found (``recall``) and the share of those images whose neighbour set is the
@@ -40,6 +42,7 @@ _START = time.perf_counter()  # a child's imports are timed from here
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -133,6 +136,8 @@ def memory_mb(field: str) -> float:
 
 def run_child(search: str, n_probe: int, features_path: str, out: str) -> None:
     """In the child: import, load the features, time one fit, print times and memory."""
+    import resource
+
     from skvf.candidates import NeighborCandidateBuilder
 
     imports = time.perf_counter() - _START
@@ -151,8 +156,10 @@ def run_child(search: str, n_probe: int, features_path: str, out: str) -> None:
         neighbors = builder.fit(features, labels).neighbors_
     seconds = time.perf_counter() - start
     np.save(out, neighbors)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"imports": imports, "seconds": seconds, "before_mb": before_mb,
-                      "peak_mb": memory_mb("VmHWM")}))  # fmt: skip
+                      "peak_mb": memory_mb("VmHWM"),
+                      "cpu_seconds": usage.ru_utime + usage.ru_stime}))  # fmt: skip
 
 
 def measure(search, n_probe, features_path, out, timeout) -> dict | None:
@@ -213,6 +220,11 @@ def in_process(sizes, kinds, n_probes, repeats) -> list[dict]:
     return rows
 
 
+def load_line() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
+
+
 def main(argv=None) -> list[dict]:
     """Run the benchmark; print one row per size, features and search; return the rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -248,11 +260,12 @@ def main(argv=None) -> list[dict]:
         else:
             runs.append((search, search, 4))  # n_probe unused
     rows, cache = [], {}
+    print(f"Started at {load_line()}.")
     print(
-        "| images | features | search | imports (s) | fit (s) | total (s) | RSS before fit (MB) "
-        "| peak RSS (MB) | time / exact | recall | same sets |"
+        "| images | features | search | imports (s) | fit (s) | total (s) | CPU (s) "
+        "| RSS before fit (MB) | peak RSS (MB) | time / exact | recall | same sets |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for n_samples in sizes:
             for kind in kinds:
@@ -278,7 +291,7 @@ def main(argv=None) -> list[dict]:
                     rows.append(row)
                     if found is None:
                         print(f"| {n_samples} | {kind} | {label} | | > {arguments.timeout:.0f} "
-                              "| | | | | | |")  # fmt: skip
+                              "| | | | | | | |")  # fmt: skip
                         continue
                     row.update(found)
                     row["recall"], row["same_sets"] = recall_and_same_sets(
@@ -291,10 +304,12 @@ def main(argv=None) -> list[dict]:
                     print(
                         f"| {n_samples} | {kind} | {label} | {row['imports']:.1f} "
                         f"| {row['seconds']:.2f} | {row['imports'] + row['seconds']:.1f} "
+                        f"| {row['cpu_seconds']:.1f} "
                         f"| {row['before_mb']:.0f} | {row['peak_mb']:.0f} | {ratio:.3f} "
                         f"| {row['recall']:.3f} | {row['same_sets']:.3f} |",
                         flush=True,
                     )
+    print(f"Ended at {load_line()}.")
     return rows
 
 

@@ -36,13 +36,13 @@ _EXTRA_CANDIDATES = 16
 _SCREEN_MIN_SAMPLES = 4000
 _BLOCK_BYTES = 32 * 2**20
 # Lists each row searches. On 70,000 Fashion-MNIST photos (PCA'd pixels, and random
-# convolution features) 4 of sqrt(N) lists found 0.973-0.976 of the exact neighbours
-# (3: 0.948-0.956, 6: 0.989-0.991); on the benchmark's blobs 1.000.
+# convolution features) 4 of sqrt(N) lists found 0.974-0.976 of the exact neighbours
+# (3: 0.952-0.954, 6: 0.989-0.991; benchmarks/candidate_scale.py); on its blobs 1.000.
 _N_PROBE = 4
-# Largest training set searched exactly under algorithm="auto". In one process on 2 CPU
-# cores, exact search took 0.07-0.11 s at 1,000 images (1.3-1.6x the index), 0.29-0.39 s
-# at 2,000 (4.7-5.6x) and 1.2-1.5 s at 4,000 (8.5-11.5x), where the index found 0.99 of
-# the neighbours: exact while it costs a fraction of a second.
+# Largest training set searched exactly under algorithm="auto". In one process on 2
+# shared CPU cores, exact search took 0.10-0.12 s at 1,000 images (1.5-2.1x the index),
+# 0.37-0.39 s at 2,000 (6.2-6.4x) and 1.4-1.9 s at 4,000 (11-13x), where the index found
+# 0.99 of the neighbours: exact while it costs a fraction of a second.
 _EXACT_MAX_SAMPLES = 2000
 
 
@@ -283,10 +283,10 @@ class NeighborCandidateBuilder(BaseEstimator):
         ``"auto"``: exact up to ``exact_max_samples`` images, the index above.
     exact_max_samples : int, default=2000
         Largest training set searched exactly under ``algorithm="auto"``. On 2 CPU
-        cores and 512-d features exact search took 0.3-0.4 s at 2,000 images (5x the
-        index), 1.2-1.5 s at 4,000 (9-12x) and 59 s at 30,000, against 1.5-2 s for
-        the index: exact time grows with the square of the number of images, the
-        index's with its power 1.5.
+        cores and 512-d features exact search took 0.4 s at 2,000 images (6x the
+        index), 1.4-1.9 s at 4,000 (11-13x) and 42-44 s at 30,000 (16-26x): its time
+        grows with the square of the number of images, the index's with about the
+        power 1.5.
     n_lists : int or None, default=None
         Lists of the index (``"ivf"``); ``None`` is the square root of the number
         of images, rounded. Capped at the number of images.
