@@ -186,6 +186,21 @@ def test_unknown_algorithm_is_a_clear_error():
         nearest_neighbors(np.eye(4), 1, algorithm="nndescent")
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_probe": 0}, "n_probe must be a positive int, got 0"),
+        ({"n_probe": 2.0}, "n_probe must be a positive int, got 2.0"),
+        ({"n_probe": None}, "n_probe must be a positive int, got None"),
+        ({"n_lists": 0}, "n_lists must be a positive int, got 0"),
+        ({"n_lists": "8"}, "n_lists must be a positive int, got '8'"),
+    ],
+)
+def test_bad_index_parameters_are_a_clear_error(params, message):
+    with pytest.raises(ValueError, match=message):
+        nearest_neighbors(np.eye(6), 1, algorithm="ivf", **params)
+
+
 def _clustered(n_samples, n_features, n_clusters, spread, seed=0):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_clusters, n_features))
