@@ -7,7 +7,7 @@ first fit pays: its imports. Features:
 * ``blobs``: Gaussian blobs, one per 100 images: well-separated clusters;
 * ``fashion-conv``: Fashion-MNIST photos (Debian's ``dataset-fashion-mnist``, 70,000
   at most) through skvf.bench's ``RandomConvFeatures`` (32 random filters pooled on a
-  4 x 4 grid: 512-d), real images and no clusters by construction;
+  4 x 4 grid: 512-d): real images, clustered only as much as the photos are;
 * ``fashion-pca``: the same photos' pixels, PCA'd to 512 dimensions;
 * ``gaussian``: isotropic Gaussian noise, the worst case: no structure, every image
   about as far from all the others.
