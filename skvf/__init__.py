@@ -7,7 +7,7 @@ image-feature space refine those noisy names, and a prompt-tuned CLIP predicts a
 The evaluation harness (simulated labelers, data sets, offline encoders, baselines,
 demo builders) is :mod:`skvf.bench`; nothing here imports it.
 
-Heavy dependencies (torch, open_clip, LiteLLM, pynndescent, skops) are imported on first
+Heavy dependencies (torch, open_clip, LiteLLM, skops) are imported on first
 use, so ``import skvf`` stays fast.
 """
 

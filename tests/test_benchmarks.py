@@ -134,3 +134,35 @@ def test_noise_split_benchmark_scores_both_splits(capsys, monkeypatch):
     assert row["skvf_right"] > 0.9 and 0 <= row["kmeans_right"] <= 1
     assert out.splitlines()[2].startswith("| 300 | 0.4 | ")
     del sys.modules["noise_split_speed"]
+
+
+@pytest.mark.slow
+def test_candidate_scale_benchmark_compares_the_index_with_exact_search(capsys):
+    benchmark = _load("candidate_scale")
+    rows = benchmark.main(["--sizes", "1500", "--features", "blobs", "--n-probe", "1,4"])
+    out = capsys.readouterr().out
+    assert [r["search"] for r in rows] == ["exact", "ivf n_probe=1", "ivf n_probe=4"]
+    exact, one, four = rows
+    assert exact["recall"] == 1.0 and exact["same_sets"] == 1.0 and exact["time_ratio"] == 1.0
+    assert four["recall"] > one["recall"]  # probing more lists finds more neighbours
+    assert four["recall"] > 0.99  # separated clusters
+    for row in rows:
+        assert 0 < row["before_mb"] <= row["peak_mb"]
+        assert row["seconds"] > 0 and row["imports"] > 0 and row["cpu_seconds"] > 0
+        assert row["time_ratio"] == pytest.approx(row["seconds"] / exact["seconds"])
+    assert out.splitlines()[3].startswith("| 1500 | blobs | exact | ")
+    del sys.modules["candidate_scale"]
+
+
+def test_candidate_scale_in_process_rows(capsys):
+    benchmark = _load("candidate_scale")
+    rows = benchmark.main(
+        ["--in-process", "--sizes", "800", "--features", "blobs,gaussian", "--repeats", "1"]
+    )
+    assert [(r["features"], r["n_probe"]) for r in rows] == [("blobs", 4), ("gaussian", 4)]
+    blobs, gaussian = rows
+    assert blobs["exact_seconds"] > 0 and blobs["seconds"] > 0
+    assert blobs["recall"] > 0.95
+    assert gaussian["recall"] < blobs["recall"] - 0.2  # no structure: the worst case
+    assert capsys.readouterr().out.splitlines()[2].startswith("| 800 | blobs | ")
+    del sys.modules["candidate_scale"]

@@ -7,6 +7,7 @@ import pytest
 from sklearn.base import clone
 
 from skvf import candidates
+from skvf._ivf import ivf_neighbors
 from skvf._sklearn_compat import InvalidParameterError
 from skvf.candidates import NeighborCandidateBuilder, candidate_votes, nearest_neighbors
 
@@ -156,34 +157,151 @@ def test_cosine_ignores_length_and_euclidean_does_not():
     assert euclidean[0, 0] == 2
 
 
-def test_auto_switches_to_approximate_search_above_exact_max_samples(monkeypatch):
+def test_auto_searches_exactly_up_to_exact_max_samples(monkeypatch):
     calls = []
 
-    def fake(features, n_neighbors, metric, random_state):
-        calls.append((features.dtype, len(features), n_neighbors, metric, random_state))
+    def fake(features, n_neighbors, metric, n_lists, n_probe, random_state):
+        calls.append((len(features), n_neighbors, metric, n_lists, n_probe, random_state))
         return np.zeros((len(features), n_neighbors), dtype=np.int64)
 
-    monkeypatch.setattr(candidates, "_approximate_neighbors", fake)
+    monkeypatch.setattr(candidates, "_ivf_neighbors", fake)
     features = np.random.default_rng(0).normal(size=(12, 3))
-    nearest_neighbors(features, 2, algorithm="auto", exact_max_samples=12)
+    exact = nearest_neighbors(features, 2, algorithm="exact")
+    np.testing.assert_array_equal(nearest_neighbors(features, 2, exact_max_samples=12), exact)
     assert calls == []  # at the limit: exact
-    nearest_neighbors(features, 2, metric="euclidean", exact_max_samples=11, random_state=7)
-    assert calls == [(np.float32, 12, 2, "euclidean", 7)]
+    nearest_neighbors(
+        features, 2, metric="euclidean", exact_max_samples=11, n_probe=3, random_state=7
+    )
+    assert calls == [(12, 2, "euclidean", None, 3, 7)]
     nearest_neighbors(features, 2, algorithm="exact", exact_max_samples=1)
     assert len(calls) == 1
+    nearest_neighbors(features, 2, algorithm="ivf", n_lists=4)
+    assert calls[-1] == (12, 2, "cosine", 4, candidates._N_PROBE, None)
 
 
-@pytest.mark.slow
-def test_nndescent_agrees_with_exact_search():
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(20, 16))
-    features = centres[rng.integers(0, 20, 2000)] + 0.3 * rng.normal(size=(2000, 16))
+def test_unknown_algorithm_is_a_clear_error():
+    with pytest.raises(
+        ValueError, match="algorithm must be 'auto', 'exact' or 'ivf', got 'nndescent'"
+    ):
+        nearest_neighbors(np.eye(4), 1, algorithm="nndescent")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_probe": 0}, "n_probe must be a positive int, got 0"),
+        ({"n_probe": 2.0}, "n_probe must be a positive int, got 2.0"),
+        ({"n_probe": None}, "n_probe must be a positive int, got None"),
+        ({"n_lists": 0}, "n_lists must be a positive int, got 0"),
+        ({"n_lists": "8"}, "n_lists must be a positive int, got '8'"),
+    ],
+)
+def test_bad_index_parameters_are_a_clear_error(params, message):
+    with pytest.raises(ValueError, match=message):
+        nearest_neighbors(np.eye(6), 1, algorithm="ivf", **params)
+
+
+def _clustered(n_samples, n_features, n_clusters, spread, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, n_features))
+    return centres[rng.integers(0, n_clusters, n_samples)] + spread * rng.normal(
+        size=(n_samples, n_features)
+    )
+
+
+def _recall(exact, found):
+    """Share of each row's exact neighbours that were found, averaged."""
+    return np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(exact, found, strict=True)])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_lists", [None, 7])
+def test_ivf_probing_every_list_is_the_exact_search(metric, dtype, n_lists):
+    features = _clustered(300, 24, 6, 0.3, seed=300).astype(dtype)
+    exact = nearest_neighbors(features, 5, metric=metric, algorithm="exact")
+    found = nearest_neighbors(
+        features, 5, metric=metric, algorithm="ivf", n_lists=n_lists, n_probe=300, random_state=0
+    )
+    assert found.dtype == np.int64
+    np.testing.assert_array_equal(found, exact)
+
+
+def test_ivf_finds_the_exact_neighbours_of_clustered_data_at_defaults():
+    # 30 overlapping clusters: a row's own list alone holds ~0.77 of its neighbours;
+    # probing 4 of the 55 lists (3,000 rows) finds 0.990-0.991 of them (seeds 0-2).
+    features = _clustered(3000, 32, 30, 1.0)
     exact = nearest_neighbors(features, 5, algorithm="exact")
-    approximate = nearest_neighbors(features, 5, algorithm="nndescent", random_state=0)
-    assert approximate.shape == (2000, 5)
-    assert not np.any(approximate == np.arange(2000)[:, None])
-    same_sets = np.mean([set(a) == set(b) for a, b in zip(exact, approximate, strict=True)])
-    assert same_sets > 0.9
+    found = nearest_neighbors(features, 5, algorithm="ivf", random_state=0)
+    assert _recall(exact, found) >= 0.98
+    own_list_only = nearest_neighbors(features, 5, algorithm="ivf", n_probe=1, random_state=0)
+    assert _recall(exact, own_list_only) <= 0.85
+    # the index ranks what it finds: where it found the exact set, the order is exact too
+    same = np.all(np.sort(found, axis=1) == np.sort(exact, axis=1), axis=1)
+    assert same.mean() >= 0.95
+    np.testing.assert_array_equal(found[same], exact[same])
+
+
+def test_ivf_is_deterministic_and_independent_of_the_thread_count():
+    from threadpoolctl import threadpool_limits
+
+    features = _clustered(3000, 32, 30, 1.0).astype(np.float32)
+    first = nearest_neighbors(features, 5, algorithm="ivf", random_state=3)
+    np.testing.assert_array_equal(
+        nearest_neighbors(features, 5, algorithm="ivf", random_state=3), first
+    )
+    with threadpool_limits(1):  # one search thread instead of one per BLAS thread
+        serial = nearest_neighbors(features, 5, algorithm="ivf", random_state=3)
+    np.testing.assert_array_equal(serial, first)
+    other_seed = nearest_neighbors(features, 5, algorithm="ivf", random_state=4)
+    assert not np.array_equal(other_seed, first)  # the seed picks the lists
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_ivf_excludes_each_row_and_returns_distinct_neighbours(metric):
+    features = _clustered(1000, 8, 10, 0.5)
+    found = nearest_neighbors(features, 6, metric=metric, algorithm="ivf", random_state=0)
+    assert found.shape == (1000, 6)
+    assert not np.any(found == np.arange(1000)[:, None])
+    assert all(len(set(row)) == 6 for row in found)
+    assert found.min() >= 0 and found.max() < 1000
+
+
+def test_ivf_finds_copies_of_a_row_first():
+    # 200 distinct rows, each 4 times: a row's 3 neighbours are exactly its copies
+    rng = np.random.default_rng(0)
+    distinct = rng.normal(size=(200, 16))
+    copy_of = rng.permutation(np.repeat(np.arange(200), 4))
+    found = nearest_neighbors(distinct[copy_of], 3, algorithm="ivf", random_state=0)
+    for row, neighbors in enumerate(found):
+        copies = set(np.flatnonzero(copy_of == copy_of[row])) - {row}
+        assert set(neighbors) == copies
+    # every row the same: any others will do, never the row itself
+    same = nearest_neighbors(np.ones((50, 4)), 3, algorithm="ivf", random_state=0)
+    assert not np.any(same == np.arange(50)[:, None])
+    assert all(len(set(row)) == 3 for row in same)
+
+
+def test_ivf_searches_exactly_where_the_probed_lists_hold_too_few_rows(monkeypatch):
+    # 40 lists for 40 rows, each row probing its own: most lists hold one or two rows
+    searched_again = []
+    exact_rows = candidates._exact_rows
+
+    def recording(features, rows, n_neighbors, metric):
+        searched_again.extend(rows.tolist())
+        return exact_rows(features, rows, n_neighbors, metric)
+
+    monkeypatch.setattr(candidates, "_exact_rows", recording)
+    features = _clustered(40, 5, 4, 0.5)
+    found = nearest_neighbors(features, 3, algorithm="ivf", n_lists=40, n_probe=1, random_state=0)
+    index = ivf_neighbors(features, 3, "cosine", n_lists=40, n_probe=1, seed=0)
+    short = np.flatnonzero((index < 0).any(axis=1))
+    assert len(short) > 20
+    assert searched_again == short.tolist()
+    exact = nearest_neighbors(features, 3, algorithm="exact")
+    np.testing.assert_array_equal(found[short], exact[short])
+    kept = np.setdiff1d(np.arange(40), short)
+    np.testing.assert_array_equal(found[kept], index[kept])
 
 
 # ----------------------------------------------------------------------------- votes
@@ -264,7 +382,9 @@ def test_builder_init_only_stores_and_clones():
         "n_neighbors": 5,
         "metric": "cosine",
         "algorithm": "auto",
-        "exact_max_samples": 30_000,
+        "exact_max_samples": candidates._EXACT_MAX_SAMPLES,
+        "n_lists": None,
+        "n_probe": 4,
         "self_weight": 1.0,
         "random_state": None,
     }
@@ -291,7 +411,12 @@ def test_just_enough_images():
         ({"n_neighbors": 2.5}, "n_neighbors"),
         ({"metric": "manhattan"}, "metric"),
         ({"algorithm": "ball_tree"}, "algorithm"),
+        ({"algorithm": "nndescent"}, "algorithm"),
         ({"exact_max_samples": 0}, "exact_max_samples"),
+        ({"n_lists": 0}, "n_lists"),
+        ({"n_lists": 2.5}, "n_lists"),
+        ({"n_probe": 0}, "n_probe"),
+        ({"n_probe": None}, "n_probe"),
         ({"self_weight": 0.0}, "self_weight"),
         ({"self_weight": -1.0}, "self_weight"),
         ({"random_state": "seed"}, "random_state"),
@@ -305,21 +430,34 @@ def test_parameter_validation_names_the_parameter(params, name):
         NeighborCandidateBuilder(**params).fit(features, np.zeros(10, dtype=int))
 
 
-def test_random_state_makes_the_builder_deterministic(monkeypatch):
-    seeds = []
+def test_builder_passes_its_index_parameters_and_seed(monkeypatch):
+    calls = []
 
-    def fake(features, n_neighbors, metric, random_state):
-        seeds.append(random_state)
+    def fake(features, n_neighbors, metric, n_lists, n_probe, random_state):
+        calls.append((n_lists, n_probe, random_state))
         return np.tile(np.arange(1, n_neighbors + 1), (len(features), 1))
 
-    monkeypatch.setattr(candidates, "_approximate_neighbors", fake)
+    monkeypatch.setattr(candidates, "_ivf_neighbors", fake)
     features = np.random.default_rng(0).normal(size=(8, 2))
     for _ in range(2):
-        NeighborCandidateBuilder(n_neighbors=2, algorithm="nndescent", random_state=3).fit(
-            features, np.zeros(8, dtype=int)
+        NeighborCandidateBuilder(
+            n_neighbors=2, algorithm="ivf", n_lists=3, n_probe=2, random_state=3
+        ).fit(features, np.zeros(8, dtype=int))
+    assert calls[0] == calls[1]
+    assert calls[0][:2] == (3, 2) and isinstance(calls[0][2], int)
+
+
+def test_builder_with_ivf_is_deterministic_given_random_state():
+    features = _clustered(2000, 16, 20, 0.8)
+    labels = np.arange(2000) % 7
+    fits = [
+        NeighborCandidateBuilder(algorithm="ivf", random_state=np.random.RandomState(5)).fit(
+            features, labels
         )
-    assert seeds[0] == seeds[1]
-    assert isinstance(seeds[0], int)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(fits[0].neighbors_, fits[1].neighbors_)
+    np.testing.assert_array_equal(fits[0].candidate_votes_, fits[1].candidate_votes_)
 
 
 @pytest.mark.parametrize(
