@@ -136,7 +136,11 @@ def test_captions_are_deterministic_partial_and_seldom_exact():
     garment_named = np.mean([data.attributes[name]["garment"] in caption for name, caption in flat])
     assert 0 < exact < 0.2 and exact < garment_named
     # The fine shade is written less often than the coarse colour alone.
-    fine_words = ("navy", "royal", "burgundy", "maroon", "wine", "crimson", "scarlet")
+    fine_words = (
+        *("navy", "midnight", "dark blue", "indigo", "royal", "cobalt", "sapphire", "bright blue"),
+        *("burgundy", "maroon", "wine", "oxblood", "dark red"),
+        *("crimson", "scarlet", "cherry", "bright red", "vermilion"),
+    )
     fine = np.mean([any(word in c for word in fine_words) for _, c in flat])
     coarse_only = np.mean(
         [

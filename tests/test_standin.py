@@ -46,7 +46,7 @@ def test_pretraining_changes_every_tower_from_its_random_init(tiny_weights):
         "visual.conv1.weight",
         "transformer.resblocks.0.attn.in_proj_weight",
         "text_projection",
-        "visual.proj",
+        "visual.attnpool.c_proj.weight",
     ):
         assert not torch.allclose(trained[name].float(), initial[name].float()), name
 

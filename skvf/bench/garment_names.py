@@ -115,10 +115,10 @@ GARMENT_WORDS = {
 
 #: Words for each shade; the first is the class name's, the others exact synonyms.
 SHADE_WORDS = {
-    "navy": ["navy", "navy blue", "navy-blue"],
-    "royal blue": ["royal blue", "royal-blue", "bright royal blue"],
-    "burgundy": ["burgundy", "maroon", "wine-red"],
-    "crimson": ["crimson", "crimson red", "scarlet"],
+    "navy": ["navy", "navy blue", "midnight blue", "dark blue", "indigo"],
+    "royal blue": ["royal blue", "cobalt", "sapphire", "bright blue", "cobalt blue"],
+    "burgundy": ["burgundy", "maroon", "wine-red", "oxblood", "dark red"],
+    "crimson": ["crimson", "scarlet", "cherry red", "bright red", "vermilion"],
 }
 
 #: The coarse colour word a casual description uses for each shade.

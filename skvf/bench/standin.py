@@ -112,27 +112,28 @@ class StandInRecipe:
 
 _GARMENTS_KWARGS = {
     "embed_dim": 256,
-    "vision_cfg": {"image_size": 48, "patch_size": 8, "width": 192, "layers": 6, "head_width": 64},
-    "text_cfg": {"context_length": 32, "width": 128, "heads": 4, "layers": 4},
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 24, "head_width": 32},
+    "text_cfg": {"context_length": 32, "width": 128, "heads": 4, "layers": 3},
 }
 _TINY_KWARGS = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "head_width": 32},
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 16},
     "text_cfg": {"context_length": 32, "width": 64, "heads": 2, "layers": 2},
 }
 
 #: The recipes :func:`pretrain_standin` and :func:`standin_params` know.
 RECIPES = {
     "garments": StandInRecipe(
-        backbone="ViT-B-32",
+        backbone="RN50",
         backbone_kwargs=_GARMENTS_KWARGS,
-        n_per_class=150,
-        epochs=2.0,
-        batch_size=256,
-        learning_rate=1e-3,
+        n_per_class=250,
+        epochs=8.0,
+        batch_size=128,
+        learning_rate=2e-3,
+        caption_kwargs={"fine_word_rate": 0.8, "canonical_word_rate": 0.15},
     ),
     "tiny": StandInRecipe(
-        backbone="ViT-B-32",
+        backbone="RN50",
         backbone_kwargs=_TINY_KWARGS,
         n_per_class=4,
         epochs=2.0,
@@ -171,13 +172,13 @@ def _to_tensor(images: np.ndarray, image_size: int):
     return (pixels - mean) / std
 
 
-def pretrain_standin(path, recipe="garments", verbose: int = 0) -> str:
+def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int = 0) -> str:
     """Contrastively pretrain a stand-in CLIP and save its weights to ``path``.
 
     CLIP's objective (symmetric cross-entropy over a batch of image-caption pairs, a
     learnable temperature clamped at 100), AdamW with linear warm-up and cosine decay,
-    one new caption per image per pass. Deterministic for a recipe on one machine
-    (fixed seeds, two torch threads).
+    one new caption per image per pass. Deterministic for a recipe, a machine and a
+    thread count (floating-point sums may be ordered differently with other threads).
 
     Parameters
     ----------
@@ -185,6 +186,9 @@ def pretrain_standin(path, recipe="garments", verbose: int = 0) -> str:
         Where to write the weights (an open_clip state dict, stored in float16).
     recipe : str or StandInRecipe, default="garments"
         A key of :data:`RECIPES` or a recipe.
+    n_threads : int, default=2
+        torch threads while training (use 1 on a machine shared with other jobs:
+        several jobs each running threads on the same cores slow torch down many times).
     verbose : int, default=0
         Print the loss every 20 steps when positive.
 
@@ -202,7 +206,7 @@ def pretrain_standin(path, recipe="garments", verbose: int = 0) -> str:
     recipe = _recipe(recipe)
     config = backbone_config(recipe.backbone, recipe.backbone_kwargs)
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(n_threads)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.random_state)
@@ -370,7 +374,9 @@ def standin_params(recipe="garments", cache_dir=None, verbose: int = 0) -> dict:
                 "repository (git checkout -- <file>) or delete it to build it again."
             )
     elif not (path.is_file() and sidecar.is_file() and _file_sha256(path) == _read(sidecar)):
-        digest = pretrain_standin(path, recipe, verbose=verbose)
+        digest = pretrain_standin(
+            path, recipe, n_threads=min(2, os.cpu_count() or 1), verbose=verbose
+        )
         if expected is not None and digest != expected and verbose > 0:
             print(f"built {path}: SHA-256 {digest} (the committed file's is {expected})")
         sidecar.write_text(digest)
