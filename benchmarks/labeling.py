@@ -1,19 +1,22 @@
 """How well MLLMLabeler overlaps requests, against a local server with a fixed latency.
 
-Labels N distinct images twice against the fake OpenAI-compatible server of the test suite
+Labels N distinct images against the fake OpenAI-compatible server of the test suite
 (every answer takes ``--latency`` seconds), run in its own process as a real server would
-be (keep-alive, a deep listen backlog), through LiteLLM's real client: the first
-``--serial-images`` with ``max_concurrency=1`` (the serial time per image, scaled to N)
-and all N with ``--max-concurrency``, in the same run. Prints the concurrency
-efficiency, serial time / (wall time x max_concurrency): 1.0 means the requests overlap
-perfectly, 1 / max_concurrency means they do not overlap at all; and the labeling
-process's CPU time per request, which bounds it: one process cannot start more than
-1 / (CPU per request) requests a second, whatever ``max_concurrency``. A last run reads
-every answer from the answer cache.
+be (keep-alive, TCP_NODELAY, a deep listen backlog), through LiteLLM's real client. Each
+repeat first labels ``--serial-images`` with ``max_concurrency=1`` (the serial time per
+image, scaled to N), then all N images once for each ``--max-concurrency`` value, side by
+side in the same process, each run with its own empty answer cache. Prints, per run, the
+concurrency efficiency, serial time / (wall time x max_concurrency): 1.0 means the
+requests overlap perfectly, 1 / max_concurrency means they do not overlap at all; the
+labelling process's CPU time per request, which bounds it: one process cannot start more
+than 1 / (CPU per request) requests a second, whatever ``max_concurrency``; and the
+server process's CPU time per request, which competes for the same cores when the server
+runs on the same machine. A last run reads every answer from the answer cache.
 
 Usage::
 
-    python benchmarks/labeling.py --n-images 32 --latency 0.5 --max-concurrency 8
+    python benchmarks/labeling.py --n-images 128 --latency 0.3 --max-concurrency 32 64 \\
+        --repeats 2
 
 Run it with ``PYTHONPATH`` set to another checkout to measure that checkout's labeler
 against the same server.
@@ -44,20 +47,58 @@ def _images(n_images: int) -> list:
 
 
 def _server_process(latency: float, keep_alive: bool, connection) -> None:
-    """Serve until told to stop, then report the peak requests at once and connections."""
+    """Serve until told to quit; between "start" and "measure", count CPU and peak."""
     config = FakeVLM(delay=latency, keep_alive=keep_alive)
     with serve(config) as base_url:
         connection.send(base_url)
-        connection.recv()
-    connection.send((config.max_active, config.connections))
+        while (message := connection.recv()) != "quit":
+            if message == "start":
+                with config._lock:
+                    config.max_active = config._active
+                    requests, cpu_started = config.requests, time.process_time()
+            else:
+                connection.send(
+                    (
+                        time.process_time() - cpu_started,
+                        config.requests - requests,
+                        config.max_active,
+                        config.connections,
+                    )
+                )
 
 
-def _timed_run(labeler: MLLMLabeler, images: list) -> tuple[float, float, MLLMLabeler]:
-    """Wall time and CPU time of this process for labelling the images."""
+class _Server:
+    """The fake server in its own process; ``start()`` and ``measure()`` bracket a run."""
+
+    def __init__(self, latency: float, keep_alive: bool):
+        self.connection, child_connection = multiprocessing.Pipe()
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=_server_process, args=(latency, keep_alive, child_connection), daemon=True
+        )
+        self.process.start()
+        self.base_url = self.connection.recv()
+
+    def start(self) -> None:
+        self.connection.send("start")
+
+    def measure(self) -> tuple[float, int, int, int]:
+        """CPU seconds, requests and peak requests at once since start; all connections."""
+        self.connection.send("measure")
+        return self.connection.recv()
+
+    def close(self) -> None:
+        self.connection.send("quit")
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
+def _timed_run(labeler: MLLMLabeler, images: list) -> tuple[float, float, dict]:
+    """Wall time and CPU time of this process for labelling the images, and the usage."""
     labeler.fit()
     started, cpu_started = time.perf_counter(), time.process_time()
     labeler.transform(images)
-    return time.perf_counter() - started, time.process_time() - cpu_started, labeler
+    return time.perf_counter() - started, time.process_time() - cpu_started, labeler.usage_
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-images", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.5, help="seconds per answer")
-    parser.add_argument("--max-concurrency", type=int, default=8)
+    parser.add_argument("--max-concurrency", type=int, nargs="+", default=[8])
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of all the runs")
     parser.add_argument(
         "--serial-images", type=int, default=16, help="images labelled one at a time"
     )
@@ -76,53 +118,80 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ.setdefault(KEY_ENV, "benchmark-key")
     images = _images(args.n_images)
-    connection, child_connection = multiprocessing.Pipe()
-    server = multiprocessing.get_context("spawn").Process(
-        target=_server_process,
-        args=(args.latency, not args.no_keep_alive, child_connection),
-        daemon=True,
-    )
-    server.start()
-    base_url = connection.recv()
+    n_serial = min(args.serial_images, args.n_images)
+    load_before = os.getloadavg()[0]
+    server = _Server(args.latency, keep_alive=not args.no_keep_alive)
+    rows = []
     try:
-        with tempfile.TemporaryDirectory() as cache:
+        with tempfile.TemporaryDirectory() as scratch:
 
-            def labeler(max_concurrency: int, cache_dir) -> MLLMLabeler:
+            def labeler(max_concurrency: int, cache: str) -> MLLMLabeler:
                 return MLLMLabeler(
                     "openai/fake-vlm",
-                    api_base=base_url,
+                    api_base=server.base_url,
                     api_key_env=KEY_ENV,
                     max_concurrency=max_concurrency,
-                    cache=cache_dir,
+                    cache=os.path.join(scratch, cache),
                 )
 
-            _timed_run(labeler(1, None), images[:1])  # import LiteLLM, open a connection
-            n_serial = min(args.serial_images, args.n_images)
-            serial_part, _, _ = _timed_run(labeler(1, None), images[:n_serial])
-            serial = serial_part * args.n_images / n_serial
-            wall, cpu, concurrent = _timed_run(labeler(args.max_concurrency, cache), images)
-            cached, _, _ = _timed_run(labeler(args.max_concurrency, cache), images)
-        connection.send("stop")
-        peak, connections = connection.recv()
+            _timed_run(labeler(1, "warm-up"), images[:1])  # import LiteLLM, connect
+            for repeat in range(args.repeats):
+                server.start()
+                wall, cpu, usage = _timed_run(labeler(1, f"serial-{repeat}"), images[:n_serial])
+                server_cpu, requests, peak, _ = server.measure()
+                serial = wall * args.n_images / n_serial
+                rows.append(
+                    (repeat, 1, serial, serial, cpu / usage["calls"], server_cpu / requests, peak)
+                )
+                for max_concurrency in args.max_concurrency:
+                    server.start()
+                    wall, cpu, usage = _timed_run(
+                        labeler(max_concurrency, f"run-{repeat}-{max_concurrency}"), images
+                    )
+                    server_cpu, requests, peak, _ = server.measure()
+                    rows.append(
+                        (
+                            repeat,
+                            max_concurrency,
+                            wall,
+                            serial,
+                            cpu / usage["calls"],
+                            server_cpu / requests,
+                            peak,
+                        )
+                    )
+            last = f"run-{args.repeats - 1}-{args.max_concurrency[-1]}"
+            cached, _, cached_usage = _timed_run(labeler(args.max_concurrency[-1], last), images)
+        *_, connections = server.measure()
     finally:
-        server.join(timeout=5)
-        if server.is_alive():
-            server.terminate()
+        server.close()
 
-    efficiency = serial / (wall * args.max_concurrency)
-    print(f"images                 {args.n_images}")
-    print(f"latency per request    {args.latency:.3f} s")
-    print(f"serial time            {serial:.2f} s  (max_concurrency=1, {n_serial} images, scaled)")
-    print(f"wall time              {wall:.2f} s  (max_concurrency={args.max_concurrency})")
-    print(f"peak requests at once  {peak}")
-    print(f"connections            {connections}  (all runs, keep-alive={not args.no_keep_alive})")
     print(
-        f"CPU per request        {1000 * cpu / concurrent.usage_['calls']:.2f} ms  (this process)"
+        f"images {args.n_images}, latency {args.latency:.3f} s per answer, keep-alive "
+        f"{not args.no_keep_alive}, {os.cpu_count()} CPUs, load average {load_before:.2f} "
+        f"before, {os.getloadavg()[0]:.2f} after"
     )
-    print(f"speed-up               {serial / wall:.2f}x")
-    print(f"concurrency efficiency {efficiency:.2f}  = serial / (wall x max_concurrency)")
-    print(f"cached rerun           {cached:.2f} s  (0 requests)")
-    print(f"usage                  {concurrent.usage_}")
+    print(f"serial time: max_concurrency=1 over {n_serial} images, scaled to {args.n_images}")
+    print(
+        f"{'repeat':>6} {'in flight':>9} {'wall s':>7} {'serial s':>8} {'speed-up':>8} "
+        f"{'efficiency':>10} {'client CPU':>10} {'server CPU':>10} {'peak':>5}"
+    )
+    for repeat, max_concurrency, wall, serial, client_cpu, server_cpu, peak in rows:
+        print(
+            f"{repeat:>6} {max_concurrency:>9} {wall:>7.2f} {serial:>8.2f} "
+            f"{serial / wall:>7.2f}x {serial / (wall * max_concurrency):>10.2f} "
+            f"{1000 * client_cpu:>7.2f} ms {1000 * server_cpu:>7.2f} ms {peak:>5}"
+        )
+    print(
+        "efficiency = serial / (wall x in flight); CPU: CPU time per request of the "
+        "labelling process (client) and of the server process; peak: requests the server "
+        "served at once"
+    )
+    print(f"connections opened: {connections} over all runs")
+    print(
+        f"cached rerun: {cached:.2f} s, {cached_usage['cache_hits']} cache hits, "
+        f"{cached_usage['calls']} requests"
+    )
 
 
 if __name__ == "__main__":
