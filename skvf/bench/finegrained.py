@@ -120,8 +120,8 @@ def load_fine_garments(
     garments: Sequence[str] | None = None,
     random_state: int = 0,
     scale: tuple[float, float] = (0.6, 0.9),
-    lighting: float = 0.25,
-    colour_cast: float = 0.1,
+    lighting: float = 0.12,
+    colour_cast: float = 0.05,
     pattern_contrast: tuple[float, float] = (0.25, 0.7),
     noise: float = 0.05,
     clutter: int = 4,
@@ -154,10 +154,10 @@ def load_fine_garments(
         Seed of the photo draw and of the nuisance.
     scale : (float, float), default=(0.6, 0.9)
         Range of the garment's side as a share of the image side.
-    lighting : float, default=0.25
+    lighting : float, default=0.12
         Standard deviation of the log lighting gain; the neighbouring shades of a pair
         differ by about 0.5 in log brightness.
-    colour_cast : float, default=0.1
+    colour_cast : float, default=0.05
         Standard deviation of each channel's log gain (white balance).
     pattern_contrast : (float, float), default=(0.25, 0.7)
         Range of the pattern's contrast (its share of a lighter tone of the shade).

@@ -49,12 +49,9 @@ __all__ = [
     "standin_params",
 ]
 
-# open_clip's image normalisation (OpenAI's), which its eval transform applies.
+
 #: Where the weights of recipes with a recorded digest are committed.
 WEIGHTS_DIR = Path(__file__).with_name("weights")
-
-_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
@@ -80,6 +77,10 @@ class StandInRecipe:
     garments : tuple of str or None
         Garment types of the pool (``None``: all ten).
     random_state : int
+    render_size : int
+        Side at which the pool is rendered (the benchmark's ``image_size``); open_clip's
+        eval transform then resizes it to the image tower's ``image_size``, as the
+        classifier does.
     sha256 : str or None
         Digest of the committed weights file, or ``None`` when the weights are built on
         first use.
@@ -95,12 +96,8 @@ class StandInRecipe:
     caption_kwargs: dict = field(default_factory=dict)
     garments: tuple | None = None
     random_state: int = 0
+    render_size: int = 48
     sha256: str | None = None
-
-    @property
-    def image_size(self) -> int:
-        """Side of the images the image tower reads (the benchmark renders at this size)."""
-        return int(self.backbone_kwargs["vision_cfg"]["image_size"])
 
     def fingerprint(self) -> str:
         """A short digest of everything that determines the trained weights."""
@@ -158,18 +155,12 @@ def _recipe(recipe) -> StandInRecipe:
     return RECIPES[recipe]
 
 
-def _to_tensor(images: np.ndarray, image_size: int):
-    """Images as open_clip's eval transform gives them: resized, scaled, normalised."""
+def _preprocessed(images: np.ndarray, preprocess):
+    """The images as the classifier's image tower sees them: open_clip's eval transform."""
     import torch
-    import torch.nn.functional as F
+    from PIL import Image
 
-    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
-    if pixels.shape[-1] != image_size:
-        pixels = F.interpolate(pixels, size=(image_size, image_size), mode="bicubic")
-        pixels = pixels.clamp(0, 1)
-    mean = torch.tensor(_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(_STD).view(1, 3, 1, 1)
-    return (pixels - mean) / std
+    return torch.stack([preprocess(Image.fromarray(image)) for image in images])
 
 
 def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int = 0) -> str:
@@ -210,7 +201,7 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.random_state)
-            model = open_clip.create_model(
+            model, _, preprocess = open_clip.create_model_and_transforms(
                 recipe.backbone,
                 pretrained=None,
                 **{key: config[key] for key in recipe.backbone_kwargs},
@@ -221,7 +212,7 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
             data = load_fine_garments(
                 "pretraining",
                 n_per_class=recipe.n_per_class,
-                image_size=recipe.image_size,
+                image_size=recipe.render_size,
                 garments=recipe.garments,
                 random_state=recipe.random_state,
             )
@@ -251,16 +242,18 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
             rng = np.random.default_rng(recipe.random_state)
             targets = torch.arange(batch)
             model.train()
-            started, step = time.perf_counter(), 0
+            pixels = _preprocessed(data.images, preprocess)
+            started, step, epoch = time.perf_counter(), 0, 0
             while step < steps:
-                column = min(step * batch // n_images, passes - 1)
+                column = min(epoch, passes - 1)
+                epoch += 1
                 order = rng.permutation(n_images)
                 for start in range(0, n_images - batch + 1, batch):
                     if step >= steps:
                         break
-                    rows = np.sort(order[start : start + batch])
+                    rows = order[start : start + batch]
                     image_features, text_features, scale = model(
-                        _to_tensor(data.images[rows], recipe.image_size),
+                        pixels[rows],
                         tokenizer(list(captions[rows, column])),
                     )[:3]
                     logits = scale * image_features @ text_features.T
