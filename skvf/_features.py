@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._store import ItemStore, cached_values
+from ._store import ItemStore, cached_values, stable_hash
 
 __all__ = [
     "is_feature_vector",
@@ -14,6 +14,7 @@ __all__ = [
     "encode_images",
     "preprocess_images",
     "cached_encode",
+    "feature_store",
     "projection_matrix",
     "to_embedding_space",
 ]
@@ -123,6 +124,32 @@ def encode_batch(backbone, batch, device: str) -> np.ndarray:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
             features = backbone.model.encode_image(batch)
         return features.float().cpu().numpy()
+
+
+def feature_store(cache_root, backbone_name: str, backbone) -> ItemStore | None:
+    """The on-disk store of a backbone's image-tower features, one vector per image.
+
+    Its namespace hashes the backbone's name and weights digest, so every estimator
+    given the same ``memory`` directory and weights shares it, and other weights never
+    read it.
+
+    Parameters
+    ----------
+    cache_root : pathlib.Path or None
+        The cache directory (:func:`skvf._store.resolve_memory`); ``None``: no store.
+    backbone_name : str
+        The open_clip model name the backbone was built from.
+    backbone : skvf._backbone.Backbone
+
+    Returns
+    -------
+    ItemStore or None
+    """
+    if cache_root is None:
+        return None
+    key = stable_hash({"backbone": backbone_name, "weights": backbone.digest})
+    width = int(backbone.config["embed_dim"])
+    return ItemStore(cache_root, "features-" + key, "npy", is_feature_vector(width))
 
 
 def cached_encode(encode, images: list, digests: list[str], store: ItemStore | None):

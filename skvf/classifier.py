@@ -13,7 +13,7 @@ from ._features import (
     cached_encode,
     check_encoder_output,
     encode_images,
-    is_feature_vector,
+    feature_store,
     projection_matrix,
     to_embedding_space,
 )
@@ -23,7 +23,7 @@ from ._images import (
 )
 from ._prediction import PREDICT_CHUNK, PromptClassifierMixin
 from ._sklearn_compat import HasMethods, Interval, StrOptions, fit_context
-from ._store import ItemStore, resolve_memory, stable_hash
+from ._store import resolve_memory
 from ._training import TrainingConfig, tune_prompts
 from ._warnings import warn
 from .candidates import NeighborCandidateBuilder, build_candidate_votes
@@ -436,11 +436,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             encoder = clone(self.image_encoder)
             features = check_encoder_output(encoder.fit_transform(items), len(items))
             return encoder, features, len(items)
-        store = None
-        if cache_root is not None:
-            key = stable_hash({"backbone": self.backbone, "weights": backbone.digest})
-            width = int(backbone.config["embed_dim"])
-            store = ItemStore(cache_root, "features-" + key, "npy", is_feature_vector(width))
+        store = feature_store(cache_root, self.backbone, backbone)
         features, n_encoded = cached_encode(
             lambda images: encode_images(
                 backbone, images, self.device_, self.batch_size, self.verbose

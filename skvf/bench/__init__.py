@@ -7,8 +7,10 @@ profiles in :mod:`~skvf.bench.simulated_mllm`), offline data sets
 web-like captions for it in :mod:`~skvf.bench.captions`), a stand-in for a pretrained
 CLIP pretrained here on them (:mod:`~skvf.bench.standin`), stand-in image encoders
 that need no weights (:mod:`~skvf.bench.encoders`), the baselines NeaR is compared with
-(:mod:`~skvf.bench.baselines`) and the offline demo builders used by the examples and
-``skvf demo`` (:mod:`~skvf.bench.demo`). The product (``fit`` and ``predict``) never
+(:mod:`~skvf.bench.baselines`), the runs of the paper's regime offline
+(:mod:`~skvf.bench.runner`) with their tables and plots (:mod:`~skvf.bench.reporting`),
+and the offline demo builders used by the examples and ``skvf demo``
+(:mod:`~skvf.bench.demo`). The product (``fit`` and ``predict``) never
 imports this package; importing it registers its estimators with
 :func:`skvf.serialization.trusted_types`, so that models built with them load.
 
