@@ -350,9 +350,10 @@ def _render(photos, shade_rgb, pattern_index, nuisance, size, noise, rng) -> np.
     u, v = np.broadcast_to(u, (n, size, size)), np.broadcast_to(v, (n, size, size))
     grey = _bilinear(photos.astype(np.float32) / 255, u - 0.5, v - 0.5)
 
-    # The photo's grey levels as shading of the shade; its non-background as the mask.
+    # The photo's grey levels as shading of the shade (75-100%, less than the factor of
+    # about 1.6 between the shades of a pair); its non-background as the mask.
     peak = np.maximum(grey.reshape(n, -1).max(axis=1), 1e-3)[:, None, None]
-    shading = (0.55 + 0.45 * grey / peak)[..., None]
+    shading = (0.75 + 0.25 * grey / peak)[..., None]
     base = shade_rgb[:, None, None, :] * shading
     lighter = base * 0.4 + 0.6
     strength = (
