@@ -7,16 +7,19 @@ benchmark measures, in fresh child processes run alternately so that the machine
 hits every configuration alike:
 
 * ``image pass``: seconds per image of ``encode_images`` over 224-pixel images, times N;
-* ``step``: seconds per training step (forward, backward, Adam) over K prompts of
-  ``ctx_init=None`` (16 context vectors) before class names of about six tokens, either
-  with the shared prefix computed once per step (``shared``, what a fit does) or with
-  every prompt encoded whole (``whole``, as before), optionally under bfloat16 autocast;
+* ``step``: seconds per training step (forward, backward, Adam) over K prompts of a
+  context (``--contexts``: ``16`` random vectors, as ``ctx_init=None``, or an initial
+  phrase such as ``"a photo of a"``, 4 vectors) before class names of about six tokens,
+  either with the shared prefix computed once per step (``shared``, what a fit does) or
+  with every prompt encoded whole (``whole``, as before), optionally under bfloat16
+  autocast;
 
-and prints the tuning time of a default fit (``max_epochs`` steps) over the image pass,
-and each child's peak memory.
+and prints the tuning time of a fit of each ``--max-epochs`` step count over the image
+pass, and each child's peak memory.
 
-Run: ``python benchmarks/fit_cost.py [--classes 50,300,500] [--images 600] [--steps 2]``
-(``--bf16`` adds the bfloat16 configurations; ``--modes shared`` skips the slow one).
+Run: ``python benchmarks/fit_cost.py [--classes 50,300,500] [--images 600] [--steps 2]
+[--contexts "16,a photo of a"] [--max-epochs 200,60]`` (``--bf16`` adds the bfloat16
+configurations; ``--modes shared`` skips the slow one).
 """
 
 from __future__ import annotations
@@ -31,14 +34,14 @@ import time
 BACKBONE = "ViT-B-16"
 
 
-def _child(kind: str, classes: int, steps: int, mode: str, bf16: bool) -> dict:
+def _child(kind: str, classes: int, steps: int, mode: str, bf16: bool, context: str) -> dict:
     """Run one measurement in this process; returns seconds per unit and peak memory."""
     import numpy as np
     import torch
 
     from skvf._backbone import build_backbone
     from skvf._features import encode_images
-    from skvf._prompt import PromptLearner
+    from skvf._prompt import PromptLearner, context_token_count
 
     torch.manual_seed(0)
     backbone = build_backbone(BACKBONE, None)
@@ -57,7 +60,10 @@ def _child(kind: str, classes: int, steps: int, mode: str, bf16: bool) -> dict:
             backbone.model,
             backbone.tokenizer,
             names,
-            n_ctx=16,
+            n_ctx=int(context)
+            if context.isdigit()
+            else context_token_count(backbone.tokenizer, context),
+            ctx_init=None if context.isdigit() else context,
             generator=torch.Generator(),
             share_prefix=mode == "shared",
         )
@@ -83,8 +89,8 @@ def _child(kind: str, classes: int, steps: int, mode: str, bf16: bool) -> dict:
     return {"seconds": seconds, "peak_mb": peak_mb}
 
 
-def _measure(kind: str, classes: int, steps: int, mode: str, bf16: bool) -> dict:
-    command = [sys.executable, __file__, "--child", kind, str(classes), str(steps), mode]
+def _measure(kind: str, classes: int, steps: int, mode: str, bf16: bool, context="16") -> dict:
+    command = [sys.executable, __file__, "--child", kind, str(classes), str(steps), mode, context]
     command += ["--bf16"] if bf16 else []
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])
@@ -95,32 +101,38 @@ def main() -> None:
     parser.add_argument("--classes", default="50,300,500", help="values of K")
     parser.add_argument("--images", type=int, default=600, help="training images N")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per child")
-    parser.add_argument("--max-epochs", type=int, default=200, help="steps of a fit")
+    parser.add_argument("--max-epochs", default="200", help="steps of a fit (comma list)")
+    parser.add_argument(
+        "--contexts", default="16", help="context vectors or an initial phrase (comma list)"
+    )
     parser.add_argument("--modes", default="shared,whole", help="shared and/or whole")
     parser.add_argument("--bf16", action="store_true", help="also under bfloat16 autocast")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        kind, classes, steps, mode = args.child
-        print(json.dumps(_child(kind, int(classes), int(steps), mode, args.bf16)))
+        kind, classes, steps, mode, context = args.child
+        print(json.dumps(_child(kind, int(classes), int(steps), mode, args.bf16, context)))
         return
 
     configurations = [
-        (mode, bf16)
+        (mode, bf16, context)
         for mode in args.modes.split(",")
         for bf16 in ([False, True] if args.bf16 else [False])
+        for context in args.contexts.split(",")
     ]
-    print(f"{BACKBONE}, N = {args.images} images, a fit = {args.max_epochs} steps")
-    print("K\tconfiguration\tstep s\timage pass s\ttuning / image pass\tpeak MB")
+    fits = [int(steps) for steps in args.max_epochs.split(",")]
+    print(f"{BACKBONE}, N = {args.images} images")
+    ratios = "\t".join(f"tuning / image pass ({steps} steps)" for steps in fits)
+    print(f"K\tconfiguration\tstep s\timage pass s\t{ratios}\tpeak MB")
     for classes in [int(k) for k in args.classes.split(",")]:
         image = _measure("image", classes, args.steps, "shared", False)
         image_pass = image["seconds"] * args.images
-        for mode, bf16 in configurations:
-            result = _measure("step", classes, args.steps, mode, bf16)
-            ratio = result["seconds"] * args.max_epochs / image_pass
-            label = mode + (" bf16" if bf16 else "")
+        for mode, bf16, context in configurations:
+            result = _measure("step", classes, args.steps, mode, bf16, context)
+            ratios = "\t".join(f"{result['seconds'] * steps / image_pass:.2f}" for steps in fits)
+            label = f"{mode}{' bf16' if bf16 else ''}, context {context!r}"
             print(
-                f"{classes}\t{label}\t{result['seconds']:.2f}\t{image_pass:.1f}\t{ratio:.2f}"
+                f"{classes}\t{label}\t{result['seconds']:.2f}\t{image_pass:.1f}\t{ratios}"
                 f"\t{result['peak_mb']:.0f}",
                 flush=True,
             )
