@@ -13,6 +13,7 @@ from skvf.bench.finegrained import (
 from skvf.bench.garment_names import (
     GARMENTS,
     PATTERNS,
+    SHADE_WORDS,
     SHADES,
     class_name,
     class_taxonomy,
@@ -151,3 +152,40 @@ def test_captions_are_deterministic_partial_and_seldom_exact():
     assert 0 < fine < coarse_only
     with pytest.raises(ValueError, match="kind_rates must give a share"):
         garment_captions(data, kind_rates={"full": 1.0})
+
+
+def test_class_word_noise_blurs_only_the_class_names_own_fine_words():
+    data = load_fine_garments("pretraining", n_per_class=12, image_size=8, garments=["coat"])
+    full_descriptions = {"full": 1.0, "garment": 0.0, "colour": 0.0, "generic": 0.0}
+    sibling = {"navy": "royal blue", "royal blue": "navy", "burgundy": "crimson"}
+    sibling["crimson"] = "burgundy"
+
+    def shade_words_used(noise):
+        captions = garment_captions(
+            data,
+            n_captions=3,
+            kind_rates=full_descriptions,
+            fine_word_rate=1.0,
+            attribute_noise=0.0,
+            canonical_word_rate=0.5,
+            class_word_noise=noise,
+        )
+        counts = {"own class word": 0, "sibling's class word": 0, "sibling's synonym": 0}
+        for name, row in zip(data.names, captions, strict=True):
+            shade = data.attributes[name]["shade"]
+            for caption in (c.replace("navy blue", "") for c in row):
+                counts["own class word"] += shade in caption
+                counts["sibling's class word"] += sibling[shade] in caption
+                counts["sibling's synonym"] += any(
+                    word in caption for word in SHADE_WORDS[sibling[shade]][1:]
+                )
+        return counts
+
+    clean, loose = shade_words_used(0.0), shade_words_used(0.5)
+    assert clean["sibling's class word"] == 0 and clean["own class word"] > 30
+    # Half the class-name words now name the sibling shade; synonyms stay right.
+    share = loose["sibling's class word"] / (
+        loose["own class word"] + loose["sibling's class word"]
+    )
+    assert 0.35 < share < 0.65
+    assert loose["sibling's synonym"] == clean["sibling's synonym"] == 0

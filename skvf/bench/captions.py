@@ -11,6 +11,9 @@ captions are:
 - a full description, from templates and synonyms, whose shade is often only the
   coarse colour ("blue") and whose fine attributes are sometimes the similar value's
   (``attribute_noise``);
+- the best-known words, which are the class names' own ("navy", "pinstriped"), used
+  loosely: a writer calls a royal-blue coat "navy" (``class_word_noise``), while the
+  rarer synonyms ("cobalt", "midnight blue") are used as accurately as the rest;
 - a partial description: the garment only, or the colour only;
 - a generic description ("new arrivals", "clothing").
 
@@ -76,6 +79,7 @@ def garment_captions(
     fine_word_rate: float = 0.4,
     attribute_noise: float = 0.2,
     canonical_word_rate: float = 0.5,
+    class_word_noise: float = 0.0,
     random_state: int = 0,
 ) -> np.ndarray:
     """Captions for each image of a pool, as web alt-text would describe it.
@@ -99,6 +103,12 @@ def garment_captions(
     canonical_word_rate : float, default=0.5
         Probability that a word for the garment, the exact shade or the pattern is the
         class name's own word ("trouser"); otherwise a synonym ("pants") is drawn.
+    class_word_noise : float, default=0.0
+        Probability that the class name's own word for the shade or the pattern, when
+        drawn, names a similar value instead ("navy" written for royal blue): the
+        caption's image still tells the values apart through the synonyms, but the
+        words a zero-shot prompt uses do so only loosely, as a real CLIP knows many
+        fine-grained class names.
     random_state : int, default=0
 
     Returns
@@ -117,6 +127,7 @@ def garment_captions(
         (fine_word_rate, "fine_word_rate"),
         (attribute_noise, "attribute_noise"),
         (canonical_word_rate, "canonical_word_rate"),
+        (class_word_noise, "class_word_noise"),
     ):
         if not isinstance(value, Real) or not 0 <= value <= 1:
             raise ValueError(f"{label} must be a number between 0 and 1, got {value!r}.")
@@ -135,7 +146,12 @@ def garment_captions(
             rng = np.random.default_rng([random_state, int(source), column])
             kind = kinds[min(int(np.searchsorted(thresholds, rng.random(), side="right")), 3)]
             captions[row, column] = _Caption(
-                rng, data.similar_values, fine_word_rate, attribute_noise, canonical_word_rate
+                rng,
+                data.similar_values,
+                fine_word_rate,
+                attribute_noise,
+                canonical_word_rate,
+                class_word_noise,
             ).write(kind, attributes)
     return captions
 
@@ -147,17 +163,39 @@ def _pick(rng, words):
 class _Caption:
     """One caption's random choices."""
 
-    def __init__(self, rng, similar_values, fine_word_rate, attribute_noise, canonical_word_rate):
+    def __init__(
+        self,
+        rng,
+        similar_values,
+        fine_word_rate,
+        attribute_noise,
+        canonical_word_rate,
+        class_word_noise,
+    ):
         self.rng = rng
         self.similar_values = similar_values
         self.fine_word_rate = fine_word_rate
         self.attribute_noise = attribute_noise
         self.canonical_word_rate = canonical_word_rate
+        self.class_word_noise = class_word_noise
 
     def word(self, words) -> str:
         if len(words) == 1 or self.rng.random() < self.canonical_word_rate:
             return words[0]
         return _pick(self.rng, words[1:])
+
+    def fine_word(self, axis: str, value: str, words_of: dict) -> str:
+        """A word for a fine attribute; the class name's own word used loosely."""
+        word = self.word(words_of[value])
+        similar = self.similar_values[axis].get(value)
+        if (
+            self.class_word_noise > 0
+            and word == words_of[value][0]
+            and similar
+            and self.rng.random() < self.class_word_noise
+        ):
+            return words_of[_pick(self.rng, similar)][0]
+        return word
 
     def seen_as(self, axis: str, value: str) -> str:
         similar = self.similar_values[axis].get(value)
@@ -173,13 +211,13 @@ class _Caption:
             return _pick(rng, _GARMENT_TEMPLATES).format(self.word(GARMENT_WORDS[garment]))
         shade = self.seen_as("shade", attributes["shade"])
         if rng.random() < self.fine_word_rate:
-            colour = self.word(SHADE_WORDS[shade])
+            colour = self.fine_word("shade", shade, SHADE_WORDS)
         else:
             colour = SHADE_COARSE_WORD[shade]
         if kind == "colour":
             return _pick(rng, _COLOUR_TEMPLATES).format(colour)
         pattern = self.seen_as("pattern", attributes["pattern"])
-        pattern_word = self.word(PATTERN_WORDS[pattern])
+        pattern_word = self.fine_word("pattern", pattern, PATTERN_WORDS)
         words = (pattern_word, colour) if pattern == "plain" else (colour, pattern_word)
         description = " ".join((*words, self.word(GARMENT_WORDS[garment])))
         return _pick(rng, _FULL_TEMPLATES).format(description)
