@@ -62,8 +62,13 @@ table (each also writes ``fine_garments_<profile>_m<m>.csv`` to ``--out``)::
 ``--threads 1``: on a shared 2-core machine two torch threads per step ran prompt
 tuning up to ten times slower. ``--standin tiny`` runs the same in minutes (a stand-in
 trained in seconds: its numbers test the plumbing, not the method); ``--param
-NAME=VALUE`` sets a NeaRClassifier parameter of every prompt-tuned method, for sweeps of
-the defaults.
+NAME=VALUE`` sets a NeaRClassifier parameter of every prompt-tuned method; ``--variant
+'NeaR [TAG]: NAME=VALUE; ...'`` runs a prompt-tuned method again with parameters
+changed, in the same trials, and pairs it by seed with the method itself: how the
+defaults are chosen::
+
+    python benchmarks/fgvr.py --dataset fine-garments --seeds 10 --threads 1 \
+        --methods "zero-shot CLIP,NeaR" --variant "NeaR [60 steps]: max_epochs=60"
 
 Run: ``python benchmarks/fgvr.py --help``.
 """
@@ -387,7 +392,7 @@ def parse_arguments(argv):
     """The command line; see ``--help``."""
     from skvf.bench.demo import TINY_BACKBONE
     from skvf.bench.garment_names import GARMENTS
-    from skvf.bench.runner import method_names, parse_draw, parse_params
+    from skvf.bench.runner import method_names, parse_draw, parse_params, parse_variant
     from skvf.bench.standin import RECIPES
 
     parser = argparse.ArgumentParser(
@@ -513,6 +518,15 @@ def parse_arguments(argv):
         "e.g. --param center_features=False --param 'ctx_init=a photo of a'",
     )
     garments.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="'METHOD [TAG]: NAME=VALUE; ...'",
+        help="a prompt-tuned method run again with NeaRClassifier parameters changed "
+        "(repeatable), paired by seed with the method itself: the way to choose a default, "
+        "e.g. --variant 'NeaR [60 steps]: max_epochs=60; warmup_epochs=15'",
+    )
+    garments.add_argument(
         "--sacc-model",
         default="auto",
         help="sentence model of sACC; auto: all-mpnet-base-v2 when it is in the local "
@@ -560,10 +574,13 @@ def parse_arguments(argv):
     try:
         draws = [parse_draw(v) for v in [arguments.shots, *arguments.sweep_shots.split(",")] if v]
         arguments.param = parse_params(arguments.param)
+        arguments.variant = dict(parse_variant(text) for text in arguments.variant)
     except ValueError as error:
         parser.error(str(error))
     arguments.shots, arguments.sweep_shots = draws[0], draws[1:]
     if not fine:
+        if arguments.variant:
+            parser.error(f"--variant needs --dataset {FINE_GARMENTS}")
         if any(isinstance(draw, str) for draw in draws):
             parser.error(f"an imbalanced draw ('low-high') needs --dataset {FINE_GARMENTS}")
         return arguments
@@ -576,10 +593,14 @@ def parse_arguments(argv):
         arguments.garments = [g.strip() for g in arguments.garments.split(",") if g.strip()]
     from skvf import NeaRClassifier
 
-    try:
-        NeaRClassifier().set_params(**arguments.param)
-    except ValueError as error:
-        parser.error(f"--param: {error}")
+    checks = {"--param": arguments.param}
+    checks |= {f"--variant {n!r}": {**arguments.param, **p} for n, p in arguments.variant.items()}
+    for label, params in checks.items():
+        try:
+            NeaRClassifier().set_params(**params)
+        except ValueError as error:
+            parser.error(f"{label}: {error}")
+    arguments.methods += [name for name in arguments.variant if name not in arguments.methods]
     return arguments
 
 
@@ -714,6 +735,7 @@ def fine_garments(arguments, command: str) -> list[dict]:
                 predict_sample=arguments.predict_sample,
                 params=arguments.param,
                 predictions=predictions,
+                variants=arguments.variant,
             )
             print(
                 f"  {profile}, m = {draw}, seed {seed}: {time.perf_counter() - started:.0f} s",
@@ -739,7 +761,9 @@ def fine_garments(arguments, command: str) -> list[dict]:
             results += trial(profile, shots, seed, arguments.methods, predictions)
         print(markdown_table(results, arguments.methods, simulated=True))
         for metric, label in (("cacc", "cACC"), ("sacc", "sACC")):
-            paired = paired_table(results, arguments.methods, _FINE_REFERENCES, metric)
+            bases = [name.partition(" [")[0] for name in arguments.variant]
+            references = list(dict.fromkeys(_FINE_REFERENCES + bases))
+            paired = paired_table(results, arguments.methods, references, metric)
             if paired and arguments.seeds > 1 and (metric == "cacc" or arguments.sacc):
                 print(f"\nPaired by seed, {label} (method minus reference):\n\n" + paired)
         print("\n" + _fine_notes(bench, results, arguments, sacc_name))

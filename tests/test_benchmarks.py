@@ -251,3 +251,39 @@ def test_fine_garments_table_scores_its_predictions_and_encodes_once(fgvr, capsy
     again = prepare_benchmark(memory, standin="tiny", n_per_class=8, garments=garments)
     assert again.n_encoded == 0
     assert len(again.features) == len(pool.names) == 256
+
+
+@pytest.mark.slow
+def test_fine_garments_variants_are_paired_with_their_method(fgvr, capsys, tmp_path):
+    shared = ["--dataset", "fine-garments", "--standin", "tiny", "--garments", "bag"]
+    shared += ["--pool-per-class", "6", "--test-per-class", "3", "--seeds", "2"]
+    shared += ["--epochs", "4", "--threads", "1", "--predict-sample", "4", "--no-sacc"]
+    shared += ["--memory", str(tmp_path / "memory"), "--out", str(tmp_path / "out")]
+    results = fgvr.main(
+        [
+            *shared,
+            "--methods",
+            "NeaR,NeaR w/o label filter",
+            "--variant",
+            "NeaR [same]: max_epochs=4",
+            "--variant",
+            "NeaR [no filter]: label_filter=passthrough",
+        ]
+    )
+    out = capsys.readouterr().out
+    score = {(r["method"], r["seed"]): (r["cacc"], r["n_classes"]) for r in results}
+    for seed in (0, 1):
+        # A variant with the method's own parameters is the method; one with an
+        # ablation's parameters is that ablation, seed by seed.
+        assert score["NeaR [same]", seed] == score["NeaR", seed]
+        assert score["NeaR [no filter]", seed] == score["NeaR w/o label filter", seed]
+    # The paired table gains a column against the variants' method (the usual
+    # references were not run, so it is the only one), with both seeds paired.
+    header = next(line for line in out.splitlines() if "Δ cACC vs" in line)
+    assert header == "| method | Δ cACC vs NeaR (95% CI), wins |"
+    assert "| NeaR [same] | +0.000 (+0.000, +0.000), 0/2 |" in out
+    with pytest.raises(SystemExit):
+        fgvr.parse_arguments([*shared, "--variant", "zero-shot CLIP [x]: max_epochs=4"])
+    with pytest.raises(SystemExit):
+        fgvr.parse_arguments([*shared, "--variant", "NeaR [x]: no_such_parameter=1"])
+    assert "must be one of" in capsys.readouterr().err

@@ -162,3 +162,39 @@ def test_committed_garments_weights_load_with_their_digest(monkeypatch):
     zero_shot = np.mean(data.classes[(image @ text.T).argmax(dim=1).numpy()] == data.names)
     # Pretrained, not random: 160 classes put chance at .006 (random weights score it).
     assert zero_shot > 0.15
+
+
+def test_batches_by_garment_hold_few_garment_types_and_their_sibling_classes():
+    from skvf.bench.finegrained import load_fine_garments
+
+    data = load_fine_garments("pretraining", n_per_class=3, image_size=8)
+    garment_of = np.array([data.attributes[name]["garment"] for name in data.names])
+    batches = list(standin._batches(data, 64, 30, 2, 2, np.random.default_rng(0)))
+    assert len(batches) == 30
+    for step, (rows, column) in enumerate(batches):
+        assert len(rows) == 64 == len(set(rows.tolist()))
+        assert len(set(garment_of[rows])) <= 2
+        # A new caption per image once a pool's worth (480) has been drawn; 2 at most.
+        assert column == min(step * 64 // 480, 1)
+    # Each batch holds classes that differ in shade only (the hard negatives).
+    rows = batches[0][0]
+    kept = {
+        (data.attributes[n]["garment"], data.attributes[n]["pattern"]) for n in data.names[rows]
+    }
+    shades_per_pair = [
+        len(
+            {
+                data.attributes[n]["shade"]
+                for n in data.names[rows]
+                if (data.attributes[n]["garment"], data.attributes[n]["pattern"]) == key
+            }
+        )
+        for key in kept
+    ]
+    assert max(shades_per_pair) >= 2
+    # Without grouping: slices of a new permutation per pass, every image once per pass.
+    plain = list(standin._batches(data, 64, 45, 2, None, np.random.default_rng(0)))
+    first_pass = np.concatenate([rows for rows, column in plain if column == 0])
+    assert len(plain) == 45 and len(first_pass) == 480 // 64 * 64
+    assert len(set(first_pass.tolist())) == len(first_pass)
+    assert {column for _, column in plain} == {0, 1}

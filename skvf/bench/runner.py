@@ -49,6 +49,7 @@ __all__ = [
     "method_names",
     "parse_draw",
     "parse_params",
+    "parse_variant",
     "predict_from_features",
     "prepare_benchmark",
     "run_trial",
@@ -256,6 +257,44 @@ def parse_params(assignments: list[str]) -> dict:
     return params
 
 
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``"NeaR [short]: max_epochs=60; ctx_init=a photo of a"`` -> a method variant.
+
+    A variant is a prompt-tuned method of :func:`method_names` run again, in the same
+    trial, with some NeaRClassifier parameters changed: its results are paired by seed
+    with the method's own, so a default can be chosen from one run.
+
+    Returns
+    -------
+    name : str
+        ``"<method> [<tag>]"``.
+    params : dict
+        As :func:`parse_params` reads the ``;``-separated assignments.
+
+    Raises
+    ------
+    ValueError
+        The text is not ``<method> [<tag>]: NAME=VALUE; ...``, or the method is not a
+        prompt-tuned one.
+
+    Examples
+    --------
+    >>> parse_variant("NeaR [short]: max_epochs=60; ctx_init=a photo of a")
+    ('NeaR [short]', {'max_epochs': 60, 'ctx_init': 'a photo of a'})
+    """
+    name, colon, assignments = text.partition(":")
+    base, bracket, tag = name.strip().partition(" [")
+    tuned = [m for m in method_names() if m not in (LABELER_DIRECT, ZERO_SHOT, ZERO_SHOT_TRUE)]
+    if not colon or not bracket or not tag.endswith("]") or len(tag) < 2:
+        raise ValueError(
+            f"a variant is '<method> [<tag>]: NAME=VALUE; ...', got {text!r}; "
+            "e.g. 'NeaR [short]: max_epochs=60'."
+        )
+    if base not in tuned:
+        raise ValueError(f"a variant's method must be one of {tuned}, got {base!r}.")
+    return name.strip(), parse_params([a for a in assignments.split(";") if a.strip()])
+
+
 def build_methods(
     bench: Benchmark,
     labeler,
@@ -264,13 +303,16 @@ def build_methods(
     names: list[str],
     max_epochs: int,
     params: dict | None = None,
+    variants: dict | None = None,
 ) -> dict:
     """Unfitted estimators for the methods in ``names`` (see :func:`method_names`).
 
     Every CLIP method gets the stand-in (its own image tower) and seed ``seed``; the
     prompt-tuned ones also get ``bench.memory``, ``max_epochs``, seeded stages (so an
     ablation shifts no other seed) and ``params`` (NeaRClassifier parameters applied to
-    every prompt-tuned method). The references get ``true_labeler``.
+    every prompt-tuned method). The references get ``true_labeler``. A name of
+    ``variants`` (:func:`parse_variant`) is its method with the variant's parameters
+    on top.
     """
     from .. import GMMNoiseSplitter, NeaRClassifier, NeighborCandidateBuilder
 
@@ -287,7 +329,12 @@ def build_methods(
     configs = method_configs()
     methods = {}
     for name in names:
-        if name == LABELER_DIRECT:
+        if name in (variants or {}):
+            base = name.partition(" [")[0]
+            given = true_labeler if base == COOP_TRUE else labeler
+            config = configs["CoOp on raw names" if base == COOP_TRUE else base]
+            methods[name] = NeaRClassifier(given, **{**tuned, **config, **variants[name]})
+        elif name == LABELER_DIRECT:
             methods[name] = LabelerDirect(labeler)
         elif name in (ZERO_SHOT, ZERO_SHOT_TRUE):
             given = true_labeler if name == ZERO_SHOT_TRUE else labeler
@@ -357,6 +404,7 @@ def run_trial(
     predict_sample: int = 256,
     params: dict | None = None,
     predictions: list | None = None,
+    variants: dict | None = None,
 ) -> list[dict]:
     """Fit and score every method on one draw and seed; one result dict per method.
 
@@ -381,6 +429,9 @@ def run_trial(
         When a list, one dict per test image and method is appended to it: ``method``,
         ``profile``, ``shots``, ``seed``, ``index`` (in the pool), ``true`` and
         ``predicted``, the names the scores were computed from.
+    variants : dict or None, default=None
+        Method variants (:func:`parse_variant`), name -> parameters; run when named in
+        ``methods``.
 
     Returns
     -------
@@ -397,7 +448,9 @@ def run_trial(
     fit_index, test_index = draw_split(data.names, draw, seed, test_per_class)
     labeler = make_simulated_mllm(data, profile, random_state=seed)
     true_labeler = make_simulated_mllm(data, profile, random_state=seed, **_TRUE_NAMES)
-    models = build_methods(bench, labeler, true_labeler, seed, methods, max_epochs, params)
+    models = build_methods(
+        bench, labeler, true_labeler, seed, methods, max_epochs, params, variants
+    )
     y_test = data.names[test_index]
     # Spread over the classes (test_index runs class by class); distinct, as the step is >= 1.
     n_sampled = max(1, min(predict_sample, len(test_index)))

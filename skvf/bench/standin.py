@@ -81,6 +81,12 @@ class StandInRecipe:
     garments : tuple of str or None
         Garment types of the pool (``None``: all ten).
     random_state : int
+    garments_per_batch : int or None
+        Draw each batch from this many garment types (drawn at random per batch), so
+        that a batch holds the neighbouring shades and patterns of a garment, as a
+        real CLIP's batch of tens of thousands of pairs holds near-duplicates of any
+        image: the hard negatives that teach the fine attributes. ``None``: batches
+        are slices of a random permutation of the pool (one pass per epoch).
     render_size : int
         Side at which the pool is rendered (the benchmark's ``image_size``); open_clip's
         eval transform then resizes it to the image tower's ``image_size``, as the
@@ -100,6 +106,7 @@ class StandInRecipe:
     caption_kwargs: dict = field(default_factory=dict)
     garments: tuple | None = None
     random_state: int = 0
+    garments_per_batch: int | None = None
     render_size: int = 48
     sha256: str | None = None
 
@@ -245,39 +252,31 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
                 ),
             )
             rng = np.random.default_rng(recipe.random_state)
-            targets = torch.arange(batch)
             model.train()
             pixels = _preprocessed(data.images, preprocess)
-            started, step, epoch = time.perf_counter(), 0, 0
-            while step < steps:
-                column = min(epoch, passes - 1)
-                epoch += 1
-                order = rng.permutation(n_images)
-                for start in range(0, n_images - batch + 1, batch):
-                    if step >= steps:
-                        break
-                    rows = order[start : start + batch]
-                    image_features, text_features, scale = model(
-                        pixels[rows],
-                        tokenizer(list(captions[rows, column])),
-                    )[:3]
-                    logits = scale * image_features @ text_features.T
-                    loss = (
-                        F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)
-                    ) / 2
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    with torch.no_grad():
-                        model.logit_scale.clamp_(0, math.log(100))
-                    step += 1
-                    if verbose > 0 and (step % 20 == 0 or step == steps):
-                        elapsed = time.perf_counter() - started
-                        print(
-                            f"step {step}/{steps}  loss {loss.item():.3f}  {elapsed:.0f} s",
-                            flush=True,
-                        )
+            started = time.perf_counter()
+            for step, (rows, column) in enumerate(
+                _batches(data, batch, steps, passes, recipe.garments_per_batch, rng)
+            ):
+                image_features, text_features, scale = model(
+                    pixels[rows],
+                    tokenizer(list(captions[rows, column])),
+                )[:3]
+                logits = scale * image_features @ text_features.T
+                targets = torch.arange(len(rows))
+                loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                with torch.no_grad():
+                    model.logit_scale.clamp_(0, math.log(100))
+                if verbose > 0 and ((step + 1) % 20 == 0 or step + 1 == steps):
+                    elapsed = time.perf_counter() - started
+                    print(
+                        f"step {step + 1}/{steps}  loss {loss.item():.3f}  {elapsed:.0f} s",
+                        flush=True,
+                    )
     finally:
         torch.set_num_threads(threads)
     model.eval()
@@ -291,6 +290,37 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
     torch.save(state, partial)
     os.replace(partial, path)
     return _state_sha256(state)
+
+
+def _batches(data, batch: int, steps: int, passes: int, garments_per_batch, rng):
+    """Yield ``steps`` batches as (pool rows, caption column).
+
+    Without ``garments_per_batch``: consecutive slices of a new permutation of the pool
+    per pass (the caption column is the pass). With it: each batch draws that many
+    garment types, then ``batch`` of their images; the caption column is the number of
+    images drawn so far divided by the pool's size.
+    """
+    n_images = len(data.names)
+    if garments_per_batch is None:
+        step, epoch = 0, 0
+        while True:
+            column = min(epoch, passes - 1)
+            epoch += 1
+            order = rng.permutation(n_images)
+            for start in range(0, n_images - batch + 1, batch):
+                if step >= steps:
+                    return
+                yield order[start : start + batch], column
+                step += 1
+    garment_of = np.array([data.attributes[name]["garment"] for name in data.names])
+    types = np.unique(garment_of)
+    rows_of = {garment: np.flatnonzero(garment_of == garment) for garment in types}
+    drawn = min(garments_per_batch, len(types))
+    for step in range(steps):
+        chosen = rng.choice(types, size=drawn, replace=False)
+        pool = np.concatenate([rows_of[garment] for garment in chosen])
+        rows = rng.choice(pool, size=min(batch, len(pool)), replace=False)
+        yield rows, min(step * batch // n_images, passes - 1)
 
 
 def _state_sha256(state: dict) -> str:
