@@ -12,7 +12,9 @@ from skvf.bench.finegrained import (
 )
 from skvf.bench.garment_names import (
     GARMENTS,
+    PATTERN_WORDS,
     PATTERNS,
+    SHADE_COARSE_WORD,
     SHADE_WORDS,
     SHADES,
     class_name,
@@ -150,8 +152,25 @@ def test_captions_are_deterministic_partial_and_seldom_exact():
         ]
     )
     assert 0 < fine < coarse_only
-    with pytest.raises(ValueError, match="kind_rates must give a share"):
-        garment_captions(data, kind_rates={"full": 1.0})
+    with pytest.raises(ValueError, match="kind_rates must give shares"):
+        garment_captions(data, kind_rates={"full": 0.5})
+    with pytest.raises(ValueError, match="kind_rates must give shares"):
+        garment_captions(data, kind_rates={"full": 0.5, "pattern only": 0.5})
+    # Partial descriptions that pair the garment with one fine attribute.
+    pairs = garment_captions(
+        data,
+        kind_rates={"colour and garment": 0.5, "pattern and garment": 0.5},
+        attribute_noise=0.0,
+    )
+    for name, (caption,) in zip(data.names, pairs, strict=True):
+        shade, pattern = data.attributes[name]["shade"], data.attributes[name]["pattern"]
+        named = [
+            any(w in caption for w in (*SHADE_WORDS[shade], SHADE_COARSE_WORD[shade]))
+            and not any(w in caption for w in PATTERN_WORDS[pattern]),
+            any(w in caption for w in PATTERN_WORDS[pattern])
+            and not any(w in caption for w in SHADE_WORDS[shade]),
+        ]
+        assert sum(named) == 1, caption
 
 
 def test_class_word_noise_blurs_only_the_class_names_own_fine_words():

@@ -14,7 +14,9 @@ captions are:
 - the best-known words, which are the class names' own ("navy", "pinstriped"), used
   loosely: a writer calls a royal-blue coat "navy" (``class_word_noise``), while the
   rarer synonyms ("cobalt", "midnight blue") are used as accurately as the rest;
-- a partial description: the garment only, or the colour only;
+- a partial description: the garment only, the colour only, or the garment with one
+  of its fine attributes ("navy trousers", "pinstriped trousers"), so that the full
+  combination a class name spells out can be rare, as a species' name is on the web;
 - a generic description ("new arrivals", "clothing").
 
 Every caption is a deterministic function of the image's photo, its class, the caption's
@@ -47,7 +49,14 @@ from .garment_names import (
 __all__ = ["CAPTION_KINDS", "garment_captions"]
 
 #: The kinds of caption and their default shares.
-CAPTION_KINDS = {"full": 0.5, "garment": 0.2, "colour": 0.1, "generic": 0.2}
+CAPTION_KINDS = {
+    "full": 0.5,
+    "garment": 0.2,
+    "colour": 0.1,
+    "generic": 0.2,
+    "colour and garment": 0.0,
+    "pattern and garment": 0.0,
+}
 
 _FULL_TEMPLATES = (
     "a photo of a {}.",
@@ -91,8 +100,8 @@ def garment_captions(
     n_captions : int, default=1
         Captions per image (e.g. one per pretraining epoch).
     kind_rates : dict or None, default=None
-        Share of each kind of caption, ``{"full", "garment", "colour", "generic"}``
-        summing to 1; ``None``: :data:`CAPTION_KINDS`.
+        Share of each kind of caption (the keys of :data:`CAPTION_KINDS`; a kind left
+        out gets none), summing to 1; ``None``: :data:`CAPTION_KINDS`.
     fine_word_rate : float, default=0.4
         Probability that a caption mentioning the colour uses a word of the exact
         shade ("navy", "navy blue") rather than the coarse colour ("blue").
@@ -118,7 +127,7 @@ def garment_captions(
     Raises
     ------
     ValueError
-        A parameter is out of range, or ``kind_rates`` does not name the four kinds or
+        A parameter is out of range, or ``kind_rates`` names an unknown kind or does not
         sum to 1.
     """
     if not isinstance(n_captions, (int, np.integer)) or n_captions < 1:
@@ -132,19 +141,20 @@ def garment_captions(
         if not isinstance(value, Real) or not 0 <= value <= 1:
             raise ValueError(f"{label} must be a number between 0 and 1, got {value!r}.")
     rates = dict(CAPTION_KINDS if kind_rates is None else kind_rates)
-    if set(rates) != set(CAPTION_KINDS) or not np.isclose(sum(rates.values()), 1.0):
+    if not set(rates) <= set(CAPTION_KINDS) or not np.isclose(sum(rates.values()), 1.0):
         raise ValueError(
-            f"kind_rates must give a share to each of {sorted(CAPTION_KINDS)}, summing to 1; "
+            f"kind_rates must give shares to kinds of {list(CAPTION_KINDS)}, summing to 1; "
             f"got {kind_rates!r}."
         )
     kinds = list(CAPTION_KINDS)
-    thresholds = np.cumsum([rates[kind] for kind in kinds])
+    thresholds = np.cumsum([rates.get(kind, 0.0) for kind in kinds])
     captions = np.empty((len(data.names), n_captions), dtype=object)
     for row, (name, source) in enumerate(zip(data.names, data.source_indices, strict=True)):
         attributes = data.attributes[name]
         for column in range(n_captions):
             rng = np.random.default_rng([random_state, int(source), column])
-            kind = kinds[min(int(np.searchsorted(thresholds, rng.random(), side="right")), 3)]
+            drawn = int(np.searchsorted(thresholds, rng.random(), side="right"))
+            kind = kinds[min(drawn, len(kinds) - 1)]
             captions[row, column] = _Caption(
                 rng,
                 data.similar_values,
@@ -219,5 +229,8 @@ class _Caption:
         pattern = self.seen_as("pattern", attributes["pattern"])
         pattern_word = self.fine_word("pattern", pattern, PATTERN_WORDS)
         words = (pattern_word, colour) if pattern == "plain" else (colour, pattern_word)
+        words = {"colour and garment": (colour,), "pattern and garment": (pattern_word,)}.get(
+            kind, words
+        )
         description = " ".join((*words, self.word(GARMENT_WORDS[garment])))
         return _pick(rng, _FULL_TEMPLATES).format(description)
