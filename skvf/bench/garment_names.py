@@ -50,12 +50,16 @@ ATTRIBUTE_AXES = ("garment", "shade", "pattern")
 #: Colour shades, in two families of two neighbouring shades.
 SHADES = ("navy", "royal blue", "burgundy", "crimson")
 
-#: Each shade's colour (sRGB, 0-255) before lighting.
+#: Each shade's colour before lighting: the named colour's own sRGB value (CSS / X11
+#: "navy", "royalblue", "crimson"; "burgundy" as commonly given). The darker shade of
+#: each pair is about half as bright as the other, so that the pair can be learned
+#: from pixels (with closer values a stand-in CLIP pretrained here learned the shade
+#: in one of eight runs, with these in both runs).
 SHADE_RGB = {
-    "navy": (30, 42, 112),
-    "royal blue": (52, 84, 176),
-    "burgundy": (112, 28, 48),
-    "crimson": (184, 34, 52),
+    "navy": (0, 0, 128),
+    "royal blue": (65, 105, 225),
+    "burgundy": (128, 0, 32),
+    "crimson": (220, 20, 60),
 }
 
 #: Patterns, in order of similarity: each looks most like its neighbours in the tuple.
