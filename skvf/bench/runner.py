@@ -333,7 +333,8 @@ def build_methods(
             base = name.partition(" [")[0]
             given = true_labeler if base == COOP_TRUE else labeler
             config = configs["CoOp on raw names" if base == COOP_TRUE else base]
-            methods[name] = NeaRClassifier(given, **{**tuned, **config, **variants[name]})
+            model = NeaRClassifier(given, **{**tuned, **config})
+            methods[name] = model.set_params(**variants[name])  # nested: label_filter__...
         elif name == LABELER_DIRECT:
             methods[name] = LabelerDirect(labeler)
         elif name in (ZERO_SHOT, ZERO_SHOT_TRUE):
