@@ -95,8 +95,9 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         One context per class instead of a shared one.
     max_epochs : int, default=200
         Full-batch training steps.
-    warmup_epochs : int, default=50
-        Steps of plain cross-entropy on the labeler's names before refinement.
+    warmup_epochs : int or "auto", default="auto"
+        Steps of plain cross-entropy on the labeler's names before refinement;
+        ``"auto"`` is a quarter of ``max_epochs``, at most 50.
     learning_rate : float, default=2e-3
     optimizer : {"adam", "sgd"}, default="adam"
         Both with a cosine schedule; SGD uses momentum 0.9 (CoOp's setting).
@@ -240,7 +241,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "ctx_init": [str, None],
         "class_specific_context": ["boolean"],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "optimizer": [StrOptions({"adam", "sgd"})],
         "logit_scale": [Interval(numbers.Real, 0, 100, closed="right"), None],
@@ -274,7 +275,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         ctx_init=None,
         class_specific_context=False,
         max_epochs=200,
-        warmup_epochs=50,
+        warmup_epochs="auto",
         learning_rate=2e-3,
         optimizer="adam",
         logit_scale=None,
@@ -461,6 +462,11 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             component.set_params(random_state=seed)
         return component
 
+    def _warmup_epochs(self) -> int:
+        if self.warmup_epochs == "auto":
+            return min(50, self.max_epochs // 4)
+        return self.warmup_epochs
+
     def _clean_threshold(self) -> float:
         return float(getattr(self.noise_splitter_, "threshold", 0.5))
 
@@ -486,6 +492,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             initial_scale = float(backbone.model.logit_scale.exp().item())
         config = TrainingConfig.from_params(
             self.get_params(deep=False),
+            warmup_epochs=self._warmup_epochs(),
             logit_scale=min(initial_scale, 100.0),
             clean_threshold=self._clean_threshold(),
             device=self.device_,
