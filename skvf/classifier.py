@@ -93,8 +93,12 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         zero-shot prompt); ``None`` draws the context at random (CoOp's default).
     class_specific_context : bool, default=False
         One context per class instead of a shared one.
-    max_epochs : int, default=200
-        Full-batch training steps.
+    max_epochs : int or "auto", default="auto"
+        Full-batch training steps. ``"auto"``: 60 with the backbone's own image tower
+        (a pretrained CLIP's prompt needs few steps: on the offline stand-in CLIP, 60
+        scored as 200 did, paired over 10 seeds), 200 with an ``image_encoder`` (whose
+        features the text side must learn to meet: 60 lost .04-.06 on digits and
+        Fashion-MNIST). See docs/results.md.
     warmup_epochs : int or "auto", default="auto"
         Steps of plain cross-entropy on the labeler's names before refinement;
         ``"auto"`` is a quarter of ``max_epochs``, at most 50.
@@ -240,7 +244,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "n_ctx": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "ctx_init": [str, None],
         "class_specific_context": ["boolean"],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "optimizer": [StrOptions({"adam", "sgd"})],
@@ -274,7 +278,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         n_ctx=None,
         ctx_init=None,
         class_specific_context=False,
-        max_epochs=200,
+        max_epochs="auto",
         warmup_epochs="auto",
         learning_rate=2e-3,
         optimizer="adam",
@@ -462,9 +466,14 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             component.set_params(random_state=seed)
         return component
 
+    def _max_epochs(self) -> int:
+        if self.max_epochs == "auto":
+            return 60 if self.image_encoder is None else 200
+        return self.max_epochs
+
     def _warmup_epochs(self) -> int:
         if self.warmup_epochs == "auto":
-            return min(50, self.max_epochs // 4)
+            return min(50, self._max_epochs() // 4)
         return self.warmup_epochs
 
     def _clean_threshold(self) -> float:
@@ -492,6 +501,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             initial_scale = float(backbone.model.logit_scale.exp().item())
         config = TrainingConfig.from_params(
             self.get_params(deep=False),
+            max_epochs=self._max_epochs(),
             warmup_epochs=self._warmup_epochs(),
             logit_scale=min(initial_scale, 100.0),
             clean_threshold=self._clean_threshold(),
