@@ -160,6 +160,26 @@ def test_all_noisy_ablation_teaches_candidates_only(digits, split):
     assert np.all(clf.refined_targets_[~clf.candidate_sets_] == 0)
 
 
+@pytest.mark.parametrize("max_epochs, refined_from", [(12, 3), (240, 50)])
+def test_auto_warmup_is_a_quarter_of_the_steps_at_most_50(digits, split, max_epochs, refined_from):
+    images, names = digits
+    clf = make_classifier(images, names, max_epochs=max_epochs, warmup_epochs="auto")
+    clf.fit(images[split[0][:60]])
+    phases = [entry["phase"] for entry in clf.history_]
+    assert phases.index("refine") == refined_from and len(phases) == max_epochs
+    assert clf.get_params()["warmup_epochs"] == "auto"  # the parameter is left as given
+
+
+@pytest.mark.parametrize("image_tower, steps", [("own", 60), ("image_encoder", 200)])
+def test_auto_steps_depend_on_whose_image_features_are_tuned_to(digits, split, image_tower, steps):
+    images, names = digits
+    extra = {"image_encoder": None} if image_tower == "own" else {}
+    clf = make_classifier(images, names, max_epochs="auto", warmup_epochs="auto", **extra)
+    clf.fit(images[split[0][:40]])
+    phases = [entry["phase"] for entry in clf.history_]
+    assert len(phases) == steps and phases.index("refine") == min(50, steps // 4)
+
+
 def _variant_labeler(images, names):
     """True names, but a third of the threes come back as 'threes' or 'thr-ee'."""
     return NoisyOracleLabeler(

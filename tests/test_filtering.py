@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from skvf._sklearn_compat import InvalidParameterError
-from skvf.filtering import LabelFilter
+from skvf.filtering import LabelFilter, filter_vocabulary
 
 
 def test_docstring_example():
@@ -166,3 +166,35 @@ def test_support_share_is_scale_free():
 def test_parameter_validation_names_the_parameter(params, name):
     with pytest.raises(InvalidParameterError, match=f"The '{name}' parameter of LabelFilter"):
         LabelFilter(**params).fit([[0.9, 0.1]], [[1, 0]])
+
+
+def test_support_rules_apply_only_when_neighbours_share_names():
+    # Three names, each predicted on a training image; the third leads no neighbourhood.
+    proba = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    votes = np.array([[3, 1, 1], [0, 4, 1], [2, 1, 1]])
+    shared = LabelFilter().fit(proba, votes, name_agreement=0.4)
+    assert shared.support_applied_ and shared.keep_mask_.tolist() == [True, True, False]
+    unknown = LabelFilter().fit(proba, votes)
+    assert unknown.support_applied_ and unknown.keep_mask_.tolist() == [True, True, False]
+    # Neighbours seldom carry an image's own name: support is chance, prediction decides.
+    seldom = LabelFilter().fit(proba, votes, name_agreement=0.06)
+    assert not seldom.support_applied_ and seldom.keep_mask_.all()
+    always = LabelFilter(min_name_agreement=0.0).fit(proba, votes, name_agreement=0.06)
+    assert always.keep_mask_.tolist() == [True, True, False]
+
+
+def test_filter_vocabulary_passes_agreement_only_to_filters_that_take_it():
+    proba = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    votes = np.array([[3, 1, 1], [0, 4, 1], [2, 1, 1]])
+
+    class TwoArgumentFilter:
+        def fit(self, probabilities, candidate_votes):
+            self.keep_mask_ = np.array([True, False, True])
+            return self
+
+    assert filter_vocabulary(LabelFilter(), proba, votes, 0.06).all()
+    assert filter_vocabulary(TwoArgumentFilter(), proba, votes, 0.06).tolist() == [
+        True,
+        False,
+        True,
+    ]

@@ -182,8 +182,8 @@ def run_digits_demo(
     random_state : int, default=0
         Seed of the split, the labeler, the PCA and the classifiers.
     warmup_epochs : int, "auto" or None, default="auto"
-        Steps before refinement: ``"auto"`` is a quarter of ``max_epochs``, at most 50;
-        ``None`` leaves :class:`~skvf.NeaRClassifier`'s default.
+        Steps before refinement (:class:`~skvf.NeaRClassifier`'s ``"auto"``: a quarter
+        of ``max_epochs``, at most 50); ``None`` leaves the classifier's default.
     max_test_per_class : int or None, default=50
         Test images per digit; ``None`` holds out every image not used for training.
     methods : sequence of str, default=("CoOp on raw names", "NeaR")
@@ -214,9 +214,7 @@ def run_digits_demo(
         progress(f"wrote the digit images to {export}/train and {export}/test")
     X_fit, X_test = images[fit_index], images[test_index]
     params = {"max_epochs": max_epochs, "verbose": verbose}
-    if warmup_epochs == "auto":
-        params["warmup_epochs"] = min(50, max_epochs // 4)
-    elif warmup_epochs is not None:
+    if warmup_epochs is not None:
         params["warmup_epochs"] = warmup_epochs
     near = offline_demo_classifier(
         images,
