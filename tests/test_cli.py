@@ -315,6 +315,9 @@ def test_defaults_come_from_the_estimators():
     assert evaluate.semantic_model == default(semantic_accuracy, "model")
     for option in ("shots", "noise_rate", "max_epochs", "random_state"):
         assert getattr(demo, option) == default(run_digits_demo, option)
+    assert fit.max_epochs == fit.warmup_epochs == "auto"
+    chosen = commands["fit"].parse_args([".", "-o", "m.skops", "--max-epochs", "90"])
+    assert chosen.max_epochs == 90
     fit_help = commands["fit"].format_help()
     assert f"(default: {default(NeaRClassifier, 'backbone')})" in fit_help
     assert f"(default: {default(NeaRClassifier, 'pretrained')})" in fit_help

@@ -60,10 +60,15 @@ def given(args: argparse.Namespace, *names: str) -> dict:
 # -- options ----------------------------------------------------------------------------
 
 
-def _number(kind: type, low: float, high: float | None = None):
-    """An argparse type: a ``kind`` (int or float) from ``low`` to ``high``, inclusive."""
+def _number(kind: type, low: float, high: float | None = None, auto: bool = False):
+    """An argparse type: a ``kind`` (int or float) from ``low`` to ``high``, inclusive.
+
+    With ``auto``, the word "auto" too (the classifier then chooses).
+    """
 
     def parse(text: str):
+        if auto and text == "auto":
+            return text
         value = kind(text)
         if value < low or (high is not None and value > high):
             bounds = f">= {low}" if high is None else f"between {low} and {high}"
@@ -141,10 +146,12 @@ _OPTIONS: dict[str, dict] = {
     "n_neighbors": dict(owner="NeighborCandidateBuilder", type=_number(int, 1), metavar="K",
                         help="neighbours whose names form an image's candidate set "
                         "(default {default})"),
-    "max_epochs": dict(type=_number(int, 1), metavar="N",
-                       help="training steps (default {default})"),
-    "warmup_epochs": dict(owner="NeaRClassifier", type=_number(int, 0), metavar="N",
-                          help="steps before refinement (default {default})"),
+    "max_epochs": dict(type=_number(int, 1, auto=True), metavar="N",
+                       help="training steps, or auto: 60 with the CLIP image tower, 200 "
+                       "with other image features (default {default})"),
+    "warmup_epochs": dict(owner="NeaRClassifier", type=_number(int, 0, auto=True), metavar="N",
+                          help="steps before refinement, or auto: a quarter of the steps, "
+                          "at most 50 (default {default})"),
     "memory": dict(metavar="DIR", help="cache of image features and answers"),
     "device": dict(metavar="DEVICE", help="'auto', 'cpu', 'cuda', ... (default: {default})"),
     "batch_size": dict(type=_number(int, 1), metavar="N",
