@@ -372,12 +372,14 @@ FINE_GARMENTS = "fine-garments"
 # Per data set: the defaults of the options whose default differs between the modes.
 _MODE_DEFAULTS = {
     "other": dict(
+        epochs=200,
         shots="30",
         test_per_class=200,
         sweep_shots="5,10,20,30,50",
         sweep_methods=f"{LABELER_DIRECT},CoOp on raw names,NeaR",
     ),
     FINE_GARMENTS: dict(
+        epochs=60,
         shots="3",
         test_per_class=10,
         sweep_shots="1,2,3,5,1-10",
@@ -462,7 +464,11 @@ def parse_arguments(argv):
         help="open_clip weights tag or file; none: random-init tiny model",
     )
     parser.add_argument(
-        "--epochs", type=int, default=200, help="max_epochs of every prompt-tuned method"
+        "--epochs",
+        type=int,
+        default=None,
+        help="max_epochs of every prompt-tuned method; default 200, fine-garments: 60 "
+        "(NeaRClassifier's max_epochs='auto' for each path)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
