@@ -32,8 +32,9 @@ class LabelFilter(BaseEstimator):
     among many fine classes, an image's neighbours seldom carry its own name (6% on the
     160-class garment benchmark at 3 images per class, against 40% on digits at 30):
     most candidate sets are then one-vote ties, true names lead too few of them, and
-    the support rule dropped half the true classes (cACC .34 against .41 without it).
-    Below ``min_name_agreement`` the filter keeps the names the model predicts.
+    the support rule dropped half the true classes (cACC .34 against .41 without it),
+    and with one image per class the prediction rule dropped a third of them too. Below
+    ``min_name_agreement`` the filter has no evidence to go on and keeps every name.
 
     Parameters
     ----------
@@ -46,9 +47,9 @@ class LabelFilter(BaseEstimator):
         scale-free threshold (it works for 3 images per class as for 300). 0 turns it
         off.
     min_name_agreement : float, default=0.2
-        The support rules apply when the share of neighbours carrying an image's own
-        name (``fit``'s ``name_agreement``, the classifier's ``neighbor_agreement_``) is
-        at least this, or unknown; 0 applies them always.
+        The rules apply when the share of neighbours carrying an image's own name
+        (``fit``'s ``name_agreement``, the classifier's ``neighbor_agreement_``) is at
+        least this, or unknown; below it every name is kept. 0 applies them always.
 
     Attributes
     ----------
@@ -58,8 +59,8 @@ class LabelFilter(BaseEstimator):
         Training images predicted as each name.
     supported_counts_ : ndarray of float, shape (n_classes,)
         Images whose top candidate is each name, ties shared; sums to n_samples.
-    support_applied_ : bool
-        Whether the support rules were applied (see ``min_name_agreement``).
+    applied_ : bool
+        Whether the rules were applied (see ``min_name_agreement``).
 
     Examples
     --------
@@ -101,7 +102,7 @@ class LabelFilter(BaseEstimator):
             Candidate votes (see :class:`skvf.NeighborCandidateBuilder`).
         name_agreement : float or None, default=None
             Mean share of an image's neighbours carrying its own name; ``None``:
-            unknown (the support rules apply).
+            unknown (the rules apply).
 
         Returns
         -------
@@ -118,12 +119,12 @@ class LabelFilter(BaseEstimator):
         supported = self.supported_counts_[self.supported_counts_ > 0]
         needed = max(self.min_supported, self.min_support_share * supported.mean())
         # A tiny tolerance: shares of ties summed in floating point (1/3 + 1/3 + 1/3).
-        self.support_applied_ = bool(
-            name_agreement is None or name_agreement >= self.min_name_agreement
-        )
-        self.keep_mask_ = self.predicted_counts_ >= self.min_predicted
-        if self.support_applied_:
-            self.keep_mask_ &= self.supported_counts_ >= needed - 1e-9
+        self.applied_ = bool(name_agreement is None or name_agreement >= self.min_name_agreement)
+        self.keep_mask_ = np.ones(n_classes, dtype=bool)
+        if self.applied_:
+            self.keep_mask_ = (self.predicted_counts_ >= self.min_predicted) & (
+                self.supported_counts_ >= needed - 1e-9
+            )
         return self
 
 

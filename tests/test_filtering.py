@@ -168,19 +168,19 @@ def test_parameter_validation_names_the_parameter(params, name):
         LabelFilter(**params).fit([[0.9, 0.1]], [[1, 0]])
 
 
-def test_support_rules_apply_only_when_neighbours_share_names():
-    # Three names, each predicted on a training image; the third leads no neighbourhood.
-    proba = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
-    votes = np.array([[3, 1, 1], [0, 4, 1], [2, 1, 1]])
+def test_rules_apply_only_when_neighbours_share_names():
+    # Four names: the third leads no neighbourhood, the fourth is never predicted.
+    proba = np.array([[0.9, 0.05, 0.03, 0.02], [0.1, 0.8, 0.05, 0.05], [0.1, 0.1, 0.7, 0.1]])
+    votes = np.array([[3, 1, 1, 1], [0, 4, 1, 1], [2, 1, 1, 0]])
     shared = LabelFilter().fit(proba, votes, name_agreement=0.4)
-    assert shared.support_applied_ and shared.keep_mask_.tolist() == [True, True, False]
+    assert shared.applied_ and shared.keep_mask_.tolist() == [True, True, False, False]
     unknown = LabelFilter().fit(proba, votes)
-    assert unknown.support_applied_ and unknown.keep_mask_.tolist() == [True, True, False]
-    # Neighbours seldom carry an image's own name: support is chance, prediction decides.
+    assert unknown.applied_ and unknown.keep_mask_.tolist() == [True, True, False, False]
+    # Neighbours seldom carry an image's own name: no evidence, every name is kept.
     seldom = LabelFilter().fit(proba, votes, name_agreement=0.06)
-    assert not seldom.support_applied_ and seldom.keep_mask_.all()
+    assert not seldom.applied_ and seldom.keep_mask_.all()
     always = LabelFilter(min_name_agreement=0.0).fit(proba, votes, name_agreement=0.06)
-    assert always.keep_mask_.tolist() == [True, True, False]
+    assert always.keep_mask_.tolist() == [True, True, False, False]
 
 
 def test_filter_vocabulary_passes_agreement_only_to_filters_that_take_it():
@@ -193,6 +193,7 @@ def test_filter_vocabulary_passes_agreement_only_to_filters_that_take_it():
             return self
 
     assert filter_vocabulary(LabelFilter(), proba, votes, 0.06).all()
+    assert not filter_vocabulary(LabelFilter(), proba, votes, 0.4).all()
     assert filter_vocabulary(TwoArgumentFilter(), proba, votes, 0.06).tolist() == [
         True,
         False,
