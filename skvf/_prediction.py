@@ -153,9 +153,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
                 return check_encoder_output(self.image_encoder_.transform(items), len(items), width)
 
         def score(items):
-            mean = getattr(self, "feature_mean_", None)
-            features = to_embedding_space(embed(items), mean, self.projection_)
-            return self.logit_scale_ * features @ self.class_text_features_.T
+            return self._scores_from_features(embed(items))
 
         if self._uses_feature_rows(X):
             return score(
@@ -189,6 +187,16 @@ class PromptClassifierMixin(FrozenBackboneMixin):
                 )
             )
         return scores
+
+    def _scores_from_features(self, features) -> np.ndarray:
+        """Class scores of image features as the image tower or encoder gives them.
+
+        The fitted centring and projection into the text embedding space, then the
+        scaled similarity to every class prompt.
+        """
+        mean = getattr(self, "feature_mean_", None)
+        embedded = to_embedding_space(features, mean, self.projection_)
+        return self.logit_scale_ * embedded @ self.class_text_features_.T
 
     def _map_over_dask(self, X, method: str):
         """``method`` over a Dask collection of images, block by block: a lazy Dask array.

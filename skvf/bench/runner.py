@@ -352,16 +352,10 @@ def predict_from_features(model, features: np.ndarray) -> np.ndarray:
     """The names a fitted CLIP classifier's ``predict`` gives images of these features.
 
     ``features`` are the backbone's image-tower features of the images (unnormalised,
-    as the feature store holds them); the rest is ``predict``'s own computation: the
-    model's centring and projection, then the best of its class prompts.
+    as the feature store holds them); the scores are ``predict``'s own, from the
+    model's centring and projection to the best of its class prompts.
     """
-    from .._features import to_embedding_space
-
-    embedded = to_embedding_space(
-        features, getattr(model, "feature_mean_", None), model.projection_
-    )
-    scores = model.logit_scale_ * embedded @ model.class_text_features_.T
-    return model.classes_[np.argmax(scores, axis=1)]
+    return model.classes_[np.argmax(model._scores_from_features(features), axis=1)]
 
 
 def load_sacc_model(name: str = "auto"):
