@@ -15,6 +15,7 @@ __all__ = [
     "preprocess_images",
     "cached_encode",
     "feature_store",
+    "encode_with_memory",
     "projection_matrix",
     "to_embedding_space",
 ]
@@ -175,6 +176,38 @@ def cached_encode(encode, images: list, digests: list[str], store: ItemStore | N
         return encode(images), len(images)
     vectors, n_computed = cached_values(encode, images, digests, store)
     return np.stack(vectors).astype(np.float32, copy=False), n_computed
+
+
+def encode_with_memory(
+    backbone,
+    backbone_name: str,
+    images: list,
+    digests: list[str],
+    cache_root,
+    device: str,
+    batch_size: int,
+    verbose: int = 0,
+):
+    """Image-tower features of ``images`` through the backbone's feature store.
+
+    What a fit of the CLIP path reads and writes under ``memory``: the
+    :func:`feature_store` of ``backbone_name`` and the weights, one vector per image
+    digest, the misses encoded by :func:`encode_images` in batches of ``batch_size``.
+    Whoever fills the store ahead of fits (the benchmarks) calls this too, so the fits
+    find every vector.
+
+    Returns
+    -------
+    features : ndarray of shape (n_images, embed_dim)
+    n_encoded : int
+        Images the tower encoded (the others were in the store).
+    """
+    return cached_encode(
+        lambda batch: encode_images(backbone, batch, device, batch_size, verbose),
+        images,
+        digests,
+        feature_store(cache_root, backbone_name, backbone),
+    )
 
 
 def projection_matrix(n_features: int, n_components: int, random_state) -> np.ndarray:

@@ -10,10 +10,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 
 from ._features import (
-    cached_encode,
     check_encoder_output,
-    encode_images,
-    feature_store,
+    encode_with_memory,
     projection_matrix,
     to_embedding_space,
 )
@@ -443,14 +441,15 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             encoder = clone(self.image_encoder)
             features = check_encoder_output(encoder.fit_transform(items), len(items))
             return encoder, features, len(items)
-        store = feature_store(cache_root, self.backbone, backbone)
-        features, n_encoded = cached_encode(
-            lambda images: encode_images(
-                backbone, images, self.device_, self.batch_size, self.verbose
-            ),
+        features, n_encoded = encode_with_memory(
+            backbone,
+            self.backbone,
             items,
             digests,
-            store,
+            cache_root,
+            self.device_,
+            self.batch_size,
+            self.verbose,
         )
         return None, features, n_encoded
 

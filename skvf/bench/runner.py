@@ -9,8 +9,8 @@ gets ``backbone``, ``pretrained`` and ``backbone_kwargs`` from
 
 Images are encoded once per run. :func:`prepare_benchmark` runs the stand-in's image
 tower over the whole pool and writes each image's features into the feature store of
-the ``memory`` directory (:func:`skvf._features.feature_store`, the one
-:class:`~skvf.NeaRClassifier` reads with ``memory=``): every later fit, of every method
+the ``memory`` directory through :func:`skvf._features.encode_with_memory`, the
+function :class:`~skvf.NeaRClassifier`'s fit encodes with: every later fit, of every method
 and seed, finds its images there (``n_images_encoded_`` is 0). Predictions for the
 scores are computed from the same stored features and each fitted model's state
 (:func:`predict_from_features`, what ``predict`` computes after the image tower); the
@@ -150,7 +150,7 @@ def prepare_benchmark(
     """
     from .._backbone import build_backbone
     from .._device import resolve_device
-    from .._features import cached_encode, encode_images, feature_store
+    from .._features import encode_with_memory
     from .._images import image_digest, load_images
     from .._store import resolve_memory
     from .standin import standin_params
@@ -171,11 +171,14 @@ def prepare_benchmark(
     images = load_images(data.images).images
     memory = resolve_memory(memory)
     started = time.perf_counter()
-    features, n_encoded = cached_encode(
-        lambda batch: encode_images(backbone, batch, device, batch_size),
+    features, n_encoded = encode_with_memory(
+        backbone,
+        params["backbone"],
         images,
         [image_digest(image) for image in images],
-        feature_store(memory, params["backbone"], backbone),
+        memory,
+        device,
+        batch_size,
     )
     return Benchmark(
         data=data,
