@@ -118,13 +118,14 @@ class LabelFilter(BaseEstimator):
         self.supported_counts_ = (top / top.sum(axis=1, keepdims=True)).sum(axis=0)
         supported = self.supported_counts_[self.supported_counts_ > 0]
         needed = max(self.min_supported, self.min_support_share * supported.mean())
-        # A tiny tolerance: shares of ties summed in floating point (1/3 + 1/3 + 1/3).
         self.applied_ = bool(name_agreement is None or name_agreement >= self.min_name_agreement)
-        self.keep_mask_ = np.ones(n_classes, dtype=bool)
         if self.applied_:
+            # A tiny tolerance: shares of ties summed in floating point (1/3 + 1/3 + 1/3).
             self.keep_mask_ = (self.predicted_counts_ >= self.min_predicted) & (
                 self.supported_counts_ >= needed - 1e-9
             )
+        else:
+            self.keep_mask_ = np.ones(n_classes, dtype=bool)
         return self
 
 
