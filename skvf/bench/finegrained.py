@@ -156,7 +156,7 @@ def load_fine_garments(
         Range of the garment's side as a share of the image side.
     lighting : float, default=0.12
         Standard deviation of the log lighting gain; the neighbouring shades of a pair
-        differ by about 0.5 in log brightness.
+        differ by 0.6-1.1 in log mean level (:data:`~skvf.bench.garment_names.SHADE_RGB`).
     colour_cast : float, default=0.05
         Standard deviation of each channel's log gain (white balance).
     pattern_contrast : (float, float), default=(0.25, 0.7)
@@ -351,7 +351,7 @@ def _render(photos, shade_rgb, pattern_index, nuisance, size, noise, rng) -> np.
     grey = _bilinear(photos.astype(np.float32) / 255, u - 0.5, v - 0.5)
 
     # The photo's grey levels as shading of the shade (75-100%, less than the factor of
-    # about 1.6 between the shades of a pair); its non-background as the mask.
+    # about 2-3 between the shades of a pair); its non-background as the mask.
     peak = np.maximum(grey.reshape(n, -1).max(axis=1), 1e-3)[:, None, None]
     shading = (0.75 + 0.25 * grey / peak)[..., None]
     base = shade_rgb[:, None, None, :] * shading
