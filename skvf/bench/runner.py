@@ -331,23 +331,21 @@ def build_methods(
     }
     configs = method_configs()
     methods = {}
+    variants = variants or {}
     for name in names:
-        if name in (variants or {}):
-            base = name.partition(" [")[0]
-            given = true_labeler if base == COOP_TRUE else labeler
-            config = configs["CoOp on raw names" if base == COOP_TRUE else base]
-            model = NeaRClassifier(given, **{**tuned, **config})
-            methods[name] = model.set_params(**variants[name])  # nested: label_filter__...
-        elif name == LABELER_DIRECT:
+        base = name.partition(" [")[0] if name in variants else name
+        if base == LABELER_DIRECT:
             methods[name] = LabelerDirect(labeler)
-        elif name in (ZERO_SHOT, ZERO_SHOT_TRUE):
-            given = true_labeler if name == ZERO_SHOT_TRUE else labeler
+        elif base in (ZERO_SHOT, ZERO_SHOT_TRUE):
+            given = true_labeler if base == ZERO_SHOT_TRUE else labeler
             methods[name] = ZeroShotCLIP(given, random_state=seed, **shared)
-        elif name == COOP_TRUE:
+        elif base == COOP_TRUE:
             config = configs["CoOp on raw names"]
             methods[name] = NeaRClassifier(true_labeler, **{**tuned, **config})
         else:
-            methods[name] = NeaRClassifier(labeler, **{**tuned, **configs[name]})
+            methods[name] = NeaRClassifier(labeler, **{**tuned, **configs[base]})
+        if name in variants:  # through set_params: nested names (label_filter__...) too
+            methods[name].set_params(**variants[name])
     return methods
 
 
