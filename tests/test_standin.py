@@ -198,3 +198,36 @@ def test_batches_by_garment_hold_few_garment_types_and_their_sibling_classes():
     assert len(plain) == 45 and len(first_pass) == 480 // 64 * 64
     assert len(set(first_pass.tolist())) == len(first_pass)
     assert {column for _, column in plain} == {0, 1}
+
+
+def test_image_only_objective_groups_a_class_and_leaves_no_head_in_the_weights(tmp_path):
+    from skvf.bench.finegrained import load_fine_garments, nearest_neighbour_agreement
+
+    agreement, keys = {}, {}
+    for weight in (0.0, 5.0):
+        recipe = dataclasses.replace(RECIPES["tiny"], epochs=8.0, class_loss_weight=weight)
+        path = tmp_path / f"weight{weight}.pt"
+        pretrain_standin(path, recipe, n_threads=1)
+        keys[weight] = set(torch.load(path, weights_only=True))
+        backbone = _build(
+            {
+                "backbone": recipe.backbone,
+                "pretrained": str(path),
+                "backbone_kwargs": recipe.backbone_kwargs,
+            }
+        )
+        data = load_fine_garments(
+            "pretraining",
+            n_per_class=recipe.n_per_class,
+            image_size=recipe.render_size,
+            garments=recipe.garments,
+            random_state=recipe.random_state,
+        )
+        with torch.no_grad():
+            pixels = torch.stack([backbone.preprocess(_pil(image)) for image in data.images])
+            features = backbone.model.encode_image(pixels, normalize=True).numpy()
+        agreement[weight] = nearest_neighbour_agreement(features, data)["class"]
+    # The classifier of the second objective is dropped: the same open_clip state.
+    assert keys[0.0] == keys[5.0]
+    # Its images' nearest neighbours share their fine class twice as often or more.
+    assert agreement[5.0] >= 2 * agreement[0.0] > 0

@@ -60,6 +60,8 @@ __all__ = [
 
 #: Where the weights of recipes with a recorded digest are committed.
 WEIGHTS_DIR = Path(__file__).with_name("weights")
+#: Logit scale of the cosine classifier of :attr:`StandInRecipe.class_loss_weight`.
+CLASS_LOSS_SCALE = 16.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,13 @@ class StandInRecipe:
         real CLIP's batch of tens of thousands of pairs holds near-duplicates of any
         image: the hard negatives that teach the fine attributes. ``None``: batches
         are slices of a random permutation of the pool (one pass per epoch).
+    class_loss_weight : float
+        Weight of a second, image-only objective: the image tower's unit embeddings also
+        classify the pool's fine classes through a cosine classifier (scale
+        ``CLASS_LOSS_SCALE``) that is dropped after training. A real CLIP's image tower
+        learns from far more pairs than one domain's captions name, so a linear probe on
+        its features beats its zero-shot; one domain's captions alone cannot teach an
+        image tower that. ``0``: CLIP's objective only.
     render_size : int
         Side at which the pool is rendered (the benchmark's ``image_size``); open_clip's
         eval transform then resizes it to the image tower's ``image_size``, as the
@@ -111,6 +120,7 @@ class StandInRecipe:
     garments: tuple | None = None
     random_state: int = 0
     garments_per_batch: int | None = None
+    class_loss_weight: float = 0.0
     render_size: int = 48
     sha256: str | None = None
 
@@ -253,8 +263,16 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
             batch = min(recipe.batch_size, n_images)
             steps = max(1, int(recipe.epochs * n_images / batch))
             warm_up = max(1, steps // 20)
+            class_ids = np.unique(data.names, return_inverse=True)[1]
+            trained = list(model.parameters())
+            if recipe.class_loss_weight > 0:
+                # The cosine classifier of the image-only objective (dropped after training).
+                class_head = torch.nn.Parameter(
+                    torch.randn(int(class_ids.max()) + 1, config["embed_dim"]) * 0.02
+                )
+                trained.append(class_head)
             optimizer = torch.optim.AdamW(
-                model.parameters(),
+                trained,
                 lr=recipe.learning_rate,
                 weight_decay=recipe.weight_decay,
                 betas=(0.9, 0.98),
@@ -282,6 +300,10 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
                 logits = scale * image_features @ text_features.T
                 targets = torch.arange(len(rows))
                 loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+                if recipe.class_loss_weight > 0:
+                    class_logits = CLASS_LOSS_SCALE * image_features @ F.normalize(class_head).T
+                    class_loss = F.cross_entropy(class_logits, torch.as_tensor(class_ids[rows]))
+                    loss = loss + recipe.class_loss_weight * class_loss
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
