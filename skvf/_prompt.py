@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "GRAD_CHUNK_SIZE",
     "PromptLearner",
     "TextTower",
     "build_prompt_learner",
@@ -30,6 +31,11 @@ __all__ = [
 
 # A placeholder word for the context positions; its embeddings are replaced.
 _PLACEHOLDER = "X"
+
+#: Most class prompts a pass with gradients encodes at once (``PromptLearner``'s
+#: ``grad_chunk_size``): a ViT-B-16 fit on a CPU stays under 3 GB with class names of
+#: about six tokens, and K = 300 classes still take a single pass.
+GRAD_CHUNK_SIZE = 320
 
 
 @dataclass
@@ -122,6 +128,9 @@ class PromptLearner(nn.Module):
     share_prefix : bool, default=True
         Compute the prefix every prompt shares once per pass (see :attr:`shares_prefix`);
         ``False`` encodes every prompt whole (the same result, K times the prefix work).
+    grad_chunk_size : int, default=GRAD_CHUNK_SIZE
+        Above this many classes, a pass with gradients encodes the prompts in chunks
+        under activation checkpointing (see :meth:`forward`).
     """
 
     def __init__(
@@ -134,9 +143,11 @@ class PromptLearner(nn.Module):
         class_specific: bool = False,
         generator: torch.Generator | None = None,
         share_prefix: bool = True,
+        grad_chunk_size: int = GRAD_CHUNK_SIZE,
     ):
         super().__init__()
         self.share_prefix = share_prefix
+        self.grad_chunk_size = grad_chunk_size
         self.tower = text_tower(model)
         self.n_ctx = n_ctx
         embedding = self.tower.token_embedding
@@ -201,21 +212,48 @@ class PromptLearner(nn.Module):
         """Number of class prompts."""
         return int(self.tokens.shape[0])
 
-    def prompt_embeddings(self) -> torch.Tensor:
-        """Return the token embeddings of every class prompt, context inserted."""
+    def prompt_embeddings(self, classes: slice = slice(None)) -> torch.Tensor:
+        """Return the token embeddings of the class prompts ``classes``, context inserted."""
+        suffix = self.suffix_embeds[classes]
         context = self.context
         if context.dim() == 2:
-            context = context.unsqueeze(0).expand(self.n_classes, -1, -1)
-        return torch.cat([self.prefix_embeds, context, self.suffix_embeds], dim=1)
+            context = context.unsqueeze(0).expand(suffix.shape[0], -1, -1)
+        else:
+            context = context[classes]
+        return torch.cat([self.prefix_embeds[classes], context, suffix], dim=1)
 
     def forward(self) -> torch.Tensor:
-        """Encode every class prompt; returns unnormalised text features (K, embed_dim)."""
+        """Encode every class prompt; returns unnormalised text features (K, embed_dim).
+
+        With gradients on and more than ``grad_chunk_size`` classes, the prompts are
+        encoded in equal chunks of at most ``grad_chunk_size``, each under activation
+        checkpointing: the forward pass keeps no activations, and the backward pass
+        encodes each chunk again and backpropagates it before the next. The text
+        tower's activation memory then stops growing with K, for one more forward pass;
+        the features and gradients are those of a single pass, up to float rounding.
+        """
+        if not torch.is_grad_enabled() or self.n_classes <= self.grad_chunk_size:
+            return self._encode(slice(None))
+        from torch.utils.checkpoint import checkpoint
+
+        n_chunks = -(-self.n_classes // self.grad_chunk_size)
+        bounds = [self.n_classes * index // n_chunks for index in range(n_chunks + 1)]
+        return torch.cat(
+            [
+                checkpoint(self._encode, slice(start, stop), use_reentrant=False)
+                for start, stop in zip(bounds[:-1], bounds[1:])
+            ]
+        )
+
+    def _encode(self, classes: slice) -> torch.Tensor:
+        """Unnormalised text features of the class prompts ``classes``."""
         from open_clip.transformer import text_global_pool
 
         tower = self.tower
-        length = self.tokens.shape[1]
+        tokens = self.tokens[classes]
+        length = tokens.shape[1]
         cast_dtype = tower.transformer.get_cast_dtype()
-        x = self.prompt_embeddings().to(cast_dtype)
+        x = self.prompt_embeddings(classes).to(cast_dtype)
         x = x + tower.positional_embedding[:length].to(cast_dtype)
         attn_mask = None if tower.attn_mask is None else tower.attn_mask[:length, :length]
         if self.shares_prefix:
@@ -223,7 +261,7 @@ class PromptLearner(nn.Module):
         else:
             x = tower.transformer(x, attn_mask=attn_mask)
         x = tower.ln_final(x)
-        x = text_global_pool(x, self.tokens, tower.pool_type, eos_token_id=tower.eos_id)
+        x = text_global_pool(x, tokens, tower.pool_type, eos_token_id=tower.eos_id)
         projection = tower.text_projection
         if projection is not None:
             x = projection(x) if isinstance(projection, nn.Module) else x @ projection

@@ -276,3 +276,80 @@ def test_class_specific_context_is_encoded_whole(backbone):
         backbone.model, backbone.tokenizer, ["a", "b"], n_ctx=3, class_specific=True
     )
     assert not learner.shares_prefix
+
+
+# ------------------------------------------------------------------ gradients in chunks
+
+CHUNK_NAMES = ["red", "dark blue jay", "a very long bird name of many words", "x", "cat"]
+
+
+def _features_and_gradient(backbone, grad_chunk_size, **options):
+    learner = PromptLearner(
+        backbone.model,
+        backbone.tokenizer,
+        CHUNK_NAMES,
+        n_ctx=5,
+        generator=torch.Generator().manual_seed(1),
+        grad_chunk_size=grad_chunk_size,
+        **options,
+    )
+    features = learner()
+    # a loss coupling every class, as the training loss does through its softmax
+    logits = nn.functional.normalize(features, dim=-1) @ torch.linspace(-1, 1, 64).tanh()
+    (logits.log_softmax(dim=0)[1] + features.square().mean()).backward()
+    return features.detach(), learner.context.grad
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"share_prefix": False}, {"class_specific": True}],
+    ids=["shared-prefix", "whole", "class-specific"],
+)
+def test_chunked_pass_gives_the_single_pass_features_and_gradients(backbone, options):
+    features, gradient = _features_and_gradient(backbone, len(CHUNK_NAMES), **options)
+    chunked_features, chunked_gradient = _features_and_gradient(backbone, 2, **options)
+    assert gradient.abs().max() > 0
+    torch.testing.assert_close(chunked_features, features, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(chunked_gradient, gradient, rtol=1e-4, atol=1e-6)
+
+
+def _recording_encode(monkeypatch, learner):
+    """Record the (start, stop) of every chunk ``learner`` encodes."""
+    encoded = []
+    encode = learner._encode
+
+    def recording(classes):
+        encoded.append((classes.start, classes.stop))
+        return encode(classes)
+
+    monkeypatch.setattr(learner, "_encode", recording)
+    return encoded
+
+
+def test_above_the_chunk_size_each_chunk_is_encoded_again_in_backward(backbone, monkeypatch):
+    learner = PromptLearner(
+        backbone.model, backbone.tokenizer, CHUNK_NAMES, n_ctx=3, grad_chunk_size=2
+    )
+    encoded = _recording_encode(monkeypatch, learner)
+    features = learner()
+    chunks = [(0, 1), (1, 3), (3, 5)]  # five prompts in three equal chunks of at most two
+    assert encoded == chunks
+    features.square().sum().backward()
+    # the forward pass kept no activations: backward encoded every chunk once more
+    assert sorted(encoded[3:]) == chunks
+    assert learner.context.grad.abs().sum() > 0
+
+
+def test_at_the_chunk_size_or_without_gradients_the_prompts_go_in_one_pass(
+    backbone, monkeypatch
+):
+    learner = PromptLearner(
+        backbone.model, backbone.tokenizer, CHUNK_NAMES, n_ctx=3, grad_chunk_size=5
+    )
+    encoded = _recording_encode(monkeypatch, learner)
+    learner().sum().backward()
+    assert encoded == [(None, None)]
+    learner.grad_chunk_size = 2
+    with torch.no_grad():
+        learner()
+    assert encoded == [(None, None)] * 2

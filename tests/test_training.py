@@ -19,9 +19,9 @@ NAMES = ["cat", "dog", "bird"]
 N_PER_CLASS = 20
 
 
-def _learner(backbone):
+def _learner(backbone, **options):
     return PromptLearner(
-        backbone.model, backbone.tokenizer, NAMES, n_ctx=4, ctx_init="a photo of a"
+        backbone.model, backbone.tokenizer, NAMES, n_ctx=4, ctx_init="a photo of a", **options
     )
 
 
@@ -166,6 +166,27 @@ def test_training_is_deterministic(backbone, data):
     ]
     np.testing.assert_array_equal(runs[0].context, runs[1].context)
     assert runs[0].history == runs[1].history
+
+
+def test_prompts_encoded_in_chunks_train_as_one_pass(backbone, data):
+    # Above its chunk size the learner backpropagates chunk by chunk: the same training
+    # up to float rounding, warm-up and refinement alike.
+    features, labels, votes = data
+    runs = [
+        tune_prompts(
+            _learner(backbone, grad_chunk_size=chunk),
+            features,
+            labels,
+            votes,
+            GMMNoiseSplitter(random_state=0),
+            _config(max_epochs=6, warmup_epochs=2),
+        )
+        for chunk in (len(NAMES), 1)
+    ]
+    np.testing.assert_allclose(runs[1].context, runs[0].context, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(runs[1].probabilities, runs[0].probabilities, atol=1e-5)
+    np.testing.assert_array_equal(runs[1].targets.argmax(1), runs[0].targets.argmax(1))
+    assert runs[1].history[-1]["loss"] == pytest.approx(runs[0].history[-1]["loss"], rel=1e-4)
 
 
 def test_logit_scale_is_clamped_at_100(backbone, text_aligned):
