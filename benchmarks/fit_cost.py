@@ -12,20 +12,25 @@ hits every configuration alike:
   phrase such as ``"a photo of a"``, 4 vectors) before class names of about six tokens,
   either with the shared prefix computed once per step (``shared``, what a fit does) or
   with every prompt encoded whole (``whole``, as before), optionally under bfloat16
-  autocast;
+  autocast; above ``GRAD_CHUNK_SIZE`` (320) classes the prompts go in checkpointed
+  chunks, as in a fit;
 
 and prints the tuning time of a fit of each ``--max-epochs`` step count over the image
-pass, and each child's peak memory.
+pass, and each child's peak memory. ``--baseline PATH`` runs every step configuration a
+second time with skvf imported from ``PATH`` (another checkout, e.g. the previous commit's
+``git worktree``), right after the first: before and after side by side.
 
 Run: ``python benchmarks/fit_cost.py [--classes 50,300,500] [--images 600] [--steps 2]
-[--contexts "16,a photo of a"] [--max-epochs 60,200]`` (``--bf16`` adds the bfloat16
-configurations; ``--modes shared`` skips the slow one).
+[--contexts "16,a photo of a"] [--max-epochs 60,200] [--baseline PATH]`` (``--bf16`` adds
+the bfloat16 configurations; ``--modes shared`` skips the slow one).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -89,10 +94,14 @@ def _child(kind: str, classes: int, steps: int, mode: str, bf16: bool, context: 
     return {"seconds": seconds, "peak_mb": peak_mb}
 
 
-def _measure(kind: str, classes: int, steps: int, mode: str, bf16: bool, context="16") -> dict:
+def _measure(
+    kind: str, classes: int, steps: int, mode: str, bf16: bool, context="16", skvf_path=None
+) -> dict:
+    """Run one measurement in a fresh child, importing skvf from ``skvf_path`` if given."""
     command = [sys.executable, __file__, "--child", kind, str(classes), str(steps), mode, context]
     command += ["--bf16"] if bf16 else []
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    env = None if skvf_path is None else {**os.environ, "PYTHONPATH": skvf_path}
+    output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -112,6 +121,11 @@ def main() -> None:
     )
     parser.add_argument("--modes", default="shared,whole", help="shared and/or whole")
     parser.add_argument("--bf16", action="store_true", help="also under bfloat16 autocast")
+    parser.add_argument(
+        "--baseline",
+        metavar="PATH",
+        help="also run each step configuration with skvf imported from PATH (another checkout)",
+    )
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -132,10 +146,11 @@ def main() -> None:
     for classes in [int(k) for k in args.classes.split(",")]:
         image = _measure("image", classes, args.steps, "shared", False)
         image_pass = image["seconds"] * args.images
-        for mode, bf16, context in configurations:
-            result = _measure("step", classes, args.steps, mode, bf16, context)
+        runs = [(None, "")] + ([(args.baseline, " [baseline]")] if args.baseline else [])
+        for (mode, bf16, context), (skvf_path, tag) in itertools.product(configurations, runs):
+            result = _measure("step", classes, args.steps, mode, bf16, context, skvf_path)
             ratios = "\t".join(f"{result['seconds'] * steps / image_pass:.2f}" for steps in fits)
-            label = f"{mode}{' bf16' if bf16 else ''}, context {context!r}"
+            label = f"{mode}{' bf16' if bf16 else ''}, context {context!r}{tag}"
             print(
                 f"{classes}\t{label}\t{result['seconds']:.2f}\t{image_pass:.1f}\t{ratios}"
                 f"\t{result['peak_mb']:.0f}",
