@@ -201,7 +201,7 @@ def test_batches_by_garment_hold_few_garment_types_and_their_sibling_classes():
 
 
 def test_image_only_objective_groups_a_class_and_leaves_no_head_in_the_weights(tmp_path):
-    from skvf.bench.finegrained import load_fine_garments, nearest_neighbour_agreement
+    from skvf.bench.finegrained import nearest_neighbour_agreement
 
     agreement, keys = {}, {}
     for weight in (0.0, 5.0):
@@ -216,13 +216,7 @@ def test_image_only_objective_groups_a_class_and_leaves_no_head_in_the_weights(t
                 "backbone_kwargs": recipe.backbone_kwargs,
             }
         )
-        data = load_fine_garments(
-            "pretraining",
-            n_per_class=recipe.n_per_class,
-            image_size=recipe.render_size,
-            garments=recipe.garments,
-            random_state=recipe.random_state,
-        )
+        data = standin.pretraining_pool(recipe)
         with torch.no_grad():
             pixels = torch.stack([backbone.preprocess(_pil(image)) for image in data.images])
             features = backbone.model.encode_image(pixels, normalize=True).numpy()

@@ -55,6 +55,7 @@ __all__ = [
     "StandInRecipe",
     "StandInDigestError",
     "pretrain_standin",
+    "pretraining_pool",
     "standin_params",
 ]
 
@@ -209,6 +210,36 @@ def _preprocessed(images: np.ndarray, preprocess):
     return torch.stack([preprocess(Image.fromarray(image)) for image in images])
 
 
+def pretraining_pool(recipe="garments"):
+    """The images and captions' classes a recipe pretrains on: its "pretraining" pool.
+
+    Parameters
+    ----------
+    recipe : str or StandInRecipe, default="garments"
+        A key of :data:`RECIPES` or a recipe.
+
+    Returns
+    -------
+    FineGarments
+        The pool of :func:`~skvf.bench.finegrained.load_fine_garments` at the recipe's
+        size, garment types, render size and seed.
+
+    Examples
+    --------
+    >>> pool = pretraining_pool("tiny")
+    >>> len(pool.classes), len(pool.names)
+    (32, 128)
+    """
+    recipe = _recipe(recipe)
+    return load_fine_garments(
+        "pretraining",
+        n_per_class=recipe.n_per_class,
+        image_size=recipe.render_size,
+        garments=recipe.garments,
+        random_state=recipe.random_state,
+    )
+
+
 def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int = 0) -> str:
     """Contrastively pretrain a stand-in CLIP and save its weights to ``path``.
 
@@ -255,13 +286,7 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
             tokenizer = open_clip.get_tokenizer(
                 recipe.backbone, context_length=config["text_cfg"]["context_length"]
             )
-            data = load_fine_garments(
-                "pretraining",
-                n_per_class=recipe.n_per_class,
-                image_size=recipe.render_size,
-                garments=recipe.garments,
-                random_state=recipe.random_state,
-            )
+            data = pretraining_pool(recipe)
             passes = math.ceil(recipe.epochs)
             captions = garment_captions(
                 data, n_captions=passes, random_state=recipe.random_state, **recipe.caption_kwargs
