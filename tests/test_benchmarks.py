@@ -287,3 +287,34 @@ def test_fine_garments_variants_are_paired_with_their_method(fgvr, capsys, tmp_p
     with pytest.raises(SystemExit):
         fgvr.parse_arguments([*shared, "--variant", "NeaR [x]: no_such_parameter=1"])
     assert "must be one of" in capsys.readouterr().err
+
+
+def test_a_variants_nested_parameters_stay_out_of_the_other_methods_stages(tmp_path):
+    from skvf.bench.runner import Benchmark, build_methods
+
+    bench = Benchmark(
+        data=None,
+        standin={"backbone": "RN50", "pretrained": None, "backbone_kwargs": {}},
+        standin_name="tiny",
+        memory=tmp_path,
+        features=np.zeros((0, 4)),
+        n_encoded=0,
+        encode_seconds=0.0,
+        device="cpu",
+        batch_size=8,
+    )
+    variants = {
+        "NeaR [log split]": {"noise_splitter__loss_scale": "log"},
+        "NeaR [k=2]": {"candidate_builder__n_neighbors": 2},
+        "NeaR w/o GMM (all clean) [x]": {"noise_splitter__clean_probability": 0.5},
+    }
+    names = ["NeaR", "NeaR w/o GMM (all clean)", *variants]
+    methods = build_methods(bench, "labeler", "true", 0, names, 4, variants=variants)
+    params = {name: method.get_params() for name, method in methods.items()}
+    assert params["NeaR"]["noise_splitter__loss_scale"] == "linear"
+    assert params["NeaR"]["candidate_builder__n_neighbors"] == 5
+    assert params["NeaR [log split]"]["noise_splitter__loss_scale"] == "log"
+    assert params["NeaR [k=2]"]["candidate_builder__n_neighbors"] == 2
+    assert params["NeaR w/o GMM (all clean)"]["noise_splitter__clean_probability"] == 1.0
+    stages = [id(m.noise_splitter) for m in methods.values()]
+    assert len(set(stages)) == len(stages)

@@ -320,19 +320,21 @@ def build_methods(
     from .. import GMMNoiseSplitter, NeaRClassifier, NeighborCandidateBuilder
 
     shared = dict(**bench.standin, device=bench.device, batch_size=bench.batch_size)
-    tuned = {
-        **shared,
-        "candidate_builder": NeighborCandidateBuilder(random_state=seed),
-        "noise_splitter": GMMNoiseSplitter(random_state=seed),
-        "max_epochs": max_epochs,
-        "memory": str(bench.memory),
-        "random_state": seed,
-        **(params or {}),
-    }
-    configs = method_configs()
     methods = {}
     variants = variants or {}
     for name in names:
+        # New stage instances per method: a variant's nested parameters
+        # (noise_splitter__...) must not reach the other methods' stages.
+        configs = method_configs()
+        tuned = {
+            **shared,
+            "candidate_builder": NeighborCandidateBuilder(random_state=seed),
+            "noise_splitter": GMMNoiseSplitter(random_state=seed),
+            "max_epochs": max_epochs,
+            "memory": str(bench.memory),
+            "random_state": seed,
+            **(params or {}),
+        }
         base = name.partition(" [")[0] if name in variants else name
         if base == LABELER_DIRECT:
             methods[name] = LabelerDirect(labeler)
