@@ -241,7 +241,7 @@ class PromptLearner(nn.Module):
         return torch.cat(
             [
                 checkpoint(self._encode, slice(start, stop), use_reentrant=False)
-                for start, stop in zip(bounds[:-1], bounds[1:])
+                for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
             ]
         )
 

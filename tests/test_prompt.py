@@ -340,9 +340,7 @@ def test_above_the_chunk_size_each_chunk_is_encoded_again_in_backward(backbone, 
     assert learner.context.grad.abs().sum() > 0
 
 
-def test_at_the_chunk_size_or_without_gradients_the_prompts_go_in_one_pass(
-    backbone, monkeypatch
-):
+def test_at_the_chunk_size_or_without_gradients_the_prompts_go_in_one_pass(backbone, monkeypatch):
     learner = PromptLearner(
         backbone.model, backbone.tokenizer, CHUNK_NAMES, n_ctx=3, grad_chunk_size=5
     )
