@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 
-from ._sklearn_compat import Interval, StrOptions, fit_context
+from ._sklearn_compat import Interval, fit_context
 from .serialization import register_trusted_type
 
 __all__ = ["GMMNoiseSplitter", "FixedNoiseSplitter"]
@@ -65,11 +65,6 @@ class GMMNoiseSplitter(BaseEstimator):
         when there are more, then compute every sample's posterior: an epoch's split
         then costs about the same at 100,000 images as at 10,000. ``None`` fits on
         every loss. At or below ``max_samples`` losses the split is the full fit.
-    loss_scale : {"linear", "log"}, default="linear"
-        Scale the mixture is fitted on: the losses themselves (DivideMix's), or
-        ``log(1 + loss)``. Wrong names' losses have a long tail; on the linear scale
-        the high-loss component can then take only that tail and call most wrong names
-        clean, which the log scale compresses.
     random_state : int, RandomState or None, default=None
         Seed of the draw of ``max_samples`` losses and of the mixture.
 
@@ -96,7 +91,6 @@ class GMMNoiseSplitter(BaseEstimator):
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "reg_covar": [Interval(numbers.Real, 0, None, closed="left")],
         "max_samples": [Interval(numbers.Integral, 2, None, closed="left"), None],
-        "loss_scale": [StrOptions({"linear", "log"})],
         "random_state": ["random_state"],
     }
 
@@ -107,7 +101,6 @@ class GMMNoiseSplitter(BaseEstimator):
         tol: float = 1e-2,
         reg_covar: float = 5e-4,
         max_samples: int | None = 10_000,
-        loss_scale: str = "linear",
         random_state=None,
     ):
         self.threshold = threshold
@@ -115,7 +108,6 @@ class GMMNoiseSplitter(BaseEstimator):
         self.tol = tol
         self.reg_covar = reg_covar
         self.max_samples = max_samples
-        self.loss_scale = loss_scale
         self.random_state = random_state
 
     @fit_context(prefer_skip_nested_validation=True)
@@ -136,8 +128,6 @@ class GMMNoiseSplitter(BaseEstimator):
         losses = np.asarray(losses, dtype=np.float64).ravel()
         if not np.all(np.isfinite(losses)):
             raise ValueError("losses hold NaN or infinite values; the training diverged.")
-        if self.loss_scale == "log":
-            losses = np.log1p(np.maximum(losses, 0.0))
         spread = losses.max() - losses.min()
         if len(losses) < 2 or spread <= 1e-12:
             # Every loss equal: nothing separates clean from noisy, so trust every name.

@@ -304,16 +304,16 @@ def test_a_variants_nested_parameters_stay_out_of_the_other_methods_stages(tmp_p
         batch_size=8,
     )
     variants = {
-        "NeaR [log split]": {"noise_splitter__loss_scale": "log"},
+        "NeaR [split at .7]": {"noise_splitter__threshold": 0.7},
         "NeaR [k=2]": {"candidate_builder__n_neighbors": 2},
         "NeaR w/o GMM (all clean) [x]": {"noise_splitter__clean_probability": 0.5},
     }
     names = ["NeaR", "NeaR w/o GMM (all clean)", *variants]
     methods = build_methods(bench, "labeler", "true", 0, names, 4, variants=variants)
     params = {name: method.get_params() for name, method in methods.items()}
-    assert params["NeaR"]["noise_splitter__loss_scale"] == "linear"
+    assert params["NeaR"]["noise_splitter__threshold"] == 0.5
     assert params["NeaR"]["candidate_builder__n_neighbors"] == 5
-    assert params["NeaR [log split]"]["noise_splitter__loss_scale"] == "log"
+    assert params["NeaR [split at .7]"]["noise_splitter__threshold"] == 0.7
     assert params["NeaR [k=2]"]["candidate_builder__n_neighbors"] == 2
     assert params["NeaR w/o GMM (all clean)"]["noise_splitter__clean_probability"] == 1.0
     stages = [id(m.noise_splitter) for m in methods.values()]

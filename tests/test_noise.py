@@ -187,7 +187,6 @@ def test_refit_replaces_state():
         ({"reg_covar": -1e-3}, "reg_covar"),
         ({"max_samples": 1}, "max_samples"),
         ({"max_samples": 2.5}, "max_samples"),
-        ({"loss_scale": "sqrt"}, "loss_scale"),
     ],
 )
 def test_gmm_parameter_validation_names_the_parameter(params, name):
@@ -202,7 +201,6 @@ def test_gmm_defaults_follow_the_design():
         "tol": 1e-2,
         "reg_covar": 5e-4,
         "max_samples": 10_000,
-        "loss_scale": "linear",
         "random_state": None,
     }
 
@@ -230,17 +228,3 @@ def test_fixed_splitter_parameter_validation():
         InvalidParameterError, match="The 'clean_probability' parameter of FixedNoiseSplitter"
     ):
         FixedNoiseSplitter(clean_probability=1.5).fit([1.0])
-
-
-def test_log_scale_splits_wrong_names_that_a_long_loss_tail_hides_on_the_linear_scale():
-    rng = np.random.default_rng(0)
-    clean = rng.uniform(1.0, 2.0, 60)
-    wrong = rng.uniform(3.0, 4.5, 34)
-    tail = rng.uniform(20.0, 30.0, 6)
-    losses = np.r_[clean, wrong, tail]
-    linear = GMMNoiseSplitter(random_state=0).fit(losses).clean_mask_
-    log = GMMNoiseSplitter(loss_scale="log", random_state=0).fit(losses).clean_mask_
-    # On the linear scale the high-loss component takes only the tail ...
-    assert linear[60:94].all() and not linear[94:].any()
-    # ... on the log scale every wrong name is noisy, and every clean one stays clean.
-    assert log[:60].all() and not log[60:].any()
