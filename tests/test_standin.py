@@ -218,7 +218,7 @@ def test_image_only_objective_groups_a_class_and_leaves_no_head_in_the_weights(t
         )
         data = standin.pretraining_pool(recipe)
         with torch.no_grad():
-            pixels = torch.stack([backbone.preprocess(_pil(image)) for image in data.images])
+            pixels = standin._preprocessed(data.images, backbone.preprocess)
             features = backbone.model.encode_image(pixels, normalize=True).numpy()
         agreement[weight] = nearest_neighbour_agreement(features, data)["class"]
     # The classifier of the second objective is dropped: the same open_clip state.

@@ -211,7 +211,7 @@ def _preprocessed(images: np.ndarray, preprocess):
 
 
 def pretraining_pool(recipe="garments"):
-    """The images and captions' classes a recipe pretrains on: its "pretraining" pool.
+    """The "pretraining" pool a recipe is pretrained on (its images, names and attributes).
 
     Parameters
     ----------
@@ -295,12 +295,12 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
             batch = min(recipe.batch_size, n_images)
             steps = max(1, int(recipe.epochs * n_images / batch))
             warm_up = max(1, steps // 20)
-            class_ids = np.unique(data.names, return_inverse=True)[1]
             trained = list(model.parameters())
             if recipe.class_loss_weight > 0:
+                classes, class_ids = np.unique(data.names, return_inverse=True)
                 # The cosine classifier of the image-only objective (dropped after training).
                 class_head = torch.nn.Parameter(
-                    torch.randn(int(class_ids.max()) + 1, config["embed_dim"]) * 0.02
+                    torch.randn(len(classes), config["embed_dim"]) * 0.02
                 )
                 trained.append(class_head)
             optimizer = torch.optim.AdamW(
