@@ -161,6 +161,8 @@ def test_support_share_is_scale_free():
         ({"min_supported": 0}, "min_supported"),
         ({"min_support_share": 1.0}, "min_support_share"),
         ({"min_support_share": -0.1}, "min_support_share"),
+        ({"min_images_per_name": -1.0}, "min_images_per_name"),
+        ({"min_images_per_name": "many"}, "min_images_per_name"),
     ],
 )
 def test_parameter_validation_names_the_parameter(params, name):
@@ -172,15 +174,36 @@ def test_rules_apply_only_when_neighbours_share_names():
     # Four names: the third leads no neighbourhood, the fourth is never predicted.
     proba = np.array([[0.9, 0.05, 0.03, 0.02], [0.1, 0.8, 0.05, 0.05], [0.1, 0.1, 0.7, 0.1]])
     votes = np.array([[3, 1, 1, 1], [0, 4, 1, 1], [2, 1, 1, 0]])
+    both = ("predicted", "supported")
     shared = LabelFilter().fit(proba, votes, name_agreement=0.4)
-    assert shared.applied_ and shared.keep_mask_.tolist() == [True, True, False, False]
+    assert shared.rules_applied_ == both and shared.keep_mask_.tolist() == [1, 1, 0, 0]
     unknown = LabelFilter().fit(proba, votes)
-    assert unknown.applied_ and unknown.keep_mask_.tolist() == [True, True, False, False]
-    # Neighbours seldom carry an image's own name: no evidence, every name is kept.
+    assert unknown.rules_applied_ == both and unknown.keep_mask_.tolist() == [1, 1, 0, 0]
+    # Neighbours seldom carry an image's own name, and there are fewer images than
+    # names (0.75 per name): no evidence, every name is kept.
     seldom = LabelFilter().fit(proba, votes, name_agreement=0.06)
-    assert not seldom.applied_ and seldom.keep_mask_.all()
+    assert seldom.rules_applied_ == () and seldom.keep_mask_.all()
     always = LabelFilter(min_name_agreement=0.0).fit(proba, votes, name_agreement=0.06)
     assert always.keep_mask_.tolist() == [True, True, False, False]
+
+
+def test_recurring_names_keep_the_predicted_rule_when_neighbours_disagree():
+    # The same four names over 6 images (1.5 per name): the third, unsupported but
+    # predicted, stays; the fourth, never predicted, goes.
+    proba = np.array([[0.9, 0.05, 0.03, 0.02], [0.1, 0.8, 0.05, 0.05], [0.1, 0.1, 0.7, 0.1]])
+    votes = np.array([[3, 1, 1, 1], [0, 4, 1, 1], [2, 1, 1, 0]])
+    proba, votes = np.repeat(proba, 2, axis=0), np.repeat(votes, 2, axis=0)
+    recurring = LabelFilter().fit(proba, votes, name_agreement=0.06)
+    assert recurring.rules_applied_ == ("predicted",)
+    assert recurring.keep_mask_.tolist() == [True, True, True, False]
+    # One image fewer than 1.5 per name, or the gate switched off: every name is kept.
+    fewer = LabelFilter().fit(proba[:5], votes[:5], name_agreement=0.06)
+    assert fewer.rules_applied_ == () and fewer.keep_mask_.all()
+    off = LabelFilter(min_images_per_name=None).fit(proba, votes, name_agreement=0.06)
+    assert off.rules_applied_ == () and off.keep_mask_.all()
+    # A lower threshold reaches fewer images per name.
+    lower = LabelFilter(min_images_per_name=1.0).fit(proba[:5], votes[:5], name_agreement=0.06)
+    assert lower.keep_mask_.tolist() == [True, True, True, False]
 
 
 def test_filter_vocabulary_passes_agreement_only_to_filters_that_take_it():
