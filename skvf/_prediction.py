@@ -66,7 +66,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
     verbose = 0
 
     def decision_function(self, X) -> np.ndarray:
-        """Scaled cosine similarity of each image to each class prompt.
+        """Scaled cosine similarity of each image to each class prompt (plus offsets).
 
         Parameters
         ----------
@@ -192,11 +192,14 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         """Class scores of image features as the image tower or encoder gives them.
 
         The fitted centring and projection into the text embedding space, then the
-        scaled similarity to every class prompt.
+        scaled similarity to every class prompt, plus the fitted per-class
+        ``score_offsets_`` where the estimator has them (NeaR's prior correction).
         """
         mean = getattr(self, "feature_mean_", None)
         embedded = to_embedding_space(features, mean, self.projection_)
-        return self.logit_scale_ * embedded @ self.class_text_features_.T
+        scores = self.logit_scale_ * embedded @ self.class_text_features_.T
+        offsets = getattr(self, "score_offsets_", None)
+        return scores if offsets is None else scores + offsets
 
     def _map_over_dask(self, X, method: str):
         """``method`` over a Dask collection of images, block by block: a lazy Dask array.

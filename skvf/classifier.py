@@ -20,6 +20,7 @@ from ._images import (
     load_training_items,
 )
 from ._prediction import PREDICT_CHUNK, PromptClassifierMixin
+from ._prior import name_prior, prior_offsets
 from ._sklearn_compat import HasMethods, Interval, StrOptions, fit_context
 from ._store import resolve_memory
 from ._training import TrainingConfig, tune_prompts
@@ -48,7 +49,9 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     warm-up a Gaussian mixture over per-sample losses splits clean from noisy names:
     clean ones are kept, noisy ones are replaced by the model's prediction restricted to
     the candidate set. A label filter keeps the names the tuned model predicts and the
-    candidate sets support. ``predict`` is CLIP alone over that vocabulary: no LLM call.
+    candidate sets support. ``predict`` is CLIP alone over that vocabulary, each name's
+    probability divided by the tuned model's mean probability of it on the training
+    images (``prior_correction``): no LLM call.
 
     Parameters
     ----------
@@ -63,8 +66,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         ``GMMNoiseSplitter()``; ``"passthrough"`` trusts every name (plain cross-entropy).
     label_filter : estimator, "passthrough" or None, default=None
         Chooses the final vocabulary; ``None`` is ``LabelFilter()``; ``"passthrough"``
-        keeps every name. With splitter and filter off, the estimator is CoOp on the
-        labeler's raw names.
+        keeps every name. With splitter and filter off and ``prior_correction=0``, the
+        estimator is CoOp on the labeler's raw names.
     merge_name_variants : bool, default=True
         Map spelling variants of a name ("blue-jay", "blue jays" beside "blue jay":
         hyphens, spaces, apostrophes, a trailing plural "s") onto its most frequent
@@ -121,6 +124,14 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         prediction masked to the set.
     sharpen_temperature : float, default=1.0
         Temperature sharpening refined targets (1 leaves them as they are).
+    prior_correction : float, default=1.0
+        How much ``predict`` corrects for the names the tuned model favours: each
+        name's probability is divided by its prior (the model's mean probability of
+        the name over the training images, ``name_prior_``) raised to this power. A
+        name that draws images of other classes (a generic name, a variant given to
+        many images) loses its head start. 1 is the full prior shift, 0 none. On the
+        offline 160-class benchmark it gained .010-.026 cACC in every setting, 10 of 10
+        seeds (docs/results.md).
     batch_size : int, default=64
         Images per pass of the CLIP image tower.
     device : str, default="auto"
@@ -171,6 +182,12 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     clean_mask_ : ndarray of bool, shape (n_train,)
     refined_targets_ : ndarray of shape (n_train, len(vocabulary_))
         Last epoch's training targets.
+    name_prior_ : ndarray of shape (len(classes_),)
+        The tuned model's mean probability of each kept name over the training images
+        (smoothed by a tenth of an image per name); sums to one.
+    score_offsets_ : ndarray of shape (len(classes_),)
+        Added to every image's scores by ``predict``: ``-prior_correction *
+        log(name_prior_)``, centred on zero.
     neighbor_agreement_ : float or None
         Mean share of a training image's neighbours that carry its own labeler name
         (``None`` without candidate sets). It grows with the labeler's accuracy ``q``
@@ -252,6 +269,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "clean_vote_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "candidate_weighting": [StrOptions({"votes", "mask"})],
         "sharpen_temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+        "prior_correction": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [str],
         "memory": [str, os.PathLike, HasMethods(["cache"]), None],
@@ -286,6 +304,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         clean_vote_weight=2.0,
         candidate_weighting="votes",
         sharpen_temperature=1.0,
+        prior_correction=1.0,
         batch_size=64,
         device="auto",
         memory=None,
@@ -317,6 +336,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.clean_vote_weight = clean_vote_weight
         self.candidate_weighting = candidate_weighting
         self.sharpen_temperature = sharpen_temperature
+        self.prior_correction = prior_correction
         self.batch_size = batch_size
         self.device = device
         self.memory = memory
@@ -430,6 +450,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.classes_ = self.vocabulary_[keep]
         learner = self._prompt_learner(backbone, context=result.context)
         self.class_text_features_ = prompt_text_features(learner)[keep]
+        self.name_prior_ = name_prior(result.probabilities[:, keep])
+        self.score_offsets_ = prior_offsets(self.name_prior_, self.prior_correction)
         self.llm_usage_ = dict(getattr(self.labeler_, "usage_", None) or {}) or None
         return self
 

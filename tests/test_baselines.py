@@ -135,12 +135,15 @@ def test_method_configs_change_only_their_stage():
         "NeaR w/o GMM (all noisy)",
         "NeaR w/o label filter",
         "NeaR w/o name merging",
+        "NeaR w/o prior correction",
     ]
     assert configs["NeaR"] == {}
     assert configs["CoOp on raw names"] == {
         "noise_splitter": "passthrough",
         "label_filter": "passthrough",
+        "prior_correction": 0.0,
     }
+    assert configs["NeaR w/o prior correction"] == {"prior_correction": 0.0}
     assert configs["NeaR w/o candidates"] == {"candidate_builder": "passthrough"}
     assert configs["NeaR w/o label filter"] == {"label_filter": "passthrough"}
     assert configs["NeaR w/o name merging"] == {"merge_name_variants": False}
@@ -176,5 +179,8 @@ def test_method_configs_fit_and_differ_where_they_should(blobs):
     np.testing.assert_array_equal(fitted["NeaR w/o GMM (all clean)"].clean_probability_, 1.0)
     np.testing.assert_array_equal(fitted["NeaR w/o GMM (all noisy)"].clean_probability_, 0.0)
     assert fitted["NeaR w/o label filter"].classes_.tolist() == near.vocabulary_.tolist()
+    np.testing.assert_array_equal(coop.score_offsets_, 0.0)
+    np.testing.assert_array_equal(fitted["NeaR w/o prior correction"].score_offsets_, 0.0)
+    assert np.ptp(near.score_offsets_) > 0
     for model in fitted.values():
         assert set(model.predict(X)) <= set(model.classes_)

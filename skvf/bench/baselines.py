@@ -306,27 +306,34 @@ def method_configs() -> dict[str, dict]:
     dict
         ``{method name: parameters}``, in this order:
 
-        - ``"CoOp on raw names"``: no noise split, no label filter: cross-entropy on
-          the labeler's names (CoOp);
+        - ``"CoOp on raw names"``: no noise split, no label filter, no prior
+          correction: cross-entropy on the labeler's names (CoOp);
         - ``"NeaR"``: every stage at its default;
         - ``"NeaR w/o candidates"``: singleton candidate sets (each image's own name);
         - ``"NeaR w/o GMM (all clean)"``: every name gets clean probability 1;
         - ``"NeaR w/o GMM (all noisy)"``: every name gets clean probability 0, so
           every target comes from the candidate set and the prediction;
         - ``"NeaR w/o label filter"``: every labeler name stays in ``classes_``;
-        - ``"NeaR w/o name merging"``: spelling variants stay separate names.
+        - ``"NeaR w/o name merging"``: spelling variants stay separate names;
+        - ``"NeaR w/o prior correction"``: ``predict`` scores names by similarity
+          alone.
 
     Examples
     --------
     >>> sorted(method_configs()["CoOp on raw names"])
-    ['label_filter', 'noise_splitter']
+    ['label_filter', 'noise_splitter', 'prior_correction']
     """
     return {
-        "CoOp on raw names": {"noise_splitter": "passthrough", "label_filter": "passthrough"},
+        "CoOp on raw names": {
+            "noise_splitter": "passthrough",
+            "label_filter": "passthrough",
+            "prior_correction": 0.0,
+        },
         "NeaR": {},
         "NeaR w/o candidates": {"candidate_builder": "passthrough"},
         "NeaR w/o GMM (all clean)": {"noise_splitter": FixedNoiseSplitter(1.0)},
         "NeaR w/o GMM (all noisy)": {"noise_splitter": FixedNoiseSplitter(0.0)},
         "NeaR w/o label filter": {"label_filter": "passthrough"},
         "NeaR w/o name merging": {"merge_name_variants": False},
+        "NeaR w/o prior correction": {"prior_correction": 0.0},
     }
