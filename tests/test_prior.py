@@ -7,6 +7,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from skvf import NeaRClassifier
 from skvf._prior import PRIOR_PSEUDO_COUNT, name_prior, prior_offsets
+from skvf._sklearn_compat import InvalidParameterError
 from skvf._training import softmax
 from skvf.bench.demo import TINY_BACKBONE_PARAMS as TINY
 from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
@@ -85,8 +86,6 @@ def test_predict_adds_the_offsets_of_the_training_prior(unbalanced):
 
 
 def test_prior_correction_is_validated():
-    from sklearn.utils._param_validation import InvalidParameterError
-
     with pytest.raises(InvalidParameterError, match="prior_correction"):
         NeaRClassifier(prior_correction=-1.0, image_encoder=FunctionTransformer(), **TINY).fit(
             np.zeros((4, 2))
