@@ -130,7 +130,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         the name over the training images, ``name_prior_``) raised to this power. A
         name that draws images of other classes (a generic name, a variant given to
         many images) loses its head start. 1 is the full prior shift, 0 none. On the
-        offline 160-class benchmark it gained .010-.026 cACC in every setting, 10 of 10
+        offline 160-class benchmark it gained .011-.025 cACC in every setting, 10 of 10
         seeds (docs/results.md).
     batch_size : int, default=64
         Images per pass of the CLIP image tower.
