@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._refinement import normalise_rows
+
 __all__ = ["PRIOR_PSEUDO_COUNT", "name_prior", "prior_offsets"]
 
 #: Images' worth of probability added to every name's mass, so that a name the model
@@ -41,9 +43,7 @@ def name_prior(probabilities: np.ndarray) -> np.ndarray:
     >>> name_prior(np.array([[0.9, 0.1], [0.7, 0.3]])).round(3)
     array([0.773, 0.227])
     """
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    totals = probabilities.sum(axis=1, keepdims=True)
-    rows = probabilities / np.where(totals > 0, totals, 1.0)
+    rows = normalise_rows(np.asarray(probabilities, dtype=np.float64))
     mass = rows.sum(axis=0) + PRIOR_PSEUDO_COUNT
     return mass / mass.sum()
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["one_hot", "sharpen", "candidate_targets", "posterior_targets", "refined_targets"]
+__all__ = [
+    "one_hot",
+    "normalise_rows",
+    "sharpen",
+    "candidate_targets",
+    "posterior_targets",
+    "refined_targets",
+]
 
 
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -18,7 +25,8 @@ def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return matrix
 
 
-def _normalise_rows(matrix: np.ndarray) -> np.ndarray:
+def normalise_rows(matrix: np.ndarray) -> np.ndarray:
+    """Divide each row by its sum; an all-zero row stays zero."""
     totals = matrix.sum(axis=1, keepdims=True)
     return matrix / np.where(totals > 0, totals, 1.0)
 
@@ -29,12 +37,12 @@ def sharpen(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     ``temperature < 1`` makes a distribution more peaked; ``1`` leaves it unchanged.
     """
     if temperature == 1.0:
-        return _normalise_rows(probabilities)
+        return normalise_rows(probabilities)
     # Work in log space so tiny probabilities do not underflow to an all-zero row.
     logs = np.log(np.maximum(probabilities, 1e-300)) / temperature
     logs -= logs.max(axis=1, keepdims=True)
     powered = np.exp(logs) * (probabilities > 0)
-    return _normalise_rows(powered)
+    return normalise_rows(powered)
 
 
 def candidate_targets(
@@ -66,7 +74,7 @@ def candidate_targets(
     restricted = probabilities * weights
     empty = restricted.sum(axis=1) <= 0
     restricted[empty] = weights[empty]  # prediction vanished on the set: fall back to votes
-    return sharpen(_normalise_rows(restricted), temperature)
+    return sharpen(normalise_rows(restricted), temperature)
 
 
 def posterior_targets(
