@@ -43,8 +43,8 @@ class LabelFilter(BaseEstimator):
     several training images per name, a name the model never predicts is a variant or
     a near miss whose images another name describes better (on that benchmark, at 3
     images per class, 1.65 per name, dropping them gains cACC .017 and at 5 per class
-    .021, 10 of 10 seeds each); with about one image per name, it is mostly a class's
-    only name and dropping it loses the class (at 1 image per class, .045). So it
+    .020, 10 of 10 seeds each); with about one image per name, it is mostly a class's
+    only name and dropping it loses the class (at 1 image per class, .047). So it
     applies when neighbours share names or when there are at least
     ``min_images_per_name`` training images per name.
 
