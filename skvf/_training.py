@@ -111,8 +111,8 @@ def tune_prompts(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
     use_autocast = device.startswith("cuda")
 
-    def forward_logits():
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
+    def forward_logits(autocast=use_autocast):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             text_features = learner()
         text_features = F.normalize(text_features.float(), dim=-1)
         return log_scale.exp() * image_features @ text_features.T
@@ -168,7 +168,8 @@ def tune_prompts(
             }
         )
     with torch.no_grad():
-        final_logits = forward_logits().float().cpu().numpy()
+        # In float32, as predict scores: the label filter and the prior read these.
+        final_logits = forward_logits(autocast=False).float().cpu().numpy()
     return TrainingResult(
         context=learner.context_numpy(),
         logit_scale=float(log_scale.exp().item()),

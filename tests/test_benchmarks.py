@@ -318,3 +318,56 @@ def test_a_variants_nested_parameters_stay_out_of_the_other_methods_stages(tmp_p
     assert params["NeaR w/o GMM (all clean)"]["noise_splitter__clean_probability"] == 1.0
     stages = [id(m.noise_splitter) for m in methods.values()]
     assert len(set(stages)) == len(stages)
+
+
+def test_cuda_path_refuses_a_machine_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="torch sees no CUDA device"):
+        _load("cuda_path").main(["--gpu", "cuda"])
+
+
+def test_cuda_path_check_load_relocates_the_standin_and_compares_outputs(tmp_path, capsys):
+    """The GPU-fitted model's check, run on a model fitted here with a moved weights file."""
+    import shutil
+
+    from skvf.bench import ZeroShotCLIP, make_oracle
+    from skvf.bench.simulation import NoisyOracleLabeler
+    from skvf.bench.standin import standin_params
+    from skvf.serialization import dump
+
+    cuda_path = _load("cuda_path")
+    params = standin_params()
+    moved = tmp_path / "garments-copy.pt"
+    shutil.copy(params["pretrained"], moved)
+    test_index = np.arange(0, 3200, 97)
+    images = cuda_path._test_images(test_index)
+    names = np.array([f"name {i % 4}" for i in range(len(images))], dtype=object)
+    model = ZeroShotCLIP(
+        NoisyOracleLabeler(make_oracle(images, names), noise_rate=0.0),
+        **{**params, "pretrained": moved},
+        device="cpu",
+    ).fit(images)
+    dump(model, tmp_path / "model.skops")
+    predicted, decision = model.predict(images), model.decision_function(images)
+    np.savez(
+        tmp_path / "expected.npz",
+        test_index=test_index,
+        predicted=predicted.astype(str),
+        decision=decision,
+    )
+    moved.unlink()  # as on another machine: the recorded file is not there
+    result = cuda_path.check_load(tmp_path / "model.skops", tmp_path / "expected.npz")
+    assert result["fitted_on"] == "cpu" and result["warnings"] == []
+    assert result["agreement"] == 1.0 and result["max_abs_decision_diff"] < 1e-5
+    flipped = predicted.astype(str)
+    flipped[:3] = "another name"
+    np.savez(
+        tmp_path / "expected.npz", test_index=test_index, predicted=flipped, decision=decision + 0.5
+    )
+    result = cuda_path.check_load(tmp_path / "model.skops", tmp_path / "expected.npz")
+    assert result["agreement"] == pytest.approx(1 - 3 / len(test_index))
+    assert result["max_abs_decision_diff"] == pytest.approx(0.5, abs=1e-5)
+    assert "predict agrees with the GPU's on" in capsys.readouterr().out

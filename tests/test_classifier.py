@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from sklearn.model_selection import GridSearchCV
 
@@ -117,7 +118,7 @@ def test_fitted_diagnostics(fitted, split):
     assert len(fitted.history_) == 200
     assert [h["phase"] for h in fitted.history_[49:51]] == ["warmup", "refine"]
     assert fitted.history_[-1]["loss"] < fitted.history_[0]["loss"]
-    assert fitted.device_ == "cpu"
+    assert fitted.device_ == ("cuda" if torch.cuda.is_available() else "cpu")  # "auto"
     builder = fitted.candidate_builder_
     own = fitted.labeler_names_["normalized"]
     by_hand = (own[builder.neighbors_] == own[:, None]).mean()

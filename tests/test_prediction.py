@@ -81,10 +81,13 @@ def test_predict_in_threads_equals_predict_in_one_thread(classifier, files, monk
     monkeypatch.setattr(_prediction, "LOADING_THREADS", 0)
     serial = classifier.decision_function(files)
     np.testing.assert_allclose(threaded, serial, rtol=1e-5, atol=1e-5)
-    backbone, _ = classifier._runtime_backbone()
-    with torch.inference_mode():
+    backbone, device = classifier._runtime_backbone()
+    cuda = device.startswith("cuda")
+    with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
         batch = torch.stack([backbone.preprocess(Image.open(path)) for path in files])
-        features = backbone.model.encode_image(batch).numpy()
+        features = backbone.model.encode_image(batch.to(device)).float().cpu().numpy()
     features /= np.linalg.norm(features, axis=1, keepdims=True)
     expected = classifier.logit_scale_ * features @ classifier.class_text_features_.T
-    np.testing.assert_allclose(threaded, expected, rtol=1e-4, atol=1e-4)
+    # On CUDA the tower runs in bfloat16, whose results depend on the batch's shape.
+    tolerance = 5e-2 if cuda else 1e-4
+    np.testing.assert_allclose(threaded, expected, rtol=tolerance, atol=tolerance)

@@ -51,6 +51,42 @@ def test_pretraining_changes_every_tower_from_its_random_init(tiny_weights):
         assert not torch.allclose(trained[name].float(), initial[name].float()), name
 
 
+def test_text_learning_rate_scale_slows_the_text_tower_alone(tiny_weights, tmp_path):
+    _, params = tiny_weights
+    default = torch.load(params["pretrained"], weights_only=True)
+    recipe = dataclasses.replace(RECIPES["tiny"], text_learning_rate_scale=0.0)
+    assert recipe.fingerprint() != RECIPES["tiny"].fingerprint()
+    pretrain_standin(tmp_path / "frozen_text.pt", recipe)
+    frozen = torch.load(tmp_path / "frozen_text.pt", weights_only=True)
+    initial = build_backbone(params["backbone"], None, params["backbone_kwargs"]).model
+    initial = {name: tensor.half() for name, tensor in initial.state_dict().items()}
+    text = ["token_embedding.weight", "transformer.resblocks.0.attn.in_proj_weight"]
+    for name in text + ["positional_embedding", "ln_final.weight", "text_projection"]:
+        assert torch.equal(frozen[name], initial[name]), name  # a rate of 0: never moved
+        assert not torch.equal(default[name], initial[name]), name
+    for name in ("visual.conv1.weight", "visual.attnpool.c_proj.weight", "logit_scale"):
+        assert not torch.equal(frozen[name], initial[name]), name  # the image side learns
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here")
+def test_pretraining_on_cuda_writes_weights_the_cpu_loads(tiny_weights, tmp_path):
+    _, params = tiny_weights
+    pretrain_standin(tmp_path / "cuda.pt", "tiny", device="cuda")
+    on_cuda = torch.load(tmp_path / "cuda.pt", map_location="cpu", weights_only=True)
+    on_cpu = torch.load(params["pretrained"], weights_only=True)
+    assert on_cuda.keys() == on_cpu.keys()
+    for name, tensor in on_cuda.items():
+        assert tensor.device.type == "cpu" and tensor.dtype == on_cpu[name].dtype, name
+    backbone = build_backbone(params["backbone"], tmp_path / "cuda.pt", params["backbone_kwargs"])
+    assert backbone.source == os.fspath(tmp_path / "cuda.pt")
+
+
+def test_pretraining_on_another_device_is_refused_clearly(tmp_path):
+    with pytest.raises(ValueError, match="device='tpu'"):
+        pretrain_standin(tmp_path / "w.pt", "tiny", device="tpu")
+    assert not (tmp_path / "w.pt").exists()
+
+
 def test_params_load_through_the_real_path(tiny_weights):
     _, params = tiny_weights
     recipe = RECIPES["tiny"]

@@ -102,6 +102,11 @@ class StandInRecipe:
         learns from far more pairs than one domain's captions name, so a linear probe on
         its features beats its zero-shot; one domain's captions alone cannot teach an
         image tower that. ``0``: CLIP's objective only.
+    text_learning_rate_scale : float
+        The text tower's learning rate (token embedding, transformer, final norm and
+        projection) as a share of ``learning_rate``. Below 1 the text side learns the
+        domain's words less precisely than the image side learns its images, as a real
+        CLIP's text tower knows a fine-grained domain's names only roughly.
     render_size : int
         Side at which the pool is rendered (the benchmark's ``image_size``); open_clip's
         eval transform then resizes it to the image tower's ``image_size``, as the
@@ -123,6 +128,7 @@ class StandInRecipe:
     random_state: int = 0
     garments_per_batch: int | None = None
     class_loss_weight: float = 0.0
+    text_learning_rate_scale: float = 1.0
     render_size: int = 48
     sha256: str | None = None
 
@@ -130,6 +136,8 @@ class StandInRecipe:
         """A short digest of everything that determines the trained weights."""
         fields = asdict(self)
         fields.pop("sha256")
+        if fields["text_learning_rate_scale"] == 1.0:  # recipes from before the field
+            fields.pop("text_learning_rate_scale")
         text = json.dumps(fields, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -240,7 +248,9 @@ def pretraining_pool(recipe="garments"):
     )
 
 
-def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int = 0) -> str:
+def pretrain_standin(
+    path, recipe="garments", n_threads: int = 2, verbose: int = 0, device: str = "cpu"
+) -> str:
     """Contrastively pretrain a stand-in CLIP and save its weights to ``path``.
 
     CLIP's objective (symmetric cross-entropy over a batch of image-caption pairs, a
@@ -259,6 +269,10 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
         several jobs each running threads on the same cores slow torch down many times).
     verbose : int, default=0
         Print the loss every 20 steps when positive.
+    device : str, default="cpu"
+        Where to train (float32 throughout). A GPU builds a recipe in about a minute,
+        for trying recipes; its weights differ from the CPU's in the last bits, so a
+        recipe's recorded ``sha256`` is that of a CPU build.
 
     Returns
     -------
@@ -270,8 +284,10 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
     import torch.nn.functional as F
 
     from skvf._backbone import backbone_config
+    from skvf._device import resolve_device
 
     recipe = _recipe(recipe)
+    device = resolve_device(device)
     config = backbone_config(recipe.backbone, recipe.backbone_kwargs)
     threads = torch.get_num_threads()
     torch.set_num_threads(n_threads)
@@ -295,16 +311,23 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
             batch = min(recipe.batch_size, n_images)
             steps = max(1, int(recipe.epochs * n_images / batch))
             warm_up = max(1, steps // 20)
-            trained = list(model.parameters())
+            model.to(device)
+            text = [p for name, p in model.named_parameters() if _is_text_parameter(name)]
+            rest = [p for name, p in model.named_parameters() if not _is_text_parameter(name)]
+            groups = [
+                {"params": rest},
+                {"params": text, "lr": recipe.learning_rate * recipe.text_learning_rate_scale},
+            ]
             if recipe.class_loss_weight > 0:
                 classes, class_ids = np.unique(data.names, return_inverse=True)
+                class_ids = torch.as_tensor(class_ids, device=device)
                 # The cosine classifier of the image-only objective (dropped after training).
                 class_head = torch.nn.Parameter(
-                    torch.randn(len(classes), config["embed_dim"]) * 0.02
+                    (torch.randn(len(classes), config["embed_dim"]) * 0.02).to(device)
                 )
-                trained.append(class_head)
+                groups[0]["params"].append(class_head)
             optimizer = torch.optim.AdamW(
-                trained,
+                groups,
                 lr=recipe.learning_rate,
                 weight_decay=recipe.weight_decay,
                 betas=(0.9, 0.98),
@@ -320,21 +343,23 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
             )
             rng = np.random.default_rng(recipe.random_state)
             model.train()
-            pixels = _preprocessed(data.images, preprocess)
+            pixels = _preprocessed(data.images, preprocess).to(device)
             started = time.perf_counter()
             for step, (rows, column) in enumerate(
                 _batches(data, batch, steps, passes, recipe.garments_per_batch, rng)
             ):
                 image_features, text_features, scale = model(
-                    pixels[rows],
-                    tokenizer(list(captions[rows, column])),
+                    pixels[torch.as_tensor(rows, device=device)],
+                    tokenizer(list(captions[rows, column])).to(device),
                 )[:3]
                 logits = scale * image_features @ text_features.T
-                targets = torch.arange(len(rows))
+                targets = torch.arange(len(rows), device=device)
                 loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
                 if recipe.class_loss_weight > 0:
                     class_logits = CLASS_LOSS_SCALE * image_features @ F.normalize(class_head).T
-                    class_loss = F.cross_entropy(class_logits, torch.as_tensor(class_ids[rows]))
+                    class_loss = F.cross_entropy(
+                        class_logits, class_ids[torch.as_tensor(rows, device=device)]
+                    )
                     loss = loss + recipe.class_loss_weight * class_loss
                 optimizer.zero_grad()
                 loss.backward()
@@ -352,7 +377,7 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
         torch.set_num_threads(threads)
     model.eval()
     state = {
-        name: tensor.half() if tensor.is_floating_point() else tensor
+        name: tensor.cpu().half() if tensor.is_floating_point() else tensor.cpu()
         for name, tensor in model.state_dict().items()
     }
     path = Path(path)
@@ -361,6 +386,11 @@ def pretrain_standin(path, recipe="garments", n_threads: int = 2, verbose: int =
     torch.save(state, partial)
     os.replace(partial, path)
     return _state_sha256(state)
+
+
+def _is_text_parameter(name: str) -> bool:
+    """Whether an open_clip ``CLIP`` parameter belongs to the text tower."""
+    return not name.startswith("visual.") and name != "logit_scale"
 
 
 def _batches(data, batch: int, steps: int, passes: int, garments_per_batch, rng):
