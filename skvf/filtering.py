@@ -8,6 +8,8 @@ import numbers
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from ._prior import name_prior
+from ._refinement import normalise_rows
 from ._sklearn_compat import Interval, fit_context
 from ._warnings import warn
 from .serialization import register_trusted_type
@@ -48,6 +50,18 @@ class LabelFilter(BaseEstimator):
     applies when neighbours share names or when there are at least
     ``min_images_per_name`` training images per name.
 
+    The predicted rule asks which names win a training image once the model's head
+    start for some names is removed, when that head start is large. A generic-naming
+    labeler's few broad names ("shirt") draw most of the probability, so the model's
+    argmax seldom lands on a fine name and the rule would drop nearly all of them (on
+    the garment benchmark with a weak labeler it kept 37 of 148 names). When the
+    model's prior over the training images (its mean probability of each name) is
+    concentrated, its effective number of names (``1 / sum(prior ** 2)``) below
+    ``min_prior_spread`` of the vocabulary, the rule reads the probabilities divided by
+    that prior, as :class:`~skvf.NeaRClassifier`'s ``prior_correction`` scores at
+    predict (there: .25-.71 of the vocabulary with the weak labeler, +.03 to +.09 cACC,
+    30 of 30 seeds; .85-.87 with the strong one, where the raw rule is better by .014).
+
     Parameters
     ----------
     min_predicted : int, default=1
@@ -66,13 +80,23 @@ class LabelFilter(BaseEstimator):
         Below ``min_name_agreement``, the predicted rule still applies when the
         training images number at least this many per name (images / names);
         ``None``: never.
+    min_prior_spread : float or None, default=0.75
+        The predicted rule reads the probabilities divided by the model's prior when
+        the prior's effective number of names is below this share of the vocabulary;
+        ``None``: always the probabilities as given.
 
     Attributes
     ----------
     keep_mask_ : ndarray of bool, shape (n_classes,)
         Names kept.
     predicted_counts_ : ndarray of int, shape (n_classes,)
-        Training images predicted as each name.
+        Training images predicted as each name (by the corrected probabilities when
+        ``corrects_prior_``).
+    prior_spread_ : float
+        The effective number of names of the model's prior over the training images
+        (smoothed as :func:`skvf._prior.name_prior`), as a share of the vocabulary.
+    corrects_prior_ : bool
+        Whether the predicted rule read the probabilities divided by that prior.
     supported_counts_ : ndarray of float, shape (n_classes,)
         Images whose top candidate is each name, ties shared; sums to n_samples.
     rules_applied_ : tuple of str
@@ -102,6 +126,7 @@ class LabelFilter(BaseEstimator):
         "min_support_share": [Interval(numbers.Real, 0, 1, closed="left")],
         "min_name_agreement": [Interval(numbers.Real, 0, 1, closed="both")],
         "min_images_per_name": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "min_prior_spread": [Interval(numbers.Real, 0, 1, closed="both"), None],
     }
 
     def __init__(
@@ -111,12 +136,14 @@ class LabelFilter(BaseEstimator):
         min_support_share: float = 0.25,
         min_name_agreement: float = 0.2,
         min_images_per_name: float | None = 1.5,
+        min_prior_spread: float | None = 0.75,
     ):
         self.min_predicted = min_predicted
         self.min_supported = min_supported
         self.min_support_share = min_support_share
         self.min_name_agreement = min_name_agreement
         self.min_images_per_name = min_images_per_name
+        self.min_prior_spread = min_prior_spread
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, probabilities, candidate_votes, name_agreement=None):
@@ -139,7 +166,13 @@ class LabelFilter(BaseEstimator):
         probabilities = np.asarray(probabilities)
         candidate_votes = np.asarray(candidate_votes)
         n_classes = probabilities.shape[1]
-        self.predicted_counts_ = np.bincount(probabilities.argmax(axis=1), minlength=n_classes)
+        prior = name_prior(probabilities)
+        self.prior_spread_ = float(1.0 / np.sum(prior**2) / n_classes)
+        self.corrects_prior_ = (
+            self.min_prior_spread is not None and self.prior_spread_ < self.min_prior_spread
+        )
+        deciding = normalise_rows(probabilities / prior) if self.corrects_prior_ else probabilities
+        self.predicted_counts_ = np.bincount(deciding.argmax(axis=1), minlength=n_classes)
         # Names tied for an image's top vote share it: argmax would hand ties to the
         # lowest class index, i.e. to the alphabetically first name.
         top = candidate_votes == candidate_votes.max(axis=1, keepdims=True)

@@ -222,3 +222,42 @@ def test_filter_vocabulary_passes_agreement_only_to_filters_that_take_it():
         False,
         True,
     ]
+
+
+def _generic_dominated():
+    """Two fine names whose images the generic name 0 out-draws, and its own images."""
+    fine_a, fine_b, generic = [0.6, 0.35, 0.05], [0.6, 0.05, 0.35], [0.8, 0.1, 0.1]
+    probabilities = np.array([fine_a, fine_a, fine_b, fine_b, generic, generic])
+    votes = np.eye(3)[[1, 1, 2, 2, 0, 0]] * 3  # every image supports its own name
+    return probabilities, votes
+
+
+def test_a_concentrated_prior_is_divided_out_before_the_predicted_rule():
+    from skvf._prior import name_prior
+
+    probabilities, votes = _generic_dominated()
+    label_filter = LabelFilter(min_prior_spread=0.75).fit(probabilities, votes)
+    prior = name_prior(probabilities)
+    assert label_filter.prior_spread_ == pytest.approx(1 / np.sum(prior**2) / 3)
+    assert label_filter.prior_spread_ < 0.75 and label_filter.corrects_prior_
+    # Divided by the prior, each fine name wins its own images back and is kept.
+    assert label_filter.predicted_counts_.tolist() == [2, 2, 2]
+    assert label_filter.keep_mask_.tolist() == [True, True, True]
+    raw = LabelFilter(min_prior_spread=None).fit(probabilities, votes)
+    assert not raw.corrects_prior_
+    assert raw.predicted_counts_.tolist() == [6, 0, 0]
+    assert raw.keep_mask_.tolist() == [True, False, False]
+
+
+def test_a_spread_prior_leaves_the_predicted_rule_on_the_probabilities():
+    probabilities, votes = _generic_dominated()
+    spread = LabelFilter(min_prior_spread=0.5).fit(probabilities, votes)
+    assert spread.prior_spread_ > 0.5 and not spread.corrects_prior_
+    assert spread.keep_mask_.tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "auto"])
+def test_min_prior_spread_is_validated(value):
+    probabilities, votes = _generic_dominated()
+    with pytest.raises(InvalidParameterError, match="min_prior_spread"):
+        LabelFilter(min_prior_spread=value).fit(probabilities, votes)
