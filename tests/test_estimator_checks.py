@@ -288,8 +288,6 @@ EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {
     },
     "FilterOnRows": {
         **_STAGE_FAILURES,
-        "check_dtype_object": _STAGE_INPUT + "objects fail in a comparison, not with "
-        "scikit-learn's message",
         "check_estimators_nan_inf": _STAGE_INPUT + "NaN and inf are not refused",
         "check_fit1d": _STAGE_INPUT + "a 1-D X fails with an IndexError, not a ValueError",
     },
