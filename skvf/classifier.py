@@ -89,9 +89,15 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         Subtract the training mean from image features before use.
     n_ctx : int or None, default=None
         Context vectors; ``None`` is 16, or the token count of ``ctx_init``.
-    ctx_init : str or None, default=None
+    ctx_init : str or None, default="auto"
         Phrase initialising the context (``"a photo of a"`` starts from CLIP's
         zero-shot prompt); ``None`` draws the context at random (CoOp's default).
+        ``"auto"``: ``"a photo of a"`` with the backbone's own image tower and
+        ``n_ctx=None``, since that tower's text side already knows the prompt (on the
+        offline stand-in CLIP: +.021 with a strong labeler and +.103 with a
+        generic-naming one at 3 images per class, 10 seeds; level at 1 image per
+        class); a random context otherwise (with an ``image_encoder``, or when
+        ``n_ctx`` is given).
     class_specific_context : bool, default=False
         One context per class instead of a shared one.
     max_epochs : int or "auto", default="auto"
@@ -295,7 +301,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         image_encoder=None,
         center_features=True,
         n_ctx=None,
-        ctx_init=None,
+        ctx_init="auto",
         class_specific_context=False,
         max_epochs="auto",
         warmup_epochs="auto",
@@ -497,6 +503,12 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             return 60 if self.image_encoder is None else 200
         return self.max_epochs
 
+    def _ctx_init(self) -> str | None:
+        if self.ctx_init == "auto":
+            own_tower = self.image_encoder is None and self.n_ctx is None
+            return "a photo of a" if own_tower else None
+        return self.ctx_init
+
     def _warmup_epochs(self) -> int:
         if self.warmup_epochs == "auto":
             return min(50, self._max_epochs() // 4)
@@ -512,7 +524,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             backbone,
             self.vocabulary_,
             self.n_ctx,
-            self.ctx_init,
+            self._ctx_init(),
             self.class_specific_context,
             self.device_,
             context=context,

@@ -142,6 +142,7 @@ def test_method_configs_change_only_their_stage():
         "noise_splitter": "passthrough",
         "label_filter": "passthrough",
         "prior_correction": 0.0,
+        "ctx_init": None,  # CoOp's random context, not NeaR's "auto"
     }
     assert configs["NeaR w/o prior correction"] == {"prior_correction": 0.0}
     assert configs["NeaR w/o candidates"] == {"candidate_builder": "passthrough"}

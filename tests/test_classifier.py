@@ -246,6 +246,32 @@ def test_clip_image_tower_path_paths_pil_and_arrays_agree(digits, tmp_path):
     np.testing.assert_allclose(from_paths, clf.predict_proba(images[:5]), atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "params, expected_rows",
+    [
+        ({"image_encoder": None}, 4),  # "auto": "a photo of a", 4 tokens
+        ({"image_encoder": None, "n_ctx": 8}, 8),  # a given n_ctx: a random context
+        ({}, 16),  # with an image_encoder: a random context of 16
+        ({"image_encoder": None, "ctx_init": None}, 16),
+    ],
+)
+def test_ctx_init_auto_starts_from_the_zero_shot_prompt_on_the_own_tower(
+    digits, params, expected_rows
+):
+    from skvf._prompt import build_prompt_learner
+
+    images, names = digits
+    clf = make_classifier(images, names, max_epochs=1, warmup_epochs=0, **params)
+    clf.fit(images[np.r_[0:20, 1000:1020]])
+    assert clf.ctx_init == "auto" or "ctx_init" in params
+    assert clf.context_.shape[0] == expected_rows
+    if expected_rows == 4:  # the phrase's own token embeddings, moved by one Adam step
+        backbone, _ = clf._runtime_backbone()
+        phrase = build_prompt_learner(backbone, ["x"], None, "a photo of a", False, "cpu")
+        moved = np.abs(clf.context_ - phrase.context_numpy())
+        assert 0 < moved.max() <= 1.01 * clf.learning_rate
+
+
 def test_model_fitted_for_cuda_predicts_on_cpu_after_loading(digits):
     """Fitted state is numpy only, so a GPU-fitted model needs no GPU to predict."""
     import pickle

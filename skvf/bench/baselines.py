@@ -307,7 +307,7 @@ def method_configs() -> dict[str, dict]:
         ``{method name: parameters}``, in this order:
 
         - ``"CoOp on raw names"``: no noise split, no label filter, no prior
-          correction: cross-entropy on the labeler's names (CoOp);
+          correction, a random context: cross-entropy on the labeler's names (CoOp);
         - ``"NeaR"``: every stage at its default;
         - ``"NeaR w/o candidates"``: singleton candidate sets (each image's own name);
         - ``"NeaR w/o GMM (all clean)"``: every name gets clean probability 1;
@@ -321,13 +321,14 @@ def method_configs() -> dict[str, dict]:
     Examples
     --------
     >>> sorted(method_configs()["CoOp on raw names"])
-    ['label_filter', 'noise_splitter', 'prior_correction']
+    ['ctx_init', 'label_filter', 'noise_splitter', 'prior_correction']
     """
     return {
         "CoOp on raw names": {
             "noise_splitter": "passthrough",
             "label_filter": "passthrough",
             "prior_correction": 0.0,
+            "ctx_init": None,
         },
         "NeaR": {},
         "NeaR w/o candidates": {"candidate_builder": "passthrough"},
