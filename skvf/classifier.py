@@ -106,9 +106,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         are what a fit costs: 60 keep prompt tuning at about 1.5 image passes for 300
         names on ViT-B-16), 200 with an ``image_encoder`` (whose features the text side
         must learn to meet: 60 lost .04-.06 on digits and Fashion-MNIST). On the offline
-        stand-in CLIP with a strong labeler, 100 or 200 steps add .014-.026 and cost the
-        weak one .03; on a GPU, where steps cost seconds, ``max_epochs=200`` is cheap.
-        See docs/results.md.
+        stand-in CLIP, starting from "a photo of a", 100 steps add .008 with a strong
+        labeler and nothing with a weak one. See docs/results.md.
     warmup_epochs : int or "auto", default="auto"
         Steps of plain cross-entropy on the labeler's names before refinement;
         ``"auto"`` is a quarter of ``max_epochs``, at most 50.
