@@ -9,7 +9,6 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ._prior import name_prior
-from ._refinement import normalise_rows
 from ._sklearn_compat import Interval, fit_context
 from ._warnings import warn
 from .serialization import register_trusted_type
@@ -171,7 +170,8 @@ class LabelFilter(BaseEstimator):
         self.corrects_prior_ = (
             self.min_prior_spread is not None and self.prior_spread_ < self.min_prior_spread
         )
-        deciding = normalise_rows(probabilities / prior) if self.corrects_prior_ else probabilities
+        # Dividing by the prior is enough: the argmax ignores each row's total.
+        deciding = probabilities / prior if self.corrects_prior_ else probabilities
         self.predicted_counts_ = np.bincount(deciding.argmax(axis=1), minlength=n_classes)
         # Names tied for an image's top vote share it: argmax would hand ties to the
         # lowest class index, i.e. to the alphabetically first name.

@@ -353,18 +353,16 @@ def pretrain_standin(
             for step, (rows, column) in enumerate(
                 _batches(data, batch, steps, passes, recipe.garments_per_batch, rng)
             ):
+                index = torch.as_tensor(rows, device=device)
                 image_features, text_features, scale = model(
-                    pixels[torch.as_tensor(rows, device=device)],
-                    tokenizer(list(captions[rows, column])).to(device),
+                    pixels[index], tokenizer(list(captions[rows, column])).to(device)
                 )[:3]
                 logits = scale * image_features @ text_features.T
                 targets = torch.arange(len(rows), device=device)
                 loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
                 if recipe.class_loss_weight > 0:
                     class_logits = CLASS_LOSS_SCALE * image_features @ F.normalize(class_head).T
-                    class_loss = F.cross_entropy(
-                        class_logits, class_ids[torch.as_tensor(rows, device=device)]
-                    )
+                    class_loss = F.cross_entropy(class_logits, class_ids[index])
                     loss = loss + recipe.class_loss_weight * class_loss
                 optimizer.zero_grad()
                 loss.backward()
