@@ -538,10 +538,12 @@ class _Run:
             refusal=record.get("refusal"),
         )
 
-    def _accept(self, positions: list[int], record: dict) -> None:
+    def _accept(self, positions: list[int], record: dict, name: str | None = None) -> None:
+        """Give the images the record's name; ``name`` when the caller already parsed it."""
         labeler = self.labeler
         try:
-            name = self._name(record)
+            if name is None:
+                name = self._name(record)
         except UnusableAnswer as problem:
             self.meter.add(unusable_answers=1)
             first = positions[0]
@@ -594,7 +596,7 @@ class _Run:
             )
         progress = self._progress_bar()
 
-        def work(digest: str) -> dict:
+        def work(digest: str) -> tuple[dict, str | None]:
             position = self.groups[digest][0]
             item = self.items[position]
             data_uri = jpeg_data_uri(load_image(item), labeler.max_side, _JPEG_QUALITY)
@@ -602,21 +604,21 @@ class _Run:
             record = answer.record(labeler.model)
             if answer.malformed is not None:
                 # No answer to keep: the reply had the wrong shape. A rerun asks again.
-                return dict(record, malformed=answer.malformed)
+                return dict(record, malformed=answer.malformed), None
+            name = reason = None
             try:
-                self._name(record)
-                reason = None
+                name = self._name(record)
             except UnusableAnswer as problem:
                 reason = problem.reason
             record = bounded_record(record, reason)
             if self.cache is not None:
                 self.cache.put(digest, record)
                 self.cached.add(digest)
-            return record
+            return record, name
 
-        def on_done(digest: str, record: dict) -> None:
+        def on_done(digest: str, answered: tuple[dict, str | None]) -> None:
             progress.update(1)
-            self._accept(self.groups[digest], record)
+            self._accept(self.groups[digest], *answered)
 
         try:
             left = run_bounded(

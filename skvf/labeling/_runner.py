@@ -1,7 +1,9 @@
 """Bounded concurrency that never abandons a paid answer.
 
 :func:`run_bounded` keeps at most ``max_concurrency`` jobs running on threads and hands
-each result to the caller on the calling thread. On the first failure, or on
+each result to the caller on the calling thread, in the order the jobs finish: a job
+that ends puts itself on a queue the calling thread reads, so each result costs the same
+whatever the number of jobs in flight. On the first failure, or on
 ``KeyboardInterrupt``, it stops starting jobs, sets the shared ``stop`` event (so no retry
 starts either) and waits for the requests already in flight: their answers are paid for,
 and the jobs store them in the cache the moment they arrive.
@@ -10,10 +12,11 @@ and the jobs store them in the cache the moment they arrive.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 from ._client import Cancelled
 
@@ -63,6 +66,7 @@ def run_bounded(
     """
     pending = deque(jobs)
     running: dict = {}
+    finished: queue.SimpleQueue = queue.SimpleQueue()
     failure: BaseException | None = None
     pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="skvf-labeler")
     try:
@@ -74,11 +78,12 @@ def run_bounded(
                 and (may_start is None or may_start(len(running)))
             ):
                 job = pending.popleft()
-                running[pool.submit(work, job)] = job
+                future = pool.submit(work, job)
+                running[future] = job
+                future.add_done_callback(finished.put)
             if not running:
                 break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
+            for future in _finished_now(finished):
                 job = running.pop(future)
                 try:
                     on_done(job, future.result())
@@ -103,3 +108,13 @@ def run_bounded(
     if failure is not None:
         raise failure
     return list(pending)
+
+
+def _finished_now(finished: queue.SimpleQueue) -> list:
+    """The jobs that ended: wait for the first, then take every other already there."""
+    done = [finished.get()]
+    while True:
+        try:
+            done.append(finished.get_nowait())
+        except queue.Empty:
+            return done

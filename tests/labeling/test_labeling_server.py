@@ -379,7 +379,7 @@ def test_ctrl_c_keeps_the_answers_in_flight(server, make_labeler, colour_images,
     base_url = server(config)
     accept = _Run._accept
 
-    def interrupted(self, positions, record):
+    def interrupted(self, positions, record, name=None):
         monkeypatch.setattr(_Run, "_accept", accept)
         raise KeyboardInterrupt
 

@@ -107,6 +107,29 @@ def test_runner_bounds_concurrency_and_returns_jobs_the_budget_refused():
     assert left == [7, 8, 9]
 
 
+def test_runner_hands_each_result_over_as_its_job_ends_on_the_calling_thread():
+    # Jobs end in an order unlike the one they started in; every result reaches on_done,
+    # on the calling thread, in the order the jobs ended, while the others still run.
+    release = {job: threading.Event() for job in range(4)}
+    handed, caller = [], threading.get_ident()
+
+    def work(job):
+        assert release[job].wait(5)
+        return job * 10
+
+    def on_done(job, result):
+        assert threading.get_ident() == caller
+        handed.append((job, result))
+        if len(handed) < 4:
+            release[order[len(handed)]].set()  # the next job ends only after this one
+
+    order = [2, 0, 3, 1]
+    release[order[0]].set()
+    left = run_bounded(range(4), work, on_done, max_concurrency=4, stop=threading.Event())
+    assert handed == [(job, job * 10) for job in order]
+    assert left == []
+
+
 def test_runner_interrupted_lets_requests_in_flight_finish():
     started, finished, stop = [], [], threading.Event()
 
