@@ -453,7 +453,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         # The final vocabulary and what predict needs of it.
         self.label_filter_ = self._component("label_filter", random_state)
         keep = filter_vocabulary(
-            self.label_filter_, result.probabilities, votes, self.neighbor_agreement_
+            self.label_filter_, result.probabilities, votes, self.neighbor_agreement_, labels
         )
         self.classes_ = self.vocabulary_[keep]
         learner = self._prompt_learner(backbone, context=result.context)

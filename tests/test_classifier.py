@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from sklearn.model_selection import GridSearchCV
 
-from skvf import NeaRClassifier
+from skvf import LabelFilter, NeaRClassifier
 from skvf.bench.datasets import few_shot_split, load_digits_images
 from skvf.bench.demo import offline_demo_classifier
 from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
@@ -210,6 +210,24 @@ def test_spelling_variants_are_merged_before_training(digits, split):
     assert kept.name_merges_ == {}
     assert {"threes", "thr-ee"} <= set(kept.vocabulary_)
     assert len(kept.vocabulary_) == len(merged.vocabulary_) + 2
+
+
+def test_the_label_filter_sees_how_the_labeler_spread_its_answers(digits, split):
+    images, names = digits
+    clf = make_classifier(images, names, max_epochs=5, warmup_epochs=2).fit(images[split[0]])
+    given = clf.labeler_names_["normalized"]
+    shares = np.array([np.mean(given == name) for name in clf.vocabulary_])
+    expected = 1 / np.sum(shares**2) / len(clf.vocabulary_)
+    assert clf.label_filter_.answer_spread_ == pytest.approx(expected)
+    # Told that such answers are broad, the filter leaves the predicted rule off.
+    broad = make_classifier(
+        images,
+        names,
+        max_epochs=5,
+        warmup_epochs=2,
+        label_filter=LabelFilter(min_answer_spread=min(1.0, expected + 0.01)),
+    ).fit(images[split[0]])
+    assert "predicted" not in broad.label_filter_.rules_applied_
 
 
 def test_same_random_state_same_predictions_and_y_is_ignored(digits, split):

@@ -224,40 +224,59 @@ def test_filter_vocabulary_passes_agreement_only_to_filters_that_take_it():
     ]
 
 
-def _generic_dominated():
-    """Two fine names whose images the generic name 0 out-draws, and its own images."""
-    fine_a, fine_b, generic = [0.6, 0.35, 0.05], [0.6, 0.05, 0.35], [0.8, 0.1, 0.1]
-    probabilities = np.array([fine_a, fine_a, fine_b, fine_b, generic, generic])
-    votes = np.eye(3)[[1, 1, 2, 2, 0, 0]] * 3  # every image supports its own name
-    return probabilities, votes
+def _generic_answers():
+    """Six images: a generic name (0) given to four, two fine names to one each.
+
+    The model, trained mostly toward the generic name, predicts it on every image.
+    """
+    probabilities = np.array([[0.8, 0.1, 0.1]] * 4 + [[0.6, 0.35, 0.05], [0.6, 0.05, 0.35]])
+    votes = np.eye(3)[[0, 0, 0, 0, 1, 2]] * 3  # every image supports its own name
+    labels = np.array([0, 0, 0, 0, 1, 2])
+    return probabilities, votes, labels
 
 
-def test_a_concentrated_prior_is_divided_out_before_the_predicted_rule():
-    from skvf._prior import name_prior
-
-    probabilities, votes = _generic_dominated()
-    label_filter = LabelFilter(min_prior_spread=0.75).fit(probabilities, votes)
-    prior = name_prior(probabilities)
-    assert label_filter.prior_spread_ == pytest.approx(1 / np.sum(prior**2) / 3)
-    assert label_filter.prior_spread_ < 0.75 and label_filter.corrects_prior_
-    # Divided by the prior, each fine name wins its own images back and is kept.
-    assert label_filter.predicted_counts_.tolist() == [2, 2, 2]
-    assert label_filter.keep_mask_.tolist() == [True, True, True]
-    raw = LabelFilter(min_prior_spread=None).fit(probabilities, votes)
-    assert not raw.corrects_prior_
-    assert raw.predicted_counts_.tolist() == [6, 0, 0]
-    assert raw.keep_mask_.tolist() == [True, False, False]
+def test_concentrated_answers_turn_the_predicted_rule_off():
+    probabilities, votes, labels = _generic_answers()
+    label_filter = LabelFilter().fit(probabilities, votes, labels=labels)
+    shares = np.array([4, 1, 1]) / 6
+    assert label_filter.answer_spread_ == pytest.approx(1 / np.sum(shares**2) / 3)  # 0.67
+    assert label_filter.predicted_counts_.tolist() == [6, 0, 0]
+    # Answers spread over 0.67 of the names: the rule applies and drops the fine names.
+    assert label_filter.rules_applied_ == ("predicted", "supported")
+    assert label_filter.keep_mask_.tolist() == [True, False, False]
+    # A stricter spread calls these answers broad: the model's argmax is no evidence.
+    broad = LabelFilter(min_answer_spread=0.7).fit(probabilities, votes, labels=labels)
+    assert broad.rules_applied_ == ("supported",)
+    assert broad.keep_mask_.tolist() == [True, True, True]
 
 
-def test_a_spread_prior_leaves_the_predicted_rule_on_the_probabilities():
-    probabilities, votes = _generic_dominated()
-    spread = LabelFilter(min_prior_spread=0.5).fit(probabilities, votes)
-    assert spread.prior_spread_ > 0.5 and not spread.corrects_prior_
-    assert spread.keep_mask_.tolist() == [True, False, False]
+def test_the_answer_spread_gate_needs_the_labels_and_can_be_switched_off():
+    probabilities, votes, labels = _generic_answers()
+    unknown = LabelFilter(min_answer_spread=0.7).fit(probabilities, votes)
+    assert np.isnan(unknown.answer_spread_)
+    assert unknown.keep_mask_.tolist() == [True, False, False]
+    off = LabelFilter(min_answer_spread=None).fit(probabilities, votes, labels=labels)
+    assert off.keep_mask_.tolist() == [True, False, False]
+
+
+def test_filter_vocabulary_hands_the_labels_to_filters_that_take_them():
+    probabilities, votes, labels = _generic_answers()
+    broad = LabelFilter(min_answer_spread=0.7)
+    assert filter_vocabulary(broad, probabilities, votes, 0.5, labels).all()
+    assert not filter_vocabulary(broad, probabilities, votes, 0.5).all()
+
+
+@pytest.mark.parametrize(
+    "labels", [np.array([0, 0, 1]), np.array([0, 0, 0, 0, 1, 3]), np.array([0.0] * 6)]
+)
+def test_labels_of_the_wrong_shape_or_range_are_refused(labels):
+    probabilities, votes, _ = _generic_answers()
+    with pytest.raises(ValueError, match="labels must"):
+        LabelFilter().fit(probabilities, votes, labels=labels)
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.5, "auto"])
-def test_min_prior_spread_is_validated(value):
-    probabilities, votes = _generic_dominated()
-    with pytest.raises(InvalidParameterError, match="min_prior_spread"):
-        LabelFilter(min_prior_spread=value).fit(probabilities, votes)
+def test_min_answer_spread_is_validated(value):
+    probabilities, votes, labels = _generic_answers()
+    with pytest.raises(InvalidParameterError, match="min_answer_spread"):
+        LabelFilter(min_answer_spread=value).fit(probabilities, votes, labels=labels)
