@@ -163,8 +163,8 @@ class LabelFilter(BaseEstimator):
         -------
         self
         """
-        probabilities = np.asarray(probabilities)
-        candidate_votes = np.asarray(candidate_votes)
+        probabilities = np.asarray(probabilities, dtype=np.float64)
+        candidate_votes = np.asarray(candidate_votes, dtype=np.float64)
         n_classes = probabilities.shape[1]
         self.answer_spread_ = _answer_spread(labels, len(probabilities), n_classes)
         self.predicted_counts_ = np.bincount(probabilities.argmax(axis=1), minlength=n_classes)
