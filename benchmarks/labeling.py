@@ -117,7 +117,7 @@ def _label_part(labeler: MLLMLabeler, part: list) -> tuple[float, int]:
     return time.process_time() - cpu_started, labeler.usage_["calls"]
 
 
-def _warm_worker(labeler: MLLMLabeler, image, roll_call: str, n_workers: int) -> int:
+def _warm_worker(labeler: MLLMLabeler, image, roll_call: str, n_workers: int) -> None:
     """In a worker: import LiteLLM and send one request, then wait for the other workers.
 
     Each worker leaves its process id in ``roll_call`` and returns once ``n_workers``
@@ -128,7 +128,6 @@ def _warm_worker(labeler: MLLMLabeler, image, roll_call: str, n_workers: int) ->
     deadline = time.monotonic() + 120
     while len(os.listdir(roll_call)) < n_workers and time.monotonic() < deadline:
         time.sleep(0.01)
-    return os.getpid()
 
 
 def _timed_parts(labelers: list, images: list) -> tuple[float, float, int]:

@@ -200,7 +200,7 @@ class LabelFilter(BaseEstimator):
 
 def _answer_spread(labels, n_samples: int, n_classes: int) -> float:
     """The answers' effective number of names over the vocabulary's size; NaN if unknown."""
-    if labels is None:
+    if labels is None or n_samples == 0:
         return float("nan")
     labels = np.asarray(labels)
     if labels.shape != (n_samples,) or not np.issubdtype(labels.dtype, np.integer):
@@ -208,10 +208,10 @@ def _answer_spread(labels, n_samples: int, n_classes: int) -> float:
             f"labels must hold one vocabulary index per training image ({n_samples}), "
             f"got an array of shape {labels.shape} and dtype {labels.dtype}."
         )
-    if n_samples and (labels.min() < 0 or labels.max() >= n_classes):
+    if labels.min() < 0 or labels.max() >= n_classes:
         raise ValueError(f"labels must be vocabulary indices in [0, {n_classes}).")
-    shares = np.bincount(labels, minlength=n_classes) / max(n_samples, 1)
-    return float(1.0 / np.sum(shares**2) / n_classes) if n_samples else float("nan")
+    shares = np.bincount(labels, minlength=n_classes) / n_samples
+    return float(1.0 / np.sum(shares**2) / n_classes)
 
 
 def filter_vocabulary(
