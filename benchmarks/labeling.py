@@ -111,10 +111,8 @@ def _timed_run(labeler: MLLMLabeler, images: list) -> tuple[float, float, dict]:
 
 def _label_part(labeler: MLLMLabeler, part: list) -> tuple[float, int]:
     """In a worker: label one part; its CPU time and requests."""
-    labeler.fit()
-    cpu_started = time.process_time()
-    labeler.transform(part)
-    return time.process_time() - cpu_started, labeler.usage_["calls"]
+    _, cpu, usage = _timed_run(labeler, part)
+    return cpu, usage["calls"]
 
 
 def _warm_worker(labeler: MLLMLabeler, image, roll_call: str, n_workers: int) -> None:
