@@ -10,7 +10,10 @@ fitted ``image_encoder_``, and scored against every class prompt.
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
+from sklearn import get_config
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
@@ -28,6 +31,7 @@ from ._images import (
     is_feature_matrix,
     iter_image_chunks,
 )
+from ._sklearn_compat import validate_parameter_constraints
 from ._training import softmax
 from ._warnings import warn
 from .exceptions import SkippedImagesWarning
@@ -47,6 +51,15 @@ PREDICT_CHUNK = 256
 
 #: Threads loading and preprocessing the next chunks while the current one is encoded.
 LOADING_THREADS = 2
+
+#: Parameters prediction reads. ``set_params`` checks nothing and a model file can hold
+#: anything, so they are checked against the estimator's constraints at every call.
+_PREDICT_PARAMETERS = ("batch_size", "on_error", "max_image_pixels", "verbose", "device")
+
+_CHANGED_AFTER_FIT = (
+    "the fitted model was changed after fit (by hand, or in its file). Fit it again, or "
+    "load the file as it was saved."
+)
 
 
 class PromptClassifierMixin(FrozenBackboneMixin):
@@ -128,9 +141,72 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         names[ok] = self.classes_[np.argmax(scores[ok], axis=1)]
         return names
 
+    def _check_prediction_state(self) -> None:
+        """Refuse parameters and fitted values that would make every prediction wrong.
+
+        A batch size of -1 or a NaN logit scale gives no error deep down, only NaN scores
+        (``None`` names): checked here, by name, before any image is read.
+        """
+        check_is_fitted(self, "class_text_features_")
+        name = type(self).__name__
+        constraints = getattr(self, "_parameter_constraints", {})
+        if not get_config()["skip_parameter_validation"]:
+            used = [parameter for parameter in _PREDICT_PARAMETERS if parameter in constraints]
+            validate_parameter_constraints(
+                {parameter: constraints[parameter] for parameter in used},
+                {parameter: getattr(self, parameter) for parameter in used},
+                caller_name=name,
+            )
+
+        def refuse(attribute: str, what: str):
+            raise ValueError(f"{name}.{attribute} {what}: {_CHANGED_AFTER_FIT}")
+
+        def finite_array(attribute: str, ndim: int, shape=None):
+            value = getattr(self, attribute, None)
+            try:
+                array = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                refuse(attribute, f"is not an array of numbers (got {type(value).__name__})")
+            if array.ndim != ndim or (shape is not None and array.shape != shape):
+                expected = f"shape {shape}" if shape is not None else f"{ndim} dimension(s)"
+                refuse(attribute, f"has shape {array.shape}, expected {expected}")
+            if not np.isfinite(array).all():
+                refuse(attribute, "holds NaN or infinite values")
+            return array
+
+        classes = np.asarray(self.classes_)
+        if classes.ndim != 1 or len(classes) == 0:
+            refuse("classes_", f"has shape {classes.shape}, expected one name per class")
+        text = finite_array("class_text_features_", 2)
+        if len(text) != len(classes):
+            refuse(
+                "class_text_features_",
+                f"has {len(text)} rows for {len(classes)} classes_",
+            )
+        scale = getattr(self, "logit_scale_", None)
+        if (
+            isinstance(scale, bool)
+            or not isinstance(scale, (Real, np.number))
+            or not np.isfinite(scale)
+            or scale <= 0
+        ):
+            refuse("logit_scale_", f"is {scale!r}, not a finite positive number")
+        if getattr(self, "score_offsets_", None) is not None:
+            finite_array("score_offsets_", 1, (len(classes),))
+        if getattr(self, "projection_", None) is not None:
+            projection = finite_array("projection_", 2)
+            if projection.shape[1] != text.shape[1]:
+                refuse(
+                    "projection_",
+                    f"maps to {projection.shape[1]} dimensions, the class features have "
+                    f"{text.shape[1]}",
+                )
+        if getattr(self, "feature_mean_", None) is not None:
+            finite_array("feature_mean_", 1)
+
     def _scores(self, X) -> np.ndarray:
         """Scores of every image for every class, shape (n_samples, n_classes)."""
-        check_is_fitted(self, "class_text_features_")
+        self._check_prediction_state()
         if self.image_encoder_ is None:
             backbone, device = self._runtime_backbone()
             # A batch per chunk: the loading threads decode and preprocess the next
@@ -152,13 +228,23 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             def embed(items):
                 return check_encoder_output(self.image_encoder_.transform(items), len(items), width)
 
-        def score(items):
-            return self._scores_from_features(embed(items))
+        def score(items, positions):
+            scores = self._scores_from_features(embed(items))
+            broken = ~np.isfinite(scores).all(axis=1)
+            if broken.any():
+                shown = ", ".join(str(position) for position in np.asarray(positions)[broken][:5])
+                raise ValueError(
+                    f"{type(self).__name__} got NaN or infinite scores for {broken.sum()} "
+                    f"readable image(s) (X[{shown}]"
+                    + (", ..." if broken.sum() > 5 else "")
+                    + "): the image features are not finite. Check the image_encoder's "
+                    "output or the backbone's weights."
+                )
+            return scores
 
         if self._uses_feature_rows(X):
-            return score(
-                check_feature_rows(X, getattr(self, "n_features_in_", None), type(self).__name__)
-            )
+            rows = check_feature_rows(X, getattr(self, "n_features_in_", None), type(self).__name__)
+            return score(rows, np.arange(len(rows)))
         entries = as_image_list(X)
         scores = np.full((len(entries), len(self.classes_)), np.nan, dtype=np.float32)
         chunks = iter_image_chunks(
@@ -175,7 +261,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             skipped = []
             for positions, items, errors in chunks:
                 if len(positions):
-                    scores[positions] = score(items)
+                    scores[positions] = score(items, positions)
                 skipped += errors
                 bar.update(min(chunk_size, len(entries) - bar.n))
         if skipped:

@@ -13,6 +13,8 @@ agree.
   estimators skip their own validation when the caller prefers.
 - ``HasMethods``, ``Interval``, ``StrOptions``: parameter constraints.
 - ``InvalidParameterError``: what a failed validation raises (a ``ValueError``).
+- ``validate_parameter_constraints``: the same validation for a chosen subset of
+  parameters (what ``predict`` uses, checked again since ``set_params`` checks nothing).
 """
 
 from sklearn.base import _fit_context as fit_context
@@ -21,6 +23,7 @@ from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
     StrOptions,
+    validate_parameter_constraints,
 )
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "InvalidParameterError",
     "StrOptions",
     "fit_context",
+    "validate_parameter_constraints",
 ]
 
 #: The scikit-learn releases these private names were checked against: (lowest, first

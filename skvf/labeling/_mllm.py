@@ -62,18 +62,60 @@ class _ConfirmedInProcess:
     """
 
 
+# LiteLLM routing arguments: other deployments, each with its own host and key. One
+# labeler asks one model (its answers are cached per model), so these are refused.
+_ROUTING_ARGUMENTS = frozenset({"model_list", "router", "deployment", "model_file_id_mapping"})
+# Arguments that pick the provider, the proxy or the TLS check, hence where a key goes
+# and who can read it: held back, like addresses, when a file sets them.
+_DESTINATION_ARGUMENTS = frozenset(
+    {"custom_llm_provider", "use_litellm_proxy", "ssl_verify", "github_copilot_host"}
+)
+_ROUTING_FIX = (
+    "one labeler asks one model, whose answers are cached under its name. For routing "
+    "or fallbacks, run a LiteLLM proxy and point api_base at it."
+)
+# A value that names where to connect: a URL, a scheme-less "//host", or "host:port".
+_ADDRESS = re.compile(r"://|^\s*//|^\s*[\w.\-]+:\d+(?:/|$)", re.IGNORECASE)
+
+
+def _holds_address(value) -> bool:
+    """Whether a value, at any depth of dicts and lists, names a host to connect to."""
+    if isinstance(value, dict):
+        return any(_holds_address(key) or _holds_address(item) for key, item in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_holds_address(item) for item in value)
+    return isinstance(value, str) and bool(_ADDRESS.search(value))
+
+
+def _routing_arguments(completion_kwargs) -> list[str]:
+    """The ``completion_kwargs`` entries that send requests to other deployments."""
+    return sorted(
+        key
+        for key in (completion_kwargs or {})
+        if isinstance(key, str) and (key in _ROUTING_ARGUMENTS or "fallback" in key)
+    )
+
+
 def _server_fields(labeler) -> dict:
-    """Where a request goes, as the parameters say: ``api_base`` and URL-valued kwargs."""
+    """What decides where a request goes and which key it carries, as the parameters say.
+
+    ``api_base``; every ``completion_kwargs`` entry holding a URL or ``host:port`` at any
+    depth, or choosing the provider, a proxy or the TLS check; and ``api_key_env``, since
+    a file naming the variable would choose which of the user's secrets is sent.
+    """
     fields = {}
     if labeler.api_base is not None:
         fields["api_base"] = labeler.api_base
-    urls = {
+    if labeler.api_key_env is not None:
+        fields["api_key_env"] = labeler.api_key_env
+    kwargs = labeler.completion_kwargs if isinstance(labeler.completion_kwargs, dict) else {}
+    addresses = {
         key: value
-        for key, value in (labeler.completion_kwargs or {}).items()
-        if isinstance(value, str) and re.match(r"^[a-z][a-z0-9+.\-]*://", value, re.IGNORECASE)
+        for key, value in kwargs.items()
+        if key in _DESTINATION_ARGUMENTS or _holds_address(value)
     }
-    if urls:
-        fields["completion_kwargs"] = urls
+    if addresses:
+        fields["completion_kwargs"] = addresses
     return fields
 
 
@@ -107,13 +149,15 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         in it (``user:password@``, ``?api_key=``), which are refused. A labeler loaded
         from a file (skops) does not send requests to the ``api_base`` the file names
         until it is set again in this process (``set_params(api_base=...)``), since the
-        API key would go to that server.
+        API key would go to that server; the same holds for ``api_key_env`` and for any
+        ``completion_kwargs`` entry holding a URL or ``host:port``.
     completion_kwargs : dict, default=None
         Extra arguments of ``litellm.completion`` (``temperature``, ``max_tokens``,
         ``seed``, ...). Secrets are refused at any depth: fields named like credentials
         (``api_key``, ``client_secret``, ``*_password``, ``*_token``, ``Authorization``
         headers, ...), URLs with credentials and values shaped like keys. Use
-        environment variables.
+        environment variables. LiteLLM's routing (``model_list``, ``fallbacks``, ...)
+        is refused: one labeler asks one model.
     api_key_env : str, default=None
         The name of an environment variable holding the API key, read at each call.
         ``None`` lets LiteLLM read the provider's own variable (``OPENAI_API_KEY``, ...).
@@ -286,7 +330,7 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         super().set_params(**params)
         unconfirmed = self.__dict__.get("_unconfirmed_server")
         if unconfirmed:
-            for name in ("api_base", "completion_kwargs"):
+            for name in ("api_base", "api_key_env", "completion_kwargs"):
                 if name in params:
                     unconfirmed.pop(name, None)
         return self
@@ -318,22 +362,37 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
             # user's until set again in this process. The default provider host is fine.
             self._unconfirmed_server = _server_fields(self)
 
-    def _check_server_confirmed(self) -> None:
+    def _check_destinations(self) -> None:
+        """Refuse every route a request could take that the user did not name here.
+
+        Called before any request, by :meth:`fit` and again by each labeling run (a
+        fitted labeler loaded from a file labels without :meth:`fit`).
+        """
         check_api_base(self.api_base)
+        routing = _routing_arguments(self.completion_kwargs)
+        if routing:
+            raise ValueError(
+                f"completion_kwargs must not set {', '.join(map(repr, routing))}: LiteLLM "
+                f"would send requests, and API keys, to other deployments; {_ROUTING_FIX}"
+            )
         unconfirmed = self.__dict__.get("_unconfirmed_server") or {}
         current = _server_fields(self)
         for name, value in unconfirmed.items():
             if current.get(name) == value:
                 if name == "completion_kwargs":
-                    shown = ", ".join(f"{key}={url!r}" for key, url in value.items())
+                    shown = "{" + ", ".join(f"{key!r}: ..." for key in value) + "} (addresses)"
+                    what = "requests (and the API key) could go to a server the file chose"
+                elif name == "api_key_env":
+                    shown = repr(value)
+                    what = "the file would choose which of your secrets is sent"
                 else:
                     shown = repr(value)
+                    what = "requests (and the API key) would go to a server the file chose"
                 raise ValueError(
-                    f"this labeler was loaded from a file and names {name}={shown}: requests "
-                    "(and the API key) would go to a server the file chose. Set it again "
-                    f"with set_params({name}=...) (in a NeaRClassifier: "
-                    f"set_params(labeler__{name}=...)) to confirm you trust that server, or "
-                    "set it to None for the provider's own."
+                    f"this labeler was loaded from a file and names {name}={shown}: {what}. "
+                    f"Set it again with set_params({name}=...) (in a NeaRClassifier: "
+                    f"set_params(labeler__{name}=...)) to confirm you trust it, or set it to "
+                    "None for the provider's own."
                 )
 
     @fit_context(prefer_skip_nested_validation=True)
@@ -373,7 +432,7 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
             check_template(self.prompt, self.domain)
         kwargs = self.completion_kwargs or {}
         check_no_secrets(kwargs)
-        self._check_server_confirmed()
+        self._check_destinations()
         for key in kwargs:
             if key in _MANAGED_ARGUMENTS:
                 raise ValueError(
@@ -569,7 +628,7 @@ class _Run:
 
     def _ask(self, missing: list[str]) -> None:
         labeler = self.labeler
-        labeler._check_server_confirmed()  # no request to a server a file chose
+        labeler._check_destinations()  # no request to a server a file chose
         stop = threading.Event()
         requester = Requester(
             model=labeler.model,

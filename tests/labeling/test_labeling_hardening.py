@@ -332,7 +332,11 @@ def test_a_loaded_labeler_sends_nothing_to_the_host_its_file_names(server, tmp_p
             attempt()
     assert theirs.requests == 0
 
-    loaded.set_params(api_base=their_url)  # the user's explicit act
+    loaded.set_params(api_base=their_url)  # the user's explicit act, for the host...
+    with pytest.raises(ValueError, match="names api_key_env='SKVF_TEST_API_KEY'.*secrets"):
+        loaded.fit()  # ...and, apart, for which variable's key goes there
+    assert theirs.requests == 0
+    loaded.set_params(api_key_env=KEY_ENV)
     assert list(loaded.fit().transform([colour_image("red")])) == ["red test bird"]
     assert theirs.authorizations == [f"Bearer {TEST_KEY}"]
 
@@ -371,7 +375,9 @@ def test_a_loaded_classifier_never_sends_the_key_to_the_files_host(server, tmp_p
         clf.fit(images)
     assert theirs.requests == 0 and theirs.authorizations == []
 
-    clf.set_params(labeler__api_base=my_url, labeler__cache=tmp_path / "answers")
+    clf.set_params(
+        labeler__api_base=my_url, labeler__api_key_env=KEY_ENV, labeler__cache=tmp_path / "answers"
+    )
     clf.fit(images)
     assert mine.requests == len(images) and theirs.requests == 0
     assert set(mine.authorizations) == {f"Bearer {TEST_KEY}"}
