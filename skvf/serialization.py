@@ -33,8 +33,12 @@ A fitted stage saved and loaded back (a fitted ``NeaRClassifier`` goes the same 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import pathlib
+import secrets
+import stat
 import threading
 import zipfile
 from collections.abc import Iterable
@@ -131,17 +135,74 @@ def trusted_types() -> list[str]:
 def dump(estimator, file: str | os.PathLike) -> None:
     """Save an estimator in the skops format (a zip of JSON and ``.npy`` files).
 
+    The file is written whole or not at all: the model goes to a temporary file in the
+    destination's folder, which is flushed to disk and then renamed onto ``file``. A save
+    that fails part way (a full disk, an interrupted process) leaves a previous ``file``
+    as it was and no temporary file behind.
+
     Parameters
     ----------
     estimator : estimator
         Typically a fitted :class:`~skvf.NeaRClassifier`, alone or in a pipeline. Its
         CLIP backbone is not saved (see the module docstring).
     file : str or os.PathLike
-        Destination; ``.skops`` is the conventional extension.
+        Destination; ``.skops`` is the conventional extension. A symbolic link is
+        followed: the file it points to is replaced, with its permission bits kept. A
+        destination that exists but is not a regular file (a FIFO, ``/dev/null``) is
+        written to directly, since it cannot be replaced.
+
+    Raises
+    ------
+    PermissionError
+        ``file`` exists and is not writable (it is not replaced).
+    OSError
+        The save failed; ``file`` is unchanged.
     """
     import skops.io
 
-    skops.io.dump(estimator, file)
+    target = pathlib.Path(os.path.realpath(os.fspath(file)))
+    try:
+        existing = target.stat()
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        skops.io.dump(estimator, target)
+        return
+    if existing is not None and not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, "the model file is not writable", os.fspath(file))
+    # Beside the target, so that the rename below stays on one file system; created as
+    # open() would (0o666 less the umask); the name cut so that it stays a valid name.
+    temporary = target.with_name(f".{target.name[:200]}.{secrets.token_hex(8)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            skops.io.dump(estimator, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        if existing is not None:
+            os.chmod(temporary, stat.S_IMODE(existing.st_mode))
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    _sync_folder(target.parent)
+
+
+def _sync_folder(folder: pathlib.Path) -> None:
+    """Flush a folder's entries to disk, so that a rename in it survives a power cut.
+
+    Where folders cannot be opened (Windows) the rename is left to the file system.
+    """
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):  # some file systems refuse fsync on folders
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def load(file: str | os.PathLike, trusted: Iterable[str] | None = None):

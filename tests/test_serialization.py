@@ -344,3 +344,80 @@ def test_a_truncated_skops_file_is_named(fitted, tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=f"{str(path)!r} is not a"):
         load(path)
+
+
+def scaler(n_features: int):
+    """A fitted StandardScaler whose skops file grows with ``n_features``."""
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(n_features)
+    return StandardScaler().fit(rng.normal(size=(4, n_features)))
+
+
+def test_a_save_that_fills_the_disk_leaves_the_previous_model(tmp_path):
+    # A file-size limit stands for a full disk: the write fails part way with EFBIG. The
+    # save used to write in place, leaving the previous model truncated and unreadable.
+    pytest.importorskip("resource")  # POSIX only
+    path = tmp_path / "m.skops"
+    dump(scaler(3), path)
+    before = path.read_bytes()
+    script = (
+        "import resource, signal, sys\n"
+        "import numpy as np\n"
+        "from sklearn.preprocessing import StandardScaler\n"
+        "from skvf.serialization import dump\n"
+        "model = StandardScaler().fit(np.random.default_rng(0).normal(size=(4, 5000)))\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "limit = (int(sys.argv[2]), resource.RLIM_INFINITY)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, limit)\n"
+        "try:\n"
+        "    dump(model, sys.argv[1])\n"
+        "except OSError as error:\n"
+        "    print(error.errno)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(len(before) + 100)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.strip() == "27", result.stderr  # EFBIG: the save did fail
+    assert path.read_bytes() == before
+    np.testing.assert_array_equal(load(path).mean_, scaler(3).mean_)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.skops"]
+
+
+def test_a_save_that_fails_after_writing_leaves_the_previous_model(tmp_path, monkeypatch):
+    path = tmp_path / "m.skops"
+    dump(scaler(3), path)
+    before = path.read_bytes()
+
+    def failing_fsync(descriptor):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        dump(scaler(50), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.skops"]
+
+
+def test_a_save_replaces_the_model_and_keeps_its_permissions(tmp_path):
+    path = tmp_path / "m.skops"
+    dump(scaler(3), path)
+    path.chmod(0o640)
+    link = tmp_path / "latest.skops"
+    link.symlink_to(path.name)
+    dump(scaler(7), link)
+    assert link.is_symlink() and load(path).n_features_in_ == 7
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.skops", "m.skops"]
+    dump(scaler(2), tmp_path / "new.skops")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "new.skops").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_save_to_a_device_writes_through(tmp_path):
+    dump(scaler(3), os.devnull)
+    assert Path(os.devnull).is_char_device()
