@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from .exceptions import ImageInputError
 
@@ -183,6 +183,45 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+#: The transposition that shows an image upright, for each EXIF orientation (tag 0x0112)
+#: other than 1, "as stored".
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """A copy of ``image`` turned as its EXIF orientation says; as stored if that cannot be read.
+
+    Only the orientation tag is read. ``ImageOps.exif_transpose`` also rewrites the
+    whole EXIF block, and fails on any wrongly typed tag (text in ``XResolution``), which
+    cameras and editors do write; the pixels do not depend on those tags. A copy, so that
+    it outlives the file it was read from.
+    """
+    try:
+        transpose = _UPRIGHT.get(image.getexif().get(ExifTags.Base.Orientation, 1))
+    except Exception:  # unreadable metadata: any error of PIL's parser, for any malformed block
+        transpose = None
+    return image.copy() if transpose is None else image.transpose(transpose)
+
+
+def _reason(error: Exception) -> str:
+    """Why decoding failed, in words: the error's message, led by its type where needed.
+
+    PIL's errors for bad data (``OSError``, ``SyntaxError``, ``ValueError``) say what is
+    wrong; others, such as a ``TypeError`` from a tag of the wrong type, need their name.
+    """
+    if isinstance(error, (OSError, SyntaxError, ValueError)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
 def _bound(image: Image.Image, max_side: int | None) -> Image.Image:
     if max_side is not None and max(image.size) > max_side:
         image = image.copy()
@@ -239,23 +278,24 @@ def load_image(
                     if max_side is not None:
                         opened.draft("RGB", (max_side, max_side))  # cheap JPEG downscale
                     opened.load()
-                    image = ImageOps.exif_transpose(opened)
-                    return _bound(_to_rgb(image), max_side)
+                    return _bound(_to_rgb(_upright(opened)), max_side)
         except ImageInputError:
             raise
         except UnidentifiedImageError:
             raise ImageInputError("not an image file PIL can read") from None
         except Image.DecompressionBombError as error:
             raise ImageInputError(f"refused as a decompression bomb: {error}") from None
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ImageInputError(f"corrupt or truncated image: {error}") from None
+        except Exception as error:  # a malformed file makes PIL raise anything (struct.error, ...)
+            raise ImageInputError(f"corrupt or truncated image: {_reason(error)}") from None
     if isinstance(item, Image.Image):
         _check_size(item.size, max_pixels)
         try:
             item.load()
-        except (OSError, ValueError) as error:
-            raise ImageInputError(f"corrupt PIL image: {error}") from None
-        return _bound(_to_rgb(ImageOps.exif_transpose(item)), max_side)
+            return _bound(_to_rgb(_upright(item)), max_side)
+        except ImageInputError:
+            raise
+        except Exception as error:  # as above: decoding it lazily is decoding its file
+            raise ImageInputError(f"corrupt PIL image: {_reason(error)}") from None
     if isinstance(item, np.ndarray):
         if item.ndim >= 2 and item.size:
             _check_size((item.shape[1], item.shape[0]), max_pixels)
