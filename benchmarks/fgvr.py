@@ -97,7 +97,14 @@ from skvf.bench.reporting import (
     plot_sweep,
     write_csv,
 )
-from skvf.bench.runner import COOP_TRUE, LABELER_DIRECT, NO_NAME, ZERO_SHOT
+from skvf.bench.runner import (
+    COOP_TRUE,
+    LABELER_DIRECT,
+    NO_NAME,
+    TRAINING_FREE,
+    ZERO_SHOT,
+    ZERO_SHOT_TRUE,
+)
 
 
 class AnswerLookup(BaseEstimator):
@@ -387,7 +394,7 @@ _MODE_DEFAULTS = {
     ),
 }
 # The references every method of the fine-garments table is paired with.
-_FINE_REFERENCES = [ZERO_SHOT, "CoOp on raw names", LABELER_DIRECT, COOP_TRUE]
+_FINE_REFERENCES = [ZERO_SHOT, TRAINING_FREE, "CoOp on raw names", LABELER_DIRECT, COOP_TRUE]
 
 
 def parse_arguments(argv):
@@ -447,7 +454,7 @@ def parse_arguments(argv):
     parser.add_argument(
         "--methods",
         help="comma-separated; default all (fine-garments adds the references "
-        f"'{method_names()[2]}' and '{COOP_TRUE}')",
+        f"'{ZERO_SHOT_TRUE}' and '{COOP_TRUE}')",
     )
     parser.add_argument(
         "--max-per-class", type=int, default=500, help="Fashion-MNIST images read per class"

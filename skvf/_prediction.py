@@ -31,6 +31,7 @@ from ._images import (
     is_feature_matrix,
     iter_image_chunks,
 )
+from ._prototypes import mixed_similarity
 from ._sklearn_compat import validate_parameter_constraints
 from ._training import softmax
 from ._warnings import warn
@@ -54,7 +55,14 @@ LOADING_THREADS = 2
 
 #: Parameters prediction reads. ``set_params`` checks nothing and a model file can hold
 #: anything, so they are checked against the estimator's constraints at every call.
-_PREDICT_PARAMETERS = ("batch_size", "on_error", "max_image_pixels", "verbose", "device")
+_PREDICT_PARAMETERS = (
+    "batch_size",
+    "on_error",
+    "max_image_pixels",
+    "verbose",
+    "device",
+    "prototype_weight",
+)
 
 _CHANGED_AFTER_FIT = (
     "the fitted model was changed after fit (by hand, or in its file). Fit it again, or "
@@ -151,7 +159,12 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         name = type(self).__name__
         constraints = getattr(self, "_parameter_constraints", {})
         if not get_config()["skip_parameter_validation"]:
-            used = [parameter for parameter in _PREDICT_PARAMETERS if parameter in constraints]
+            # A file saved before a parameter existed lacks it: its default applies.
+            used = [
+                parameter
+                for parameter in _PREDICT_PARAMETERS
+                if parameter in constraints and hasattr(self, parameter)
+            ]
             validate_parameter_constraints(
                 {parameter: constraints[parameter] for parameter in used},
                 {parameter: getattr(self, parameter) for parameter in used},
@@ -203,6 +216,8 @@ class PromptClassifierMixin(FrozenBackboneMixin):
                 )
         if getattr(self, "feature_mean_", None) is not None:
             finite_array("feature_mean_", 1)
+        if getattr(self, "class_image_prototypes_", None) is not None:
+            finite_array("class_image_prototypes_", 2, text.shape)
 
     def _scores(self, X) -> np.ndarray:
         """Scores of every image for every class, shape (n_samples, n_classes)."""
@@ -278,12 +293,19 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         """Class scores of image features as the image tower or encoder gives them.
 
         The fitted centring and projection into the text embedding space, then the
-        scaled similarity to every class prompt, plus the fitted per-class
-        ``score_offsets_`` where the estimator has them (NeaR's prior correction).
+        scaled similarity to every class prompt (mixed with that to the class's image
+        prototype, ``class_image_prototypes_``, by ``prototype_weight``), plus the
+        fitted per-class ``score_offsets_`` where the estimator has them (NeaR's prior correction).
         """
         mean = getattr(self, "feature_mean_", None)
         embedded = to_embedding_space(features, mean, self.projection_)
-        scores = self.logit_scale_ * embedded @ self.class_text_features_.T
+        prototypes = getattr(self, "class_image_prototypes_", None)
+        weight = getattr(self, "prototype_weight", 0.0)
+        if prototypes is None or weight == 0:
+            scores = self.logit_scale_ * embedded @ self.class_text_features_.T
+        else:
+            similarity = mixed_similarity(embedded, self.class_text_features_, prototypes, weight)
+            scores = self.logit_scale_ * similarity
         offsets = getattr(self, "score_offsets_", None)
         return scores if offsets is None else scores + offsets
 

@@ -21,6 +21,8 @@ from ._images import (
 )
 from ._prediction import PREDICT_CHUNK, PromptClassifierMixin
 from ._prior import name_prior, prior_offsets
+from ._prototypes import image_prototypes
+from ._refinement import one_hot
 from ._sklearn_compat import HasMethods, Interval, StrOptions, fit_context
 from ._store import resolve_memory
 from ._training import TrainingConfig, tune_prompts
@@ -278,6 +280,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "candidate_weighting": [StrOptions({"votes", "mask"})],
         "sharpen_temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "prior_correction": [Interval(numbers.Real, 0, None, closed="left")],
+        "prototype_weight": [Interval(numbers.Real, 0, 1, closed="both")],
+        "prototype_assignment": [StrOptions({"targets", "predictions", "names"})],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [str],
         "memory": [str, os.PathLike, HasMethods(["cache"]), None],
@@ -313,6 +317,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         candidate_weighting="votes",
         sharpen_temperature=1.0,
         prior_correction=1.0,
+        prototype_weight=0.0,
+        prototype_assignment="targets",
         batch_size=64,
         device="auto",
         memory=None,
@@ -345,6 +351,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.candidate_weighting = candidate_weighting
         self.sharpen_temperature = sharpen_temperature
         self.prior_correction = prior_correction
+        self.prototype_weight = prototype_weight
+        self.prototype_assignment = prototype_assignment
         self.batch_size = batch_size
         self.device = device
         self.memory = memory
@@ -460,6 +468,9 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.class_text_features_ = prompt_text_features(learner)[keep]
         self.name_prior_ = name_prior(result.probabilities[:, keep])
         self.score_offsets_ = prior_offsets(self.name_prior_, self.prior_correction)
+        self.class_image_prototypes_ = image_prototypes(
+            features, self._prototype_weights(result, labels, keep)
+        )
         self.llm_usage_ = dict(getattr(self.labeler_, "usage_", None) or {}) or None
         return self
 
@@ -496,6 +507,15 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         if self.random_state is not None and params.get("random_state", 0) is None:
             component.set_params(random_state=seed)
         return component
+
+    def _prototype_weights(self, result, labels, keep) -> np.ndarray:
+        """Each training image's weight in each kept name's image prototype."""
+        if self.prototype_assignment == "names":
+            return one_hot(labels, len(self.vocabulary_))[:, keep]
+        if self.prototype_assignment == "predictions":
+            kept = result.probabilities[:, keep]
+            return one_hot(np.argmax(kept, axis=1), kept.shape[1])
+        return result.targets[:, keep]
 
     def _max_epochs(self) -> int:
         if self.max_epochs == "auto":

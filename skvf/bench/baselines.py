@@ -5,7 +5,8 @@
   replaces.
 - :class:`ZeroShotCLIP`: the labeler's names on the training images form the
   vocabulary; frozen CLIP scores each image against ``"a photo of a {name}."``, with no
-  tuning.
+  tuning; with ``prototype_weight`` it mixes in each name's mean training image
+  (FineR's training-free classifier).
 - :func:`method_configs`: :class:`~skvf.NeaRClassifier` parameters for CoOp on the
   labeler's raw names, NeaR, and NeaR's ablations (no candidate sets, no GMM, no label
   filter).
@@ -163,6 +164,15 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         image tower.
     template : str, default="a photo of a {}."
         Prompt with one ``{}`` for the class name.
+    prototype_weight : float in [0, 1], default=0.0
+        The share of image prototypes in the scores: each name's prototype is the mean
+        feature of the training images the labeler gave that name, and an image's score
+        is ``(1 - w)`` times its similarity to the name's prompt plus ``w`` times that
+        to the prototype (FineR's training-free classifier; FineR uses 0.3). 0 is plain
+        zero-shot CLIP; above 0, ``fit`` encodes the training images (once, with
+        ``memory``).
+    memory : str, path or None, default=None
+        Cache directory of image-tower features, as in :class:`~skvf.NeaRClassifier`.
     batch_size : int, default=64
         Images per pass of the image tower.
     device : str, default="auto"
@@ -186,6 +196,8 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         The backbone's logit scale (capped at 100).
     projection_ : ndarray or None
         Random map from an ``image_encoder``'s features to the embedding size.
+    class_image_prototypes_ : ndarray of shape (n_classes, embed_dim) or None
+        Unit-norm mean training-image feature of each name (``prototype_weight > 0``).
     device_ : str
         Device the model was fitted on; ``predict`` falls back to the CPU.
 
@@ -207,6 +219,8 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "backbone_kwargs": [dict, None],
         "image_encoder": [HasMethods(["fit", "transform"]), None],
         "template": [str],
+        "prototype_weight": [Interval(numbers.Real, 0, 1, closed="both")],
+        "memory": [str, os.PathLike, None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [str],
         "random_state": ["random_state"],
@@ -220,6 +234,8 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         backbone_kwargs=None,
         image_encoder=None,
         template="a photo of a {}.",
+        prototype_weight=0.0,
+        memory=None,
         batch_size=64,
         device="auto",
         random_state=None,
@@ -230,6 +246,8 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.backbone_kwargs = backbone_kwargs
         self.image_encoder = image_encoder
         self.template = template
+        self.prototype_weight = prototype_weight
+        self.memory = memory
         self.batch_size = batch_size
         self.device = device
         self.random_state = random_state
@@ -275,13 +293,19 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.projection_ = None
         if is_feature_matrix(X):
             self.n_features_in_ = X.shape[1]
+        features = None
         if self.image_encoder_ is not None:
             from .._features import projection_matrix
 
-            width = np.asarray(self.image_encoder_.fit_transform(X)).shape[1]
-            if width != embed_dim:
+            features = np.asarray(self.image_encoder_.fit_transform(X))
+            if features.shape[1] != embed_dim:
                 rng = check_random_state(self.random_state)
-                self.projection_ = projection_matrix(width, embed_dim, rng)
+                self.projection_ = projection_matrix(features.shape[1], embed_dim, rng)
+        self.class_image_prototypes_ = None
+        if self.prototype_weight > 0:
+            if features is None:
+                features = self._tower_features(X, backbone)
+            self.class_image_prototypes_ = self._prototypes(features, names)
 
         prompts = [self.template.format(name) for name in self.classes_]
         tokens = backbone.tokenizer(prompts).to(self.device_)
@@ -291,6 +315,37 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.class_text_features_ = text.cpu().numpy().astype(np.float32)
         self.logit_scale_ = min(scale, 100.0)
         return self
+
+    def _tower_features(self, X, backbone) -> np.ndarray:
+        """The backbone's image-tower features of the training images (cached by ``memory``)."""
+        from .._features import encode_with_memory
+        from .._images import load_training_items
+        from .._store import resolve_memory
+
+        items, digests, _, _, _ = load_training_items(X, "raise", False)
+        features, _ = encode_with_memory(
+            backbone,
+            self.backbone,
+            items,
+            digests,
+            resolve_memory(self.memory),
+            self.device_,
+            self.batch_size,
+        )
+        return features
+
+    def _prototypes(self, features, names) -> np.ndarray:
+        """Mean embedded feature of the training images carrying each of ``classes_``."""
+        from .._features import to_embedding_space
+        from .._prototypes import image_prototypes
+
+        column = {name: index for index, name in enumerate(self.classes_)}
+        weights = np.zeros((len(names), len(self.classes_)))
+        for row, name in enumerate(names):
+            if name is not None:
+                weights[row, column[str(name)]] = 1.0
+        embedded = to_embedding_space(features, None, self.projection_)
+        return image_prototypes(embedded, weights)
 
 
 def method_configs() -> dict[str, dict]:

@@ -40,6 +40,7 @@ from .simulated_mllm import make_simulated_mllm
 __all__ = [
     "COOP_TRUE",
     "LABELER_DIRECT",
+    "TRAINING_FREE",
     "ZERO_SHOT",
     "ZERO_SHOT_TRUE",
     "Benchmark",
@@ -58,6 +59,9 @@ __all__ = [
 LABELER_DIRECT = "labeler direct"
 ZERO_SHOT = "zero-shot CLIP"
 ZERO_SHOT_TRUE = "zero-shot CLIP on true names"
+TRAINING_FREE = "training-free prototypes"
+#: FineR's share of the image prototypes (its text weight is 0.7).
+FINER_PROTOTYPE_WEIGHT = 0.3
 COOP_TRUE = "CoOp on true names"
 NO_NAME = "unknown"  # stands for a missing name in the metrics
 
@@ -72,12 +76,21 @@ def method_names() -> list[str]:
     """Every method :func:`build_methods` knows, in table order.
 
     The labeler's own names, zero-shot CLIP over the labeler's vocabulary and over the
-    true names (a reference), CoOp on the labeler's raw names and on the true names (the
-    reference NeaR's gap is reported against), then NeaR and its ablations
-    (:func:`skvf.bench.baselines.method_configs`).
+    true names (a reference), the training-free classifier mixing zero-shot text scores
+    with image prototypes of the labeler's names (FineR's), CoOp on the labeler's raw
+    names and on the true names (the reference NeaR's gap is reported against), then
+    NeaR and its ablations (:func:`skvf.bench.baselines.method_configs`).
     """
     configs = list(method_configs())
-    return [LABELER_DIRECT, ZERO_SHOT, ZERO_SHOT_TRUE, configs[0], COOP_TRUE, *configs[1:]]
+    return [
+        LABELER_DIRECT,
+        ZERO_SHOT,
+        ZERO_SHOT_TRUE,
+        TRAINING_FREE,
+        configs[0],
+        COOP_TRUE,
+        *configs[1:],
+    ]
 
 
 @dataclass
@@ -263,9 +276,9 @@ def parse_params(assignments: list[str]) -> dict:
 def parse_variant(text: str) -> tuple[str, dict]:
     """``"NeaR [short]: max_epochs=60; ctx_init=a photo of a"`` -> a method variant.
 
-    A variant is a prompt-tuned method of :func:`method_names` run again, in the same
-    trial, with some NeaRClassifier parameters changed: its results are paired by seed
-    with the method's own, so a default can be chosen from one run.
+    A variant is a prompt-tuned method of :func:`method_names` (or the training-free
+    one) run again, in the same trial, with some parameters changed: its results are
+    paired by seed with the method's own, so a default can be chosen from one run.
 
     Returns
     -------
@@ -288,6 +301,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
     name, colon, assignments = text.partition(":")
     base, bracket, tag = name.strip().partition(" [")
     tuned = [m for m in method_names() if m not in (LABELER_DIRECT, ZERO_SHOT, ZERO_SHOT_TRUE)]
+    # tuned: the prompt-tuned methods and the training-free one, whose weight is tuned too
     if not colon or not bracket or not tag.endswith("]") or len(tag) < 2:
         raise ValueError(
             f"a variant is '<method> [<tag>]: NAME=VALUE; ...', got {text!r}; "
@@ -341,6 +355,14 @@ def build_methods(
         elif base in (ZERO_SHOT, ZERO_SHOT_TRUE):
             given = true_labeler if base == ZERO_SHOT_TRUE else labeler
             methods[name] = ZeroShotCLIP(given, random_state=seed, **shared)
+        elif base == TRAINING_FREE:
+            methods[name] = ZeroShotCLIP(
+                labeler,
+                prototype_weight=FINER_PROTOTYPE_WEIGHT,
+                memory=str(bench.memory),
+                random_state=seed,
+                **shared,
+            )
         elif base == COOP_TRUE:
             config = configs["CoOp on raw names"]
             methods[name] = NeaRClassifier(true_labeler, **{**tuned, **config})

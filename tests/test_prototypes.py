@@ -1,0 +1,173 @@
+"""Image prototypes mixed into the text scores: NeaRClassifier and the training-free baseline."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.preprocessing import StandardScaler
+
+from skvf import NeaRClassifier
+from skvf._features import to_embedding_space
+from skvf._prototypes import image_prototypes, mixed_similarity
+from skvf._sklearn_compat import InvalidParameterError
+from skvf.bench.baselines import ZeroShotCLIP
+from skvf.bench.demo import TINY_BACKBONE_PARAMS
+from skvf.serialization import dump, load, trusted_types
+
+CENTRES = np.array([[4.0, 0, 0, 0], [0, 4.0, 0, 0], [0, 0, 4.0, 0], [0, 0, 0, 4.0]])
+NAMES = np.array(["north", "east", "south", "west"], dtype=object)
+
+
+class QuadrantNamer(BaseEstimator, TransformerMixin):
+    """Names a row by its largest coordinate, wrongly for every fifth row."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        index = np.argmax(np.asarray(X), axis=1)
+        index[::5] = (index[::5] + 1) % len(NAMES)
+        return NAMES[index]
+
+
+def _rows(n_per_class, seed):
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(CENTRES, n_per_class, axis=0) + rng.normal(size=(4 * n_per_class, 4))
+    return rows, np.repeat(NAMES, n_per_class)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rows, _ = _rows(10, seed=0)
+    clf = NeaRClassifier(
+        labeler=QuadrantNamer(),
+        image_encoder=StandardScaler(),
+        **TINY_BACKBONE_PARAMS,
+        max_epochs=20,
+        warmup_epochs=5,
+        random_state=0,
+        prototype_assignment="names",
+        label_filter="passthrough",
+    )
+    return clf.fit(rows)
+
+
+def _embedded(clf, rows):
+    features = clf.image_encoder_.transform(rows)
+    return to_embedding_space(features, clf.feature_mean_, clf.projection_)
+
+
+def test_weight_zero_is_the_text_only_model_bit_for_bit(fitted):
+    rows, _ = _rows(5, seed=1)
+    text_only = fitted.logit_scale_ * _embedded(fitted, rows) @ fitted.class_text_features_.T
+    assert np.array_equal(fitted.decision_function(rows), text_only + fitted.score_offsets_)
+
+
+def test_prototypes_are_the_mean_training_image_of_each_name(fitted):
+    rows, _ = _rows(10, seed=0)
+    embedded = _embedded(fitted, rows)
+    given = fitted.labeler_names_["normalized"]
+    for name, prototype in zip(fitted.classes_, fitted.class_image_prototypes_, strict=True):
+        mean = embedded[given == name].mean(axis=0)
+        np.testing.assert_allclose(prototype, mean / np.linalg.norm(mean), atol=1e-6)
+
+
+@pytest.mark.parametrize("weight", [0.3, 1.0])
+def test_the_weight_mixes_text_and_prototype_similarity(fitted, weight):
+    rows, _ = _rows(5, seed=1)
+    embedded = _embedded(fitted, rows)
+    expected = (1 - weight) * embedded @ fitted.class_text_features_.T + weight * (
+        embedded @ fitted.class_image_prototypes_.T
+    )
+    clf = copy.deepcopy(fitted)
+    clf.set_params(prototype_weight=weight)  # a predict-time parameter: no refit
+    np.testing.assert_allclose(
+        clf.decision_function(rows),
+        fitted.logit_scale_ * expected + fitted.score_offsets_,
+        rtol=1e-5,
+        atol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5, np.nan])
+def test_a_weight_outside_zero_one_is_refused_at_predict(fitted, weight):
+    clf = copy.deepcopy(fitted)
+    clf.set_params(prototype_weight=weight)
+    with pytest.raises(InvalidParameterError, match="'prototype_weight' parameter"):
+        clf.predict(_rows(2, seed=1)[0])
+
+
+def test_prototypes_survive_a_skops_round_trip(fitted, tmp_path):
+    clf = copy.deepcopy(fitted)
+    clf.set_params(prototype_weight=0.5)
+    dump(clf, tmp_path / "m.skops")
+    loaded = load(tmp_path / "m.skops", trusted=trusted_types() + [__name__ + ".QuadrantNamer"])
+    rows, _ = _rows(5, seed=1)
+    assert np.array_equal(loaded.decision_function(rows), clf.decision_function(rows))
+
+
+@pytest.mark.parametrize("assignment", ["targets", "predictions"])
+def test_refined_targets_or_the_tuned_prediction_assign_images(assignment):
+    rows, _ = _rows(10, seed=0)
+    clf = NeaRClassifier(
+        labeler=QuadrantNamer(),
+        image_encoder=StandardScaler(),
+        **TINY_BACKBONE_PARAMS,
+        max_epochs=20,
+        warmup_epochs=5,
+        random_state=0,
+        prototype_assignment=assignment,
+        label_filter="passthrough",
+    ).fit(rows)
+    embedded = _embedded(clf, rows)
+    if assignment == "targets":
+        weights = clf.refined_targets_
+    else:  # the tuned model's own best name for each training image, offsets aside
+        predicted = np.argmax(clf.decision_function(rows) - clf.score_offsets_, axis=1)
+        weights = np.eye(len(clf.classes_))[predicted]
+    np.testing.assert_allclose(
+        clf.class_image_prototypes_, image_prototypes(embedded, weights), atol=1e-5
+    )
+
+
+def test_training_free_baseline_mixes_its_names_prototypes():
+    rows, truth = _rows(10, seed=0)
+    baseline = ZeroShotCLIP(
+        QuadrantNamer(),
+        image_encoder=StandardScaler(),
+        prototype_weight=0.3,
+        random_state=0,
+        **TINY_BACKBONE_PARAMS,
+    ).fit(rows)
+    named = QuadrantNamer().transform(rows)
+    embedded = to_embedding_space(
+        baseline.image_encoder_.transform(rows), None, baseline.projection_
+    )
+    for name, prototype in zip(baseline.classes_, baseline.class_image_prototypes_, strict=True):
+        mean = embedded[named == name].mean(axis=0)
+        np.testing.assert_allclose(prototype, mean / np.linalg.norm(mean), atol=1e-6)
+    test, _ = _rows(5, seed=1)
+    embedded_test = to_embedding_space(
+        baseline.image_encoder_.transform(test), None, baseline.projection_
+    )
+    expected = mixed_similarity(
+        embedded_test, baseline.class_text_features_, baseline.class_image_prototypes_, 0.3
+    )
+    np.testing.assert_allclose(
+        baseline.decision_function(test), baseline.logit_scale_ * expected, rtol=1e-5, atol=1e-4
+    )
+    plain = ZeroShotCLIP(
+        QuadrantNamer(), image_encoder=StandardScaler(), random_state=0, **TINY_BACKBONE_PARAMS
+    ).fit(rows)
+    assert plain.class_image_prototypes_ is None
+
+
+def test_a_model_saved_before_prototypes_existed_predicts_text_only(fitted):
+    rows, _ = _rows(5, seed=1)
+    old = copy.deepcopy(fitted)
+    old.set_params(prototype_weight=0.5)
+    del old.prototype_weight, old.class_image_prototypes_  # what such a file holds
+    assert np.array_equal(old.decision_function(rows), fitted.decision_function(rows))
