@@ -20,11 +20,12 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from numbers import Integral, Real
 from pathlib import Path
 
 from .._store import ItemStore, stable_hash
-from ._parsing import REASONS
+from ._parsing import REASONS, UnusableAnswer
 
 __all__ = [
     "UNUSABLE_EXCERPT_CHARS",
@@ -33,6 +34,7 @@ __all__ = [
     "bounded_record",
     "default_cache_dir",
     "is_answer_record",
+    "parse_record",
     "resolve_cache_dir",
 ]
 
@@ -149,6 +151,33 @@ def bounded_record(record: dict, reason: str | None) -> dict:
     if cut:
         bounded.update(truncated=True, reason=reason)
     return bounded
+
+
+def parse_record(record: dict, parse: Callable):
+    """What ``parse(answer, refusal=...)`` reads from an answer record.
+
+    A malformed reply (``"malformed"``: held in memory, never stored) and an excerpt of
+    an unusable answer (``"truncated"``) are unusable as they were: never parsed from a
+    part.
+
+    Parameters
+    ----------
+    record : dict
+        A record as :meth:`~skvf.labeling._client.Answer.record` writes it.
+    parse : callable
+        ``parse(answer, refusal=...)``, raising
+        :class:`~skvf.labeling._parsing.UnusableAnswer` for an unusable answer.
+
+    Raises
+    ------
+    UnusableAnswer
+        Nothing else.
+    """
+    if record.get("malformed"):
+        raise UnusableAnswer("malformed", record["malformed"])
+    if record.get("truncated"):
+        raise UnusableAnswer(record.get("reason", "overlong"), record.get("answer"))
+    return parse(record.get("answer"), refusal=record.get("refusal"))
 
 
 class AnswerCache:

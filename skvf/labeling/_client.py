@@ -15,6 +15,7 @@ import os
 import random
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -222,16 +223,9 @@ class Requester:
             return None
         return " or ".join(missing)
 
-    def _request(self, prompt: str, data_uri: str, api_key: str | None):
-        messages = [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": prompt},
-                    {"type": "image_url", "image_url": {"url": data_uri}},
-                ],
-            }
-        ]
+    def _request(self, prompt: str, data_uris: list[str], api_key: str | None):
+        images = [{"type": "image_url", "image_url": {"url": uri}} for uri in data_uris]
+        messages = [{"role": "user", "content": [{"type": "text", "text": prompt}, *images]}]
         arguments = dict(self.completion_kwargs)
         arguments.update(model=self.model, messages=messages, timeout=self.timeout, max_retries=0)
         if self.api_base is not None:
@@ -325,17 +319,17 @@ class Requester:
             cost_usd=cost,
         )
 
-    def ask(self, prompt: str, data_uri: str, item: str) -> Answer:
-        """Send one image and the prompt; retry transient failures.
+    def ask(self, prompt: str, data_uri: str | Sequence[str], item: str) -> Answer:
+        """Send the prompt and one image (or several, in one message); retry transient failures.
 
         Parameters
         ----------
         prompt : str
             The rendered prompt.
-        data_uri : str
-            The image.
+        data_uri : str or sequence of str
+            The image, or the images, as data URIs.
         item : str
-            The item's description, for log messages.
+            The item's description (or the items'), for log messages.
 
         Returns
         -------
@@ -351,14 +345,15 @@ class Requester:
             ``stop`` was set before a request could be sent.
         """
         api_key = self._api_key()
-        payload_bytes = len(prompt.encode()) + len(data_uri)
+        data_uris = [data_uri] if isinstance(data_uri, str) else list(data_uri)
+        payload_bytes = len(prompt.encode()) + sum(map(len, data_uris))
         attempt = 0
         while True:
             if self.stop.is_set():
                 raise Cancelled(item)
             self.meter.add(calls=1, retries=int(attempt > 0), bytes_sent=payload_bytes)
             try:
-                response = self._request(prompt, data_uri, api_key)
+                response = self._request(prompt, data_uris, api_key)
                 break
             except Exception as error:  # noqa: BLE001 - classified below, never swallowed
                 message = scrub(f"{item}: {type(error).__name__}: {error}", [api_key])

@@ -7,10 +7,13 @@ import io
 
 from PIL import Image
 
-__all__ = ["jpeg_data_uri"]
+__all__ = ["JPEG_QUALITY", "jpeg_data_uri"]
+
+#: The JPEG quality of the images sent (a part of the answer cache key).
+JPEG_QUALITY = 90
 
 
-def jpeg_data_uri(image: Image.Image, max_side: int, quality: int = 90) -> str:
+def jpeg_data_uri(image: Image.Image, max_side: int, quality: int = JPEG_QUALITY) -> str:
     """Encode an RGB image as a ``data:image/jpeg;base64,...`` URI.
 
     Parameters

@@ -34,12 +34,13 @@ class BudgetExceededError(LabelingError):
 
 
 class UnusableAnswerError(ValueError):
-    """An answer holds no usable class name and ``on_error="raise"``.
+    """An answer holds no usable class name (or naming context) and ``on_error="raise"``.
 
     Attributes
     ----------
-    index : int
-        Position of the image in the input.
+    index : int or None
+        Position of the image in the input; ``None`` for the answer about several
+        training images that ``prompt="expert"`` asks for in ``fit``.
     reason : {"empty", "refusal", "overlong", "unparsable", "malformed"}
     answer : str or None
         The raw answer.

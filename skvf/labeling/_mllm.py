@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -20,12 +21,19 @@ from .._sklearn_compat import Interval, StrOptions, fit_context
 from .._warnings import warn
 from ..exceptions import ImageInputError
 from ..serialization import register_trusted_type
-from ._cache import AnswerCache, answer_affecting, bounded_record, resolve_cache_dir
+from ._cache import (
+    AnswerCache,
+    answer_affecting,
+    bounded_record,
+    parse_record,
+    resolve_cache_dir,
+)
 from ._client import ProviderError, Requester
-from ._encoding import jpeg_data_uri
+from ._context import infer_naming_context
+from ._encoding import JPEG_QUALITY, jpeg_data_uri
 from ._errors import BudgetExceededError, LabelingError, LabelingWarning, UnusableAnswerError
 from ._parsing import UnusableAnswer, parse_name
-from ._prompts import BUILTIN_PROMPTS, check_template, render_prompt
+from ._prompts import BUILTIN_PROMPTS, EXPERT_PROMPT, check_template, render_prompt
 from ._runner import run_bounded
 from ._secrets import check_api_base, check_no_secrets
 from ._usage import UsageMeter, empty_usage
@@ -34,7 +42,6 @@ __all__ = ["MLLMLabeler"]
 
 logger = logging.getLogger("skvf.labeling")
 
-_JPEG_QUALITY = 90
 # completion_kwargs entries that a dedicated parameter controls.
 _MANAGED_ARGUMENTS = {
     "model": "model",
@@ -139,11 +146,19 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
     prompt : str, default="direct"
         ``"direct"`` asks for the fine-grained category of the main object;
         ``"attributes"`` asks for the distinguishing visual attributes first, then the
-        name. Any other string is a template whose only placeholder is ``{domain}``;
-        an instruction to answer ``{"name": ...}`` in JSON is appended to every prompt.
+        name; ``"expert"`` first shows the model ``context_images`` training images in
+        one request (in :meth:`fit`) and asks what they show, the granularity of the
+        names wanted and the expert who would name them, then asks every image as that
+        expert (:attr:`naming_context_`). Any other string is a template whose only
+        placeholder is ``{domain}``; an instruction to answer ``{"name": ...}`` in JSON
+        is appended to every prompt.
     domain : str, default=None
         What the images show (``"bird"``, ``"car model"``); a hint in the built-in
-        prompts and the value of ``{domain}`` in templates.
+        prompts (for ``"expert"``, in the question about the images, whose answer still
+        gives all three) and the value of ``{domain}`` in templates.
+    context_images : int, default=4
+        With ``prompt="expert"``, the training images shown to infer the naming
+        context: evenly spaced over ``X``, first and last included, each once.
     api_base : str, default=None
         The server's base URL, e.g. ``"http://localhost:8000/v1"``; without credentials
         in it (``user:password@``, ``?api_key=``), which are refused. A labeler loaded
@@ -186,7 +201,10 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         malformed reply, or an unreadable image) does: raise :class:`UnusableAnswerError` (or
         :class:`~skvf._images.ImageInputError`); or leave the image without a name, with
         a :class:`LabelingWarning` (``"warn"``) or silently (``"skip"``), as reported
-        by :meth:`label` and :attr:`skipped_`. Never an empty class name.
+        by :meth:`label` and :attr:`skipped_`. Never an empty class name. With
+        ``prompt="expert"``, an unusable answer about the training images raises too;
+        under ``"warn"`` and ``"skip"`` every image is then asked with the ``"direct"``
+        prompt, with a :class:`LabelingWarning` either way.
     cache : "default", path or None, default="default"
         Where answers are stored: ``"default"`` is ``labels/`` under the user's cache
         directory (``$XDG_CACHE_HOME/skvf``, ``~/.cache/skvf``, ...), a path names a
@@ -207,7 +225,8 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
     ----------
     usage_ : dict
         Reset by :meth:`fit`, accumulated over every :meth:`label` / :meth:`transform`
-        call since: ``calls`` (requests sent, retries included), ``answers`` (answers
+        call since, and over the request of ``prompt="expert"`` in :meth:`fit`:
+        ``calls`` (requests sent, retries included), ``answers`` (answers
         received and paid for), ``cache_hits`` (distinct images answered from the
         cache), ``retries``, ``failures`` (images whose request failed for good or whose
         reply was malformed),
@@ -217,6 +236,13 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         ``bytes_sent`` and ``wall_time_s``.
     prompt_text_ : str
         The text sent with every image.
+    naming_context_ : dict or None
+        With ``prompt="expert"``, what the model answered about the training images:
+        ``category`` (``"birds"``), ``granularity`` (``"species"``) and ``expert``
+        (``"an ornithologist"``), from which :attr:`prompt_text_` is rendered. ``None``
+        for other prompts, and when that answer was unusable under ``on_error`` of
+        ``"warn"`` or ``"skip"`` (the ``"direct"`` prompt is then used, with a
+        :class:`LabelingWarning`).
     skipped_ : list of str
         One message per image left without a name by the last call (``on_error`` of
         ``"warn"`` or ``"skip"``).
@@ -231,11 +257,14 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
        contextually grounded vision-language model", arXiv:2505.01064.
     .. [2] M. Liu et al., "Democratizing Fine-grained Visual Recognition with Large
        Language Models" (FineR), ICLR 2024.
+    .. [3] FiNDR, CVPR 2026: the naming prompt with an inferred category, granularity
+       and expert persona (``prompt="expert"``).
 
     Examples
     --------
-    Fitting checks the parameters and sends nothing; naming images needs the model
-    provider's API key and the network (and a photo), so the last line is not run here:
+    Fitting checks the parameters and, but for ``prompt="expert"``, sends nothing;
+    naming images needs the model provider's API key and the network (and a photo), so
+    the last line is not run here:
 
     >>> from skvf.labeling import MLLMLabeler
     >>> labeler = MLLMLabeler(model="gpt-4o-mini", domain="bird", cache=None).fit(None)
@@ -262,6 +291,7 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         "model": [str],
         "prompt": [str],
         "domain": [str, None],
+        "context_images": [Interval(Integral, 1, None, closed="left")],
         "api_base": [str, None],
         "completion_kwargs": [dict, None],
         "api_key_env": [str, None],
@@ -286,6 +316,7 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         *,
         prompt: str = "direct",
         domain: str | None = None,
+        context_images: int = 4,
         api_base: str | None = None,
         completion_kwargs: dict | None = None,
         api_key_env: str | None = None,
@@ -306,6 +337,7 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         self.model = model
         self.prompt = prompt
         self.domain = domain
+        self.context_images = context_images
         self.api_base = api_base
         self.completion_kwargs = completion_kwargs
         self.api_key_env = api_key_env
@@ -397,22 +429,43 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
-        """Check the parameters; no request is sent.
+        """Check the parameters; with ``prompt="expert"``, infer the naming context.
+
+        No request is sent, except with ``prompt="expert"``: one request, with a few
+        images of ``X``, asks for the naming context (:attr:`naming_context_`), unless
+        the answer cache holds its answer.
 
         Parameters
         ----------
-        X : ignored
-            Accepted for pipelines; the labeler learns nothing from images.
+        X : sequence of images or None
+            The training images: with ``prompt="expert"`` the naming context is
+            inferred from ``context_images`` of them; otherwise ignored.
         y : ignored
 
         Returns
         -------
         self : MLLMLabeler
+
+        Raises
+        ------
+        UnusableAnswerError
+            With ``prompt="expert"`` and ``on_error="raise"``: the answer about the
+            images is unusable (its ``index`` is None).
+        LabelingError
+            With ``prompt="expert"``: its request failed for good, or ``max_cost``
+            leaves nothing to spend (:class:`BudgetExceededError`).
         """
         self._check_parameters()
-        self.prompt_text_ = render_prompt(self.prompt, self.domain)
         self.usage_ = empty_usage()
         self.skipped_ = []
+        self.naming_context_ = None
+        if self.prompt == EXPERT_PROMPT:
+            started = time.perf_counter()
+            try:
+                self.naming_context_ = infer_naming_context(self, X)
+            finally:
+                self.usage_["wall_time_s"] += time.perf_counter() - started
+        self.prompt_text_ = render_prompt(self.prompt, self.domain, self.naming_context_)
         return self
 
     def _check_parameters(self) -> None:
@@ -428,7 +481,7 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
                 "that variable."
             )
         check_api_base(self.api_base)
-        if self.prompt not in BUILTIN_PROMPTS:
+        if self.prompt not in BUILTIN_PROMPTS and self.prompt != EXPERT_PROMPT:
             check_template(self.prompt, self.domain)
         kwargs = self.completion_kwargs or {}
         check_no_secrets(kwargs)
@@ -457,6 +510,67 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.non_deterministic = True
         return tags
+
+    def _answer_key(self, prompt_text: str) -> dict:
+        """Everything an answer to ``prompt_text`` with an image depends on (never a secret)."""
+        return {
+            "model": self.model,
+            "api_base": None if self.api_base is None else self.api_base.rstrip("/"),
+            "prompt": prompt_text,
+            "json_mode": self.json_mode,
+            "max_side": self.max_side,
+            "jpeg_quality": JPEG_QUALITY,
+            "completion_kwargs": answer_affecting(self.completion_kwargs or {}),
+        }
+
+    def _requester(self, meter, stop: threading.Event, paid: dict) -> Requester:
+        """The client of a run's requests, once the server is trusted and a key is at hand.
+
+        ``paid`` holds the counts of the :class:`LabelingError` raised when the
+        provider's key is missing from the environment.
+        """
+        self._check_destinations()  # no request to a server a file chose
+        requester = Requester(
+            model=self.model,
+            api_base=self.api_base,
+            completion_kwargs=dict(self.completion_kwargs or {}),
+            api_key_env=self.api_key_env,
+            timeout=self.timeout,
+            json_mode=self._json_mode(),
+            max_retries=self.max_retries,
+            backoff_base=self.backoff_base,
+            price_per_token=self.price_per_token,
+            meter=meter,
+            stop=stop,
+        )
+        if requester.missing_credentials is not None:
+            raise LabelingError(
+                f"{self.model!r} needs an API key in the environment variable "
+                f"{requester.missing_credentials}, which is not set; no request was sent. Set "
+                "it, or put the key in a variable of your own and name it with "
+                "api_key_env='MY_KEY_VARIABLE' (a local server that needs no key accepts any "
+                "non-empty value).",
+                **paid,
+            )
+        return requester
+
+    def _json_mode(self) -> bool:
+        """Whether requests ask for a JSON object answer (``json_mode`` resolved)."""
+        if self.json_mode != "auto":
+            return bool(self.json_mode)
+        if self.api_base is not None:
+            return False
+        from ._client import import_litellm
+
+        litellm = import_litellm()
+        try:
+            model, provider, _, _ = litellm.get_llm_provider(self.model)
+            supported = litellm.get_supported_openai_params(
+                model=model, custom_llm_provider=provider
+            )
+        except Exception:  # noqa: BLE001 - an unknown model fails on its first request
+            return False
+        return "response_format" in (supported or [])
 
     def transform(self, X) -> np.ndarray:
         """Name every image.
@@ -535,16 +649,7 @@ class _Run:
         self.meter = UsageMeter(labeler.usage_)
 
     def _request_key(self) -> dict:
-        labeler = self.labeler
-        return {
-            "model": labeler.model,
-            "api_base": None if labeler.api_base is None else labeler.api_base.rstrip("/"),
-            "prompt": labeler.prompt_text_,
-            "json_mode": labeler.json_mode,
-            "max_side": labeler.max_side,
-            "jpeg_quality": _JPEG_QUALITY,
-            "completion_kwargs": answer_affecting(labeler.completion_kwargs or {}),
-        }
+        return self.labeler._answer_key(self.labeler.prompt_text_)
 
     def execute(self) -> tuple[np.ndarray, np.ndarray]:
         self._group_by_digest()
@@ -585,17 +690,11 @@ class _Run:
 
     def _name(self, record: dict) -> str:
         """The name in an answer record; raises :class:`UnusableAnswer`, nothing else."""
-        if record.get("malformed"):
-            raise UnusableAnswer("malformed", record["malformed"])
-        if record.get("truncated"):
-            # Cut to an excerpt when stored: unusable as it was, never parsed from a part.
-            raise UnusableAnswer(record.get("reason", "overlong"), record.get("answer"))
-        return parse_name(
-            record.get("answer"),
-            max_words=self.labeler.max_name_words,
-            max_chars=self.labeler.max_name_chars,
-            refusal=record.get("refusal"),
+        labeler = self.labeler
+        parse = partial(
+            parse_name, max_words=labeler.max_name_words, max_chars=labeler.max_name_chars
         )
+        return parse_record(record, parse)
 
     def _accept(self, positions: list[int], record: dict, name: str | None = None) -> None:
         """Give the images the record's name; ``name`` when the caller already parsed it."""
@@ -628,37 +727,15 @@ class _Run:
 
     def _ask(self, missing: list[str]) -> None:
         labeler = self.labeler
-        labeler._check_destinations()  # no request to a server a file chose
         stop = threading.Event()
-        requester = Requester(
-            model=labeler.model,
-            api_base=labeler.api_base,
-            completion_kwargs=dict(labeler.completion_kwargs or {}),
-            api_key_env=labeler.api_key_env,
-            timeout=labeler.timeout,
-            json_mode=self._json_mode(),
-            max_retries=labeler.max_retries,
-            backoff_base=labeler.backoff_base,
-            price_per_token=labeler.price_per_token,
-            meter=self.meter,
-            stop=stop,
-        )
         usage_before = dict(labeler.usage_)
-        if requester.missing_credentials is not None:
-            raise LabelingError(
-                f"{labeler.model!r} needs an API key in the environment variable "
-                f"{requester.missing_credentials}, which is not set; no request was sent. Set "
-                "it, or put the key in a variable of your own and name it with "
-                "api_key_env='MY_KEY_VARIABLE' (a local server that needs no key accepts any "
-                "non-empty value).",
-                **self._paid_counts(usage_before),
-            )
+        requester = labeler._requester(self.meter, stop, self._paid_counts(usage_before))
         progress = self._progress_bar()
 
         def work(digest: str) -> tuple[dict, str | None]:
             position = self.groups[digest][0]
             item = self.items[position]
-            data_uri = jpeg_data_uri(load_image(item), labeler.max_side, _JPEG_QUALITY)
+            data_uri = jpeg_data_uri(load_image(item), labeler.max_side)
             answer = requester.ask(labeler.prompt_text_, data_uri, describe_item(position, item))
             record = answer.record(labeler.model)
             if answer.malformed is not None:
@@ -713,24 +790,6 @@ class _Run:
                 "pass price_per_token=(prompt, completion) to enforce the budget.",
                 labeler.model,
             )
-
-    def _json_mode(self) -> bool:
-        labeler = self.labeler
-        if labeler.json_mode != "auto":
-            return bool(labeler.json_mode)
-        if labeler.api_base is not None:
-            return False
-        from ._client import import_litellm
-
-        litellm = import_litellm()
-        try:
-            model, provider, _, _ = litellm.get_llm_provider(labeler.model)
-            supported = litellm.get_supported_openai_params(
-                model=model, custom_llm_provider=provider
-            )
-        except Exception:  # noqa: BLE001 - an unknown model fails on its first request
-            return False
-        return "response_format" in (supported or [])
 
     def _budget(self, usage_before: dict):
         labeler, meter = self.labeler, self.meter

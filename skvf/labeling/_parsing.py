@@ -9,6 +9,9 @@ policy handles. A class name is never empty, never longer than the labeler's bou
 never an instruction aimed at the model ("Ignore previous instructions and ..."); the
 parser reads at most :data:`MAX_ANSWER_CHARS` characters and raises nothing but
 :class:`UnusableAnswer`, whatever the answer (deeply nested JSON included).
+:func:`parse_naming_context` reads the answer to the context question of
+``prompt="expert"`` by the same rules, since every field it returns goes into every
+naming prompt.
 """
 
 from __future__ import annotations
@@ -17,16 +20,41 @@ import json
 import re
 
 from ..names import normalize_name
+from ._prompts import CONTEXT_FIELDS
 
-__all__ = ["MAX_ANSWER_CHARS", "REASONS", "UnusableAnswer", "parse_name"]
+__all__ = [
+    "MAX_ANSWER_CHARS",
+    "MAX_CONTEXT_FIELD_CHARS",
+    "MAX_CONTEXT_FIELD_WORDS",
+    "REASONS",
+    "UnusableAnswer",
+    "parse_name",
+    "parse_naming_context",
+]
 
 #: Longer answers are "overlong" without being parsed: no class name needs them, and the
 #: parser's work stays bounded.
 MAX_ANSWER_CHARS = 20_000
+#: Longer fields of a naming context are "overlong": a persona or a level of naming, not a text.
+MAX_CONTEXT_FIELD_WORDS = 12
+MAX_CONTEXT_FIELD_CHARS = 100
 #: Why an answer can be unusable ("malformed": the reply itself had the wrong shape).
 REASONS = ("empty", "refusal", "overlong", "unparsable", "malformed")
 
 _NAME_KEYS = ("name", "category", "label", "class", "species")
+# The keys each field of a naming context may come under, the asked one first.
+_CONTEXT_KEYS = {
+    "category": ("category", "domain", "object", "subject"),
+    "granularity": ("granularity", "level"),
+    "expert": ("expert", "persona", "role"),
+}
+_CONTEXT_KEY = "(" + "|".join(key for keys in _CONTEXT_KEYS.values() for key in keys) + ")"
+_CONTEXT_IN_BROKEN_JSON = re.compile(rf'"{_CONTEXT_KEY}"\s*:\s*"([^"\n]+)"', re.IGNORECASE)
+_CONTEXT_LINE = re.compile(
+    rf"^[\s*#>\-]*{_CONTEXT_KEY}[\s*]*[:=\-]\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE
+)
+_CONTEXT_CHARACTERS = re.compile(r"[\w\s\-'.,&/()]+")
+_NOT_JSON = object()
 _FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
 _NAME_IN_BROKEN_JSON = re.compile(r'"(?:name|category|label)"\s*:\s*"([^"\n]+)"')
 _NAME_LINE = re.compile(
@@ -92,15 +120,22 @@ def _strip_fence(text: str) -> str:
     return match.group(1).strip() if match else text
 
 
-def _name_from_json(text: str) -> str | None:
-    """The name in a JSON answer; ``None`` when the answer is not JSON at all."""
+def _json_value(text: str):
+    """The JSON value the answer is, or holds between its outer braces; else ``_NOT_JSON``."""
     start, end = text.find("{"), text.rfind("}")
     candidates = [text] + ([text[start : end + 1]] if 0 <= start < end else [])
     for candidate in candidates:
         try:
-            value = json.loads(candidate)
+            return json.loads(candidate)
         except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
             continue
+    return _NOT_JSON
+
+
+def _name_from_json(text: str) -> str | None:
+    """The name in a JSON answer; ``None`` when the answer is not JSON at all."""
+    value = _json_value(text)
+    if value is not _NOT_JSON:
         if isinstance(value, str):
             return value
         if isinstance(value, dict):
@@ -166,6 +201,11 @@ def parse_name(
     >>> parse_name("Attributes: red crest, black mask\\nName: Northern Cardinal")
     'northern cardinal'
     """
+    return _parse_guarded(_parse, answer, refusal, max_words, max_chars)
+
+
+def _parse_guarded(parse, answer, refusal, *args):
+    """``parse(answer, *args)`` on a text answer; every other outcome an unusable answer."""
     if refusal is not None and not isinstance(refusal, str):
         raise UnusableAnswer("malformed", f"a refusal of type {type(refusal).__name__}")
     if refusal and refusal.strip():
@@ -177,13 +217,12 @@ def parse_name(
     if len(answer) > MAX_ANSWER_CHARS:
         raise UnusableAnswer("overlong", answer)
     try:
-        name = _parse(answer, max_words, max_chars)
+        return parse(answer, *args)
     except UnusableAnswer:
         raise
     except (ValueError, TypeError, RecursionError, IndexError, KeyError):
         # No answer may crash the labeler; a parser bug reads as an unparsable answer.
         raise UnusableAnswer("unparsable", answer) from None
-    return name
 
 
 def _parse(answer: str, max_words: int, max_chars: int) -> str:
@@ -208,3 +247,78 @@ def _parse(answer: str, max_words: int, max_chars: int) -> str:
     if len(name.split()) > max_words or len(name) > max_chars:
         raise UnusableAnswer("overlong", answer)
     return name
+
+
+def parse_naming_context(answer: str | None, refusal: str | None = None) -> dict:
+    """Read the naming context of ``prompt="expert"`` from a model's answer.
+
+    Accepts a JSON object (also inside a markdown fence, around other text, or cut short
+    after complete fields) and ``Category: ...`` lines, with a few synonyms of each key
+    (``level`` for granularity, ``persona`` or ``role`` for expert). Each field goes into
+    every naming prompt, so each must be a short plain phrase: at most
+    :data:`MAX_CONTEXT_FIELD_WORDS` words and :data:`MAX_CONTEXT_FIELD_CHARS` characters
+    of letters, digits, spaces and ``-'.,&/()``, never an instruction aimed at the model.
+
+    Parameters
+    ----------
+    answer : str or None
+        The text of the answer.
+    refusal : str or None
+        The provider's refusal message, when it reports one apart from the text.
+
+    Returns
+    -------
+    dict
+        ``category``, ``granularity`` and ``expert``, each a non-empty phrase with its
+        spaces collapsed and surrounding quotes and punctuation removed.
+
+    Raises
+    ------
+    UnusableAnswer
+        A field is missing, empty, a refusal, overlong or unparsable, or the answer is
+        (see :func:`parse_name`). Nothing else is ever raised.
+
+    Examples
+    --------
+    >>> answer = '{"category": "birds", "granularity": "species", "expert": "an ornithologist"}'
+    >>> parse_naming_context(answer)["expert"]
+    'an ornithologist'
+    >>> parse_naming_context("Category: cars\\nLevel: make and model\\nExpert: a car dealer")
+    {'category': 'cars', 'granularity': 'make and model', 'expert': 'a car dealer'}
+    """
+    return _parse_guarded(_parse_context, answer, refusal)
+
+
+def _parse_context(answer: str) -> dict:
+    text = _strip_fence(answer.strip().replace("\u2019", "'"))
+    value = _json_value(text)
+    found: dict[str, str | None] = {}
+    if isinstance(value, dict):
+        fields = {str(key).strip().lower(): item for key, item in value.items()}
+        pairs = [(key, item) for key, item in fields.items() if isinstance(item, str)]
+    elif value is _NOT_JSON:
+        # JSON cut short keeps its complete "key": "value" pairs; otherwise key: value lines.
+        pattern = _CONTEXT_IN_BROKEN_JSON if text.lstrip().startswith("{") else _CONTEXT_LINE
+        pairs = [(key.lower(), item) for key, item in pattern.findall(text)]
+    else:
+        raise UnusableAnswer("unparsable", answer)
+    for field, keys in _CONTEXT_KEYS.items():
+        # The asked key wins over its synonyms; the first of equal keys wins.
+        found[field] = next((item for key in keys for name, item in pairs if name == key), None)
+    if any(item is None for item in found.values()):
+        raise UnusableAnswer("refusal" if _REFUSAL.search(text) else "unparsable", answer)
+    return {field: _context_field(found[field], answer) for field in CONTEXT_FIELDS}
+
+
+def _context_field(raw: str, answer: str) -> str:
+    """One field of a naming context, cleaned; raises :class:`UnusableAnswer`."""
+    value = " ".join(raw.split()).strip(" \"'`.,;:")
+    if not value:
+        raise UnusableAnswer("empty", answer)
+    if _REFUSAL.search(value) or normalize_name(value) in _NON_NAMES:
+        raise UnusableAnswer("refusal", answer)
+    if _INSTRUCTION.search(value) or not _CONTEXT_CHARACTERS.fullmatch(value):
+        raise UnusableAnswer("unparsable", answer)
+    if len(value) > MAX_CONTEXT_FIELD_CHARS or len(value.split()) > MAX_CONTEXT_FIELD_WORDS:
+        raise UnusableAnswer("overlong", answer)
+    return value

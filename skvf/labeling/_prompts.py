@@ -3,15 +3,25 @@
 A prompt is a question about one image plus an answer-format instruction. The built-in
 ``"direct"`` prompt asks for the fine-grained category of the main object; ``"attributes"``
 asks for the distinguishing visual attributes first and the name last (the attribute-seeking
-idea of FineR), which makes the model look before it names. A user template is any string;
-its only placeholder is ``{domain}``.
+idea of FineR), which makes the model look before it names. ``"expert"`` speaks to the
+model as the expert of the images' category and asks for names at its granularity, all
+three inferred from a few training images by one first question (FiNDR's naming prompt):
+:func:`render_context_question` asks it, :func:`render_prompt` renders the answer into
+the naming prompt. A user template is any string; its only placeholder is ``{domain}``.
 """
 
 from __future__ import annotations
 
 import string
 
-__all__ = ["BUILTIN_PROMPTS", "check_template", "render_prompt"]
+__all__ = [
+    "BUILTIN_PROMPTS",
+    "CONTEXT_FIELDS",
+    "EXPERT_PROMPT",
+    "check_template",
+    "render_context_question",
+    "render_prompt",
+]
 
 _DIRECT = (
     "What is the fine-grained category of the {subject} in this image? Give the most "
@@ -25,8 +35,29 @@ _ATTRIBUTES = (
     "model, or the variety)."
 )
 
-#: The prompts selected by name through the ``prompt`` parameter.
+#: The prompts selected by name through the ``prompt`` parameter, besides ``"expert"``.
 BUILTIN_PROMPTS = {"direct": _DIRECT, "attributes": _ATTRIBUTES}
+#: The prompt rendered from a naming context inferred in ``fit``.
+EXPERT_PROMPT = "expert"
+#: The fields of a naming context, as the context question asks for them.
+CONTEXT_FIELDS = ("category", "granularity", "expert")
+
+_CONTEXT_QUESTION = (
+    "These images come from one collection of photos, each to be named by its fine-grained "
+    "category. Say what kind of object the collection shows (for example bird, car, "
+    "flower), the granularity at which an expert would name each one (for example species, "
+    "make, model and year, variety) and which expert that is (for example an "
+    "ornithologist)."
+)
+_CONTEXT_HINT = " The collection is expected to show {domain}; still say all three."
+_FORMAT_CONTEXT = (
+    'Answer with JSON only, in the form {"category": "<what the images show>", '
+    '"granularity": "<the level of the names>", "expert": "<the expert, with an article>"}.'
+)
+_EXPERT = (
+    "You are {expert}. These are images of {category}; name the {granularity} of the one in "
+    "this image, as specifically as you can, not with a generic word."
+)
 
 _FORMAT_NAME = 'Answer with JSON only, in the form {"name": "<category name>"}.'
 _FORMAT_ATTRIBUTES = (
@@ -49,7 +80,8 @@ def check_template(template: str, domain: str | None) -> None:
     """
     if not template.strip():
         raise ValueError(
-            "prompt must be 'direct', 'attributes' or a non-empty template string, got ''."
+            "prompt must be 'direct', 'attributes', 'expert' or a non-empty template string, "
+            "got ''."
         )
     try:
         fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
@@ -69,21 +101,52 @@ def check_template(template: str, domain: str | None) -> None:
         raise ValueError("prompt uses {domain} but domain is None; pass domain='bird' or similar.")
 
 
-def render_prompt(prompt: str, domain: str | None) -> str:
-    """Return the text sent with every image: the question and the answer format.
+def render_context_question(domain: str | None) -> str:
+    """Return the question of ``prompt="expert"`` about a few training images at once.
 
     Parameters
     ----------
-    prompt : str
-        ``"direct"``, ``"attributes"`` or a template checked by :func:`check_template`.
     domain : str or None
-        What kind of object the images show (``"bird"``, ``"car model"``); built-in
-        prompts mention it, templates use it through ``{domain}``.
+        What the images are expected to show; a hint, after which the model still
+        answers every field of :data:`CONTEXT_FIELDS`.
 
     Returns
     -------
     str
     """
+    hint = "" if domain is None else _CONTEXT_HINT.format(domain=domain)
+    return f"{_CONTEXT_QUESTION}{hint} {_FORMAT_CONTEXT}"
+
+
+def render_prompt(prompt: str, domain: str | None, context: dict | None = None) -> str:
+    """Return the text sent with every image: the question and the answer format.
+
+    Parameters
+    ----------
+    prompt : str
+        ``"direct"``, ``"attributes"``, ``"expert"`` or a template checked by
+        :func:`check_template`.
+    domain : str or None
+        What kind of object the images show (``"bird"``, ``"car model"``); built-in
+        prompts mention it, templates use it through ``{domain}``.
+    context : dict or None, default=None
+        The naming context of ``"expert"``: a value for each of :data:`CONTEXT_FIELDS`.
+        Without one, ``"expert"`` renders as ``"direct"`` (the context could not be had).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> context = {"category": "birds", "granularity": "species", "expert": "an ornithologist"}
+    >>> render_prompt("expert", None, context)[:55]
+    'You are an ornithologist. These are images of birds; na'
+    """
+    if prompt == EXPERT_PROMPT:
+        if context is None:
+            return render_prompt("direct", domain)
+        return f"{_EXPERT.format(**context)} {_FORMAT_NAME}"
     if prompt in BUILTIN_PROMPTS:
         subject = "main object" if domain is None else f"{domain} (the main object)"
         question = BUILTIN_PROMPTS[prompt].format(subject=subject)

@@ -2,9 +2,12 @@
 
 A labeler is a scikit-learn estimator with ``fit(X)`` and ``transform(X) -> names``;
 optionally ``label(X) -> (names, valid_mask)`` when some images may get no usable name,
-and a class attribute ``answer_neutral_params``: the names of its parameters that change
+a class attribute ``answer_neutral_params``: the names of its parameters that change
 how answers are fetched (concurrency, timeouts, progress bars) but not what they are, so
-that a cache of answers stays valid when only those change.
+that a cache of answers stays valid when only those change; and a fitted attribute
+``naming_context_``: what ``fit`` learned from the training images that every answer
+depends on (a JSON-able value, ``None`` when nothing), such as the category, granularity
+and expert persona that ``MLLMLabeler(prompt="expert")`` infers.
 """
 
 from __future__ import annotations
@@ -108,7 +111,9 @@ def cached_labels(labeler, items, digests, cache_root):
         Content key of each item.
     cache_root : pathlib.Path or None
         Cache directory (``None``: ask for every item). Answers are stored under a
-        namespace hashing the labeler's class and :func:`answer_determining_params`.
+        namespace hashing the labeler's class, :func:`answer_determining_params` and
+        its ``naming_context_`` when it has one that is not ``None``: answers asked in
+        another context are other answers.
 
     Returns
     -------
@@ -120,6 +125,9 @@ def cached_labels(labeler, items, digests, cache_root):
     store = None
     if cache_root is not None:
         key = {"labeler": type(labeler).__qualname__, "params": answer_determining_params(labeler)}
+        context = getattr(labeler, "naming_context_", None)
+        if context is not None:
+            key["naming_context"] = context
         store = ItemStore(cache_root, "labels-" + stable_hash(key), "json", _is_label_record)
 
     def ask(subset):

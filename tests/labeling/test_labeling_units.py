@@ -35,7 +35,7 @@ def test_templates_fill_domain_and_keep_literal_braces():
         ("Which {} is it?", "bird", r"unknown placeholder\(s\) \{\}"),
         ("Which {domain} is it?", None, "prompt uses {domain} but domain is None"),
         ("Which {domain is it?", "bird", "prompt is not a valid template"),
-        ("   ", None, "prompt must be 'direct', 'attributes' or a non-empty template"),
+        ("   ", None, "prompt must be 'direct', 'attributes', 'expert' or a non-empty template"),
     ],
 )
 def test_bad_templates_are_refused_naming_the_parameter(template, domain, message):
