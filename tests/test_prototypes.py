@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skvf import NeaRClassifier
 from skvf._features import to_embedding_space
-from skvf._prototypes import image_prototypes, mixed_similarity
+from skvf._prototypes import image_prototypes, mixed_similarity, refine_prototypes
 from skvf._sklearn_compat import InvalidParameterError
 from skvf.bench.baselines import ZeroShotCLIP
 from skvf.bench.demo import TINY_BACKBONE_PARAMS
@@ -49,7 +49,7 @@ def fitted():
         max_epochs=20,
         warmup_epochs=5,
         random_state=0,
-        prototype_assignment="names",
+        prototype_weight=0.0,
         label_filter="passthrough",
     )
     return clf.fit(rows)
@@ -66,13 +66,40 @@ def test_weight_zero_is_the_text_only_model_bit_for_bit(fitted):
     assert np.array_equal(fitted.decision_function(rows), text_only + fitted.score_offsets_)
 
 
-def test_prototypes_are_the_mean_training_image_of_each_name(fitted):
+@pytest.mark.parametrize("iterations", [0, 1, 3])
+def test_prototypes_start_from_the_targets_then_follow_the_mixed_classifier(iterations):
     rows, _ = _rows(10, seed=0)
-    embedded = _embedded(fitted, rows)
-    given = fitted.labeler_names_["normalized"]
-    for name, prototype in zip(fitted.classes_, fitted.class_image_prototypes_, strict=True):
-        mean = embedded[given == name].mean(axis=0)
-        np.testing.assert_allclose(prototype, mean / np.linalg.norm(mean), atol=1e-6)
+    clf = NeaRClassifier(
+        labeler=QuadrantNamer(),
+        image_encoder=StandardScaler(),
+        **TINY_BACKBONE_PARAMS,
+        max_epochs=20,
+        warmup_epochs=5,
+        random_state=0,
+        label_filter="passthrough",
+        prototype_weight=0.5,
+        prototype_iterations=iterations,
+    ).fit(rows)
+    embedded = _embedded(clf, rows)
+    prototypes = image_prototypes(embedded, clf.refined_targets_)
+    for _ in range(iterations):  # each round: every image to its best name, as predict does
+        best = np.argmax(
+            clf.logit_scale_ * mixed_similarity(embedded, clf.class_text_features_, prototypes, 0.5)
+            + clf.score_offsets_,
+            axis=1,
+        )
+        prototypes = image_prototypes(embedded, np.eye(len(clf.classes_))[best])
+    np.testing.assert_allclose(clf.class_image_prototypes_, prototypes, atol=1e-5)
+    refined = refine_prototypes(
+        embedded,
+        clf.class_text_features_,
+        image_prototypes(embedded, clf.refined_targets_),
+        0.5,
+        clf.logit_scale_,
+        clf.score_offsets_,
+        iterations,
+    )
+    np.testing.assert_allclose(clf.class_image_prototypes_, refined, atol=1e-6)
 
 
 @pytest.mark.parametrize("weight", [0.3, 1.0])
@@ -107,30 +134,6 @@ def test_prototypes_survive_a_skops_round_trip(fitted, tmp_path):
     loaded = load(tmp_path / "m.skops", trusted=trusted_types() + [__name__ + ".QuadrantNamer"])
     rows, _ = _rows(5, seed=1)
     assert np.array_equal(loaded.decision_function(rows), clf.decision_function(rows))
-
-
-@pytest.mark.parametrize("assignment", ["targets", "predictions"])
-def test_refined_targets_or_the_tuned_prediction_assign_images(assignment):
-    rows, _ = _rows(10, seed=0)
-    clf = NeaRClassifier(
-        labeler=QuadrantNamer(),
-        image_encoder=StandardScaler(),
-        **TINY_BACKBONE_PARAMS,
-        max_epochs=20,
-        warmup_epochs=5,
-        random_state=0,
-        prototype_assignment=assignment,
-        label_filter="passthrough",
-    ).fit(rows)
-    embedded = _embedded(clf, rows)
-    if assignment == "targets":
-        weights = clf.refined_targets_
-    else:  # the tuned model's own best name for each training image, offsets aside
-        predicted = np.argmax(clf.decision_function(rows) - clf.score_offsets_, axis=1)
-        weights = np.eye(len(clf.classes_))[predicted]
-    np.testing.assert_allclose(
-        clf.class_image_prototypes_, image_prototypes(embedded, weights), atol=1e-5
-    )
 
 
 def test_training_free_baseline_mixes_its_names_prototypes():

@@ -362,7 +362,8 @@ def method_configs() -> dict[str, dict]:
         ``{method name: parameters}``, in this order:
 
         - ``"CoOp on raw names"``: no noise split, no label filter, no prior
-          correction, a random context: cross-entropy on the labeler's names (CoOp);
+          correction, no image prototypes, a random context: cross-entropy on the
+          labeler's names (CoOp);
         - ``"NeaR"``: every stage at its default;
         - ``"NeaR w/o candidates"``: singleton candidate sets (each image's own name);
         - ``"NeaR w/o GMM (all clean)"``: every name gets clean probability 1;
@@ -371,12 +372,16 @@ def method_configs() -> dict[str, dict]:
         - ``"NeaR w/o label filter"``: every labeler name stays in ``classes_``;
         - ``"NeaR w/o name merging"``: spelling variants stay separate names;
         - ``"NeaR w/o prior correction"``: ``predict`` scores names by similarity
-          alone.
+          alone;
+        - ``"NeaR w/o image prototypes"``: ``predict`` scores names by their tuned
+          prompts alone (the model of the NeaR paper);
+        - ``"NeaR w/o prototype refinement"``: each prototype weighs the training
+          images by their refined targets, with no reassignment.
 
     Examples
     --------
     >>> sorted(method_configs()["CoOp on raw names"])
-    ['ctx_init', 'label_filter', 'noise_splitter', 'prior_correction']
+    ['ctx_init', 'label_filter', 'noise_splitter', 'prior_correction', 'prototype_weight']
     """
     return {
         "CoOp on raw names": {
@@ -384,6 +389,7 @@ def method_configs() -> dict[str, dict]:
             "label_filter": "passthrough",
             "prior_correction": 0.0,
             "ctx_init": None,
+            "prototype_weight": 0.0,
         },
         "NeaR": {},
         "NeaR w/o candidates": {"candidate_builder": "passthrough"},
@@ -392,4 +398,6 @@ def method_configs() -> dict[str, dict]:
         "NeaR w/o label filter": {"label_filter": "passthrough"},
         "NeaR w/o name merging": {"merge_name_variants": False},
         "NeaR w/o prior correction": {"prior_correction": 0.0},
+        "NeaR w/o image prototypes": {"prototype_weight": 0.0},
+        "NeaR w/o prototype refinement": {"prototype_iterations": 0},
     }
