@@ -3,7 +3,7 @@
 A handler takes the parsed arguments, does the work through skvf's public API (the
 evaluation harness for ``--labeler simulated``, offline encoders and the demo), writes
 results to stdout or ``-o`` and a summary to stderr, and raises :class:`UsageError` for a
-command line that cannot be run as given.
+command line that cannot be run as given, found by :func:`_check` before any work.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import argparse
 import contextlib
 import csv
 import json
+import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -26,6 +28,10 @@ class UsageError(Exception):
     """A command line that parses but cannot be run as given (exit status 2)."""
 
 
+#: A surrogate escape: how Python gives a byte of a file name that is not UTF-8.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def _note(args: argparse.Namespace, message: str) -> None:
     """A summary line on stderr, unless --quiet."""
     if not args.quiet:
@@ -38,52 +44,163 @@ def _report_skipped(reasons: Sequence[str]) -> None:
         print(f"skvf: skipped {reason}", file=sys.stderr)
 
 
-def _listed(model: str, list_images):
-    """What ``list_images()`` returns; every mistake, the model's first, in one usage error."""
-    problems = [] if Path(model).expanduser().is_file() else [f"{model!r} is not a file."]
-    try:
-        listed = list_images()
-    except (UsageError, FileNotFoundError, NotADirectoryError) as error:
-        problems.append(str(error))
-    if problems:
-        raise UsageError(" ".join(problems))
-    return listed
+def _image_paths(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The images of ``inputs``, and why each input that gives none gives none.
 
-
-def _image_paths(inputs: Sequence[str]) -> list[str]:
-    """Image files named on the command line, and those under named folders, sorted."""
+    Image files named on the command line and those under named folders, sorted; and one
+    line per input that is missing or is a folder without images.
+    """
     from ..bench.datasets import load_flat_folder
 
     paths: list[str] = []
+    problems: list[str] = []
     for entry in inputs:
         path = Path(entry).expanduser()
         if not (path.is_dir() or path.is_file()):
-            raise UsageError(f"{entry!r} does not exist.")
+            problems.append(f"{entry!r} does not exist.")
+            continue
         try:
             paths.extend(load_flat_folder(path, recursive=True) if path.is_dir() else [str(path)])
         except FileNotFoundError as error:  # a folder without images
-            raise UsageError(str(error)) from None
-    return paths
+            problems.append(str(error))
+    return paths, problems
+
+
+def _check(
+    args: argparse.Namespace,
+    images: Sequence[str],
+    problems: Sequence[str] = (),
+    model: str | None = None,
+) -> None:
+    """Refuse, before any work, a command line that cannot be run as given.
+
+    One usage error names every mistake: the model first, then ``problems`` (those found
+    listing the inputs), then those of the outputs (``-o``, ``--export``).
+    """
+    found = []
+    inputs = [("image", path) for path in images]
+    if model is not None:
+        if not Path(model).expanduser().is_file():
+            found.append(f"{model!r} is not a file.")
+        inputs.insert(0, ("model", str(Path(model).expanduser())))
+    found += problems
+    found += _output_problems(args, inputs)
+    if getattr(args, "export", None) is not None:
+        found += _folder_problems("--export", args.export)
+    if found:
+        raise UsageError(" ".join(found))
+
+
+def _output_problems(args: argparse.Namespace, inputs: Sequence[tuple[str, str]]) -> list[str]:
+    """What would stop ``-o`` from being written, or make writing it destroy an input.
+
+    ``-o -`` is stdout, except for ``fit``. A model (``fit``) is written beside the file
+    it replaces, where a link leads, and renamed over it
+    (:func:`skvf.serialization.dump`), so that folder must be writable even when the file
+    exists; results are written in place (``/dev/stdout`` included).
+    """
+    output = getattr(args, "output", None)  # demo has none
+    replaced = args.command == "fit"
+    if output is None or (output == "-" and not replaced):
+        return []
+    target = Path(output).expanduser()
+    if target.is_dir():
+        return [f"-o {output!r} is a folder; name a file."]
+    exists = target.exists()
+    renamed = replaced and target.is_file()
+    folder = Path(os.path.realpath(target)).parent if renamed else target.parent
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        return [f"the folder of -o {output!r} {state}."]
+    if exists and not os.access(target, os.W_OK):
+        return [f"-o {output!r} is not writable."]
+    if (renamed or not exists) and not os.access(folder, os.W_OK | os.X_OK):
+        return [f"the folder of -o {output!r} is not writable."]
+    same = _same_file(target, inputs)
+    if same is not None:
+        kind, path = same
+        return [f"-o {output!r} is the same file as the {kind} {path!r}; name another file."]
+    return []
+
+
+def _same_file(target: Path, inputs: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first of ``inputs`` (``(kind, path)`` pairs) that is the file ``target``.
+
+    The same file, whatever its name (hard and symbolic links); for an input that does
+    not exist (a broken link), the same path once links are followed.
+    """
+    try:
+        identity = os.stat(target)
+    except OSError:
+        identity = None
+    resolved = os.path.realpath(target)
+    for kind, path in inputs:
+        try:
+            status = os.stat(path)
+        except OSError:  # a broken link: where it leads
+            same = os.path.realpath(path) == resolved
+        else:
+            same = identity is not None and os.path.samestat(identity, status)
+        if same:
+            return kind, path
+    return None
+
+
+def _folder_problems(flag: str, folder: str) -> list[str]:
+    """What would stop ``folder`` from being made (where missing) and written in."""
+    path = Path(folder).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        return [f"{flag} {folder!r} is not a folder." if existing == path else
+                f"{flag} {folder!r} cannot be made: {str(existing)!r} is a file."]  # fmt: skip
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"{flag} {folder!r} is not writable."]
+    return []
 
 
 @contextlib.contextmanager
 def _output(args: argparse.Namespace, formats: Sequence[str]):
     """``(stream, format)``: stdout or the file of ``-o``; --format, else the suffix of ``-o``
-    if it names one of ``formats``, else the first of them."""
+    if it names one of ``formats``, else the first of them.
+
+    A file name that is not UTF-8 reaches Python as surrogate escapes; the stream writes
+    them back as the bytes they stand for (``errors="surrogateescape"``), so that a path
+    is written as it is on disk instead of stopping the output half written.
+    """
     suffix = Path(args.output or "").suffix.lower().lstrip(".")
     fmt = args.format or (suffix if suffix in formats else formats[0])
-    if args.output is None or args.output == "-":
-        yield sys.stdout, fmt
+    if args.output is not None and args.output != "-":
+        with open(args.output, "w", newline="", encoding="utf-8", errors="surrogateescape") as file:
+            yield file, fmt
         return
-    with open(args.output, "w", newline="", encoding="utf-8") as stream:
-        yield stream, fmt
+    stdout = sys.stdout
+    if not hasattr(stdout, "reconfigure"):  # a stand-in for stdout, which holds any text
+        yield stdout, fmt
+        return
+    errors = stdout.errors
+    stdout.reconfigure(errors="surrogateescape")
+    try:
+        yield stdout, fmt
+    finally:
+        stdout.reconfigure(errors=errors)
+
+
+def _json_line(record: dict) -> str:
+    """``record`` as one line of JSON that stays valid UTF-8.
+
+    A surrogate escape (a byte of a file name that is not UTF-8) is written as a
+    ``\\udcXX`` escape, which ``json.loads`` turns back into the name Python uses for
+    that file.
+    """
+    text = json.dumps(record, ensure_ascii=False)
+    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text) + "\n"
 
 
 def _write_records(args: argparse.Namespace, records: list[dict]) -> None:
     """JSON lines, or CSV: ``None`` as empty, a ``top_k`` list as ``name_2``, ... columns."""
     with _output(args, ["csv", "jsonl"]) as (stream, fmt):
         if fmt == "jsonl":
-            stream.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            stream.writelines(_json_line(r) for r in records)
             return
         rows = [
             {**{k: v for k, v in r.items() if k != "top_k"},
@@ -139,7 +256,8 @@ def run_label(args: argparse.Namespace) -> None:
     """
     from ..labeling import label_items
 
-    paths = _image_paths(args.inputs)
+    paths, problems = _image_paths(args.inputs)
+    _check(args, paths, problems)
     labeler = _labeler(args, paths, on_error=args.on_error).fit(paths)
     names, valid = label_items(labeler, paths)
     if args.on_error == "skip":  # ("warn" has warned already)
@@ -160,16 +278,15 @@ def run_fit(args: argparse.Namespace) -> None:
     from ..classifier import NeaRClassifier
     from ..serialization import dump
 
-    output = Path(args.output).expanduser()
-    if not output.parent.is_dir():
-        raise UsageError(f"the folder of -o {args.output!r} does not exist.")
     backbone = given(args, "backbone", "pretrained", "backbone_kwargs")
     if args.tiny and backbone:
         options = ", ".join("--" + name.replace("_", "-") for name in backbone)
         raise UsageError(f"--tiny chooses the backbone; drop {options}.")
     if backbone.get("pretrained", "").lower() == "none":
         backbone["pretrained"] = None
-    paths = _image_paths(args.inputs)
+    paths, problems = _image_paths(args.inputs)
+    _check(args, paths, problems)
+    output = Path(args.output).expanduser()
     clf = NeaRClassifier(
         labeler=_labeler(args, paths, on_error="warn" if args.on_error == "skip" else "raise"),
         image_encoder=None
@@ -229,7 +346,8 @@ def run_predict(args: argparse.Namespace) -> None:
     """
     import numpy as np
 
-    paths = _listed(args.model, lambda: _image_paths(args.inputs))
+    paths, problems = _image_paths(args.inputs)
+    _check(args, paths, problems, model=args.model)
     model, probabilities, readable = _load_and_predict(args, paths)
     k = min(args.top_k, len(model.classes_))
     filled = np.where(readable[:, None], probabilities, -np.inf)
@@ -263,7 +381,12 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from ..bench.datasets import load_image_folder
     from ..metrics import DEFAULT_SENTENCE_MODEL, name_scores
 
-    paths, true_names = _listed(args.model, lambda: load_image_folder(args.root))
+    try:
+        paths, true_names = load_image_folder(args.root)
+        problems = []
+    except (FileNotFoundError, NotADirectoryError) as error:
+        paths, true_names, problems = [], [], [str(error)]
+    _check(args, paths, problems, model=args.model)
     model, probabilities, readable = _load_and_predict(args, paths)
     best = np.asarray(model.classes_, dtype=object)[np.nan_to_num(probabilities).argmax(axis=1)]
     if not args.no_semantic and not args.verbose:  # no "Loading weights" bar from transformers
@@ -292,6 +415,7 @@ def run_demo(args: argparse.Namespace) -> None:
     """
     from ..bench.demo import run_digits_demo
 
+    _check(args, [])
     results = run_digits_demo(
         export=args.export,
         verbose=args.verbose,
