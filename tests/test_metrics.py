@@ -142,32 +142,23 @@ def test_semantic_accuracy_hand_computed():
     assert score == pytest.approx((1 + 1 / np.sqrt(2) + 0) / 3)
 
 
-def test_semantic_accuracy_finer_form_is_cosine_plus_one_over_two():
-    # FineR's sACC: per image (cos + 1) / 2, then the mean. "ab" vs "a": cos 1 / sqrt(2);
-    # "ab" vs "cd": cos 0; "ab" vs "ab": exactly 1 in either form.
-    model = LetterCounts()
-    pairs = (["ab", "ab", "ab"], ["ab", "a", "cd"])
-    cosines = np.array([1.0, 1 / np.sqrt(2), 0.0])
-    finer = semantic_accuracy(*pairs, model=model, form="finer")
-    assert finer == pytest.approx(np.mean((cosines + 1) / 2), abs=1e-12)
-    assert finer == pytest.approx((semantic_accuracy(*pairs, model=model) + 1) / 2, abs=1e-12)
-    assert semantic_accuracy(["ab"], ["ab"], model=model, form="finer") == 1.0
-
-    # Opposite embeddings: cosine -1, FineR's form 0.
+def test_semantic_accuracy_is_the_raw_cosine_as_finer_reports_it():
+    # FineR's released code reports the mean raw cosine (its (cos + 1) / 2 line is
+    # commented out): opposite embeddings score -1, not 0.
     class Signed:
         def encode(self, names):
             return [[1.0, 0.0] if name == "up" else [-1.0, 0.0] for name in names]
 
-    assert semantic_accuracy(["up"], ["down"], model=Signed(), form="finer") == 0.0
+    assert semantic_accuracy(["up", "up"], ["down", "up"], model=Signed()) == 0.0
 
     class Fixed(BaseEstimator):
         def predict(self, X):
-            return np.array(pairs[1], dtype=object)
+            return np.array(["down", "down"], dtype=object)
 
-    scorer = make_semantic_accuracy_scorer(model=model, form="finer")
-    assert scorer(Fixed(), np.zeros((3, 1)), pairs[0]) == finer
-    with pytest.raises(ValueError, match=r"form must be one of \['cosine', 'finer'\], got 'FineR'"):
-        semantic_accuracy(["a"], ["a"], model=model, form="FineR")
+    scorer = make_semantic_accuracy_scorer(model=Signed())
+    assert scorer(Fixed(), np.zeros((2, 1)), ["up", "up"]) == -1.0
+    with pytest.raises(TypeError, match="form"):
+        semantic_accuracy(["a"], ["a"], model=Signed(), form="finer")
 
 
 def test_semantic_accuracy_input_errors():

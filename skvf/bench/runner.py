@@ -507,7 +507,7 @@ def run_trial(
                 "cacc": cluster_accuracy(y_test, predicted),
                 "sacc": np.nan
                 if sacc_model is None
-                else semantic_accuracy(y_test, predicted, model=sacc_model, form="finer"),
+                else semantic_accuracy(y_test, predicted, model=sacc_model),
                 # Every method but the labeler's own has each fitting image named once
                 # (here the shared memory answers all but the first of them).
                 "fit_calls": 0 if name == LABELER_DIRECT else len(fit_index),
