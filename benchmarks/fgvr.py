@@ -70,6 +70,16 @@ defaults are chosen::
     python benchmarks/fgvr.py --dataset fine-garments --seeds 10 --threads 1 \
         --methods "zero-shot CLIP,NeaR" --variant "NeaR [60 steps]: max_epochs=60"
 
+Re-asking (``NeaRClassifier(reask=...)``) is measured the same way. The notes under the
+table then give, per re-asking method, the images re-asked per seed (also counted in
+the labeler calls in fit) and the precision and recall of that selection against the
+first names' errors, which do not depend on the simulated labeler's assumed accuracy of
+choosing (:mod:`skvf.bench.simulated_mllm`); the accuracies do::
+
+    python benchmarks/fgvr.py --dataset fine-garments --labeler simulated-strong --shots 3 \\
+        --seeds 10 --threads 1 --methods "zero-shot CLIP,NeaR" \\
+        --variant "NeaR [reask .2]: reask=0.2"
+
 Run: ``python benchmarks/fgvr.py --help``.
 """
 
@@ -822,6 +832,7 @@ def _fine_notes(bench, results, arguments, sacc_name) -> str:
         "images per seed; the accuracies score every test image from the cached features "
         f"(they agree with the real predict on {100 * agreement:.1f}% of the sampled images).",
         f"Names in the fitted vocabulary (mean over seeds): {vocabulary}.",
+        *_reask_notes(results, arguments.methods),
     ]
     if sacc_name:
         lines.append(
@@ -829,6 +840,35 @@ def _fine_notes(bench, results, arguments, sacc_name) -> str:
             f"{sacc_name} sentence embeddings of the predicted and the true name."
         )
     return "\n".join(lines)
+
+
+def _reask_notes(results, methods) -> list[str]:
+    """One line per method that re-asks: how many images, and how well they were chosen."""
+
+    def mean_sd(values) -> str:
+        values = np.asarray(values, dtype=float)
+        if np.all(np.isnan(values)):
+            return "—"
+        spread = np.nanstd(values, ddof=1) if np.sum(~np.isnan(values)) > 1 else 0.0
+        return f"{np.nanmean(values):.3f} ± {spread:.3f}"
+
+    lines = []
+    for method in methods:
+        rows = [r for r in results if r["method"] == method]
+        if not any(r["reask_calls"] or not np.isnan(r["reask_recall"]) for r in rows):
+            continue
+        calls = np.mean([r["reask_calls"] for r in rows])
+        share = np.mean([r["reask_calls"] / r["n_fit"] for r in rows])
+        lines.append(
+            f"Re-asking, {method}: {calls:.1f} images per seed ({100 * share:.1f}% of the "
+            "fitting images, each one more labeler call, counted in the calls in fit); "
+            f"selection precision {mean_sd([r['reask_precision'] for r in rows])} (share of "
+            "the re-asked images whose first name was wrong), recall "
+            f"{mean_sd([r['reask_recall'] for r in rows])} (share of the wrong first names "
+            "that were re-asked). These do not depend on how well the simulated labeler "
+            "chooses (an assumption of skvf.bench.simulated_mllm); the accuracies do."
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from .labeling import MLLMLabeler, cached_labels
 from .metrics import NameClassifierMixin
 from .names import check_vocabulary, training_names
 from .noise import GMMNoiseSplitter
+from .reasking import check_reask_labeler, reask_contradicted
 from .serialization import register_trusted_type
 
 __all__ = ["PREDICT_CHUNK", "NeaRClassifier"]
@@ -73,6 +74,24 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         Map spelling variants of a name ("blue-jay", "blue jays" beside "blue jay":
         hyphens, spaces, apostrophes, a trailing plural "s") onto its most frequent
         spelling before training (:func:`skvf.names.merge_near_duplicates`).
+    reask : float, default=0.0
+        Largest share of the training images the labeler is asked about again, with
+        choices, once the candidate sets are built: in [0, 1], 0 is off. The images
+        whose own name their candidate votes contradict (another name has at least as
+        many) or whose name is generic (given to more than 4 times the median name's
+        images), ranked by how strongly they are contradicted, at most
+        ``floor(reask * n_train)`` of them, are shown to the labeler again with a few
+        names of their candidate set and "none of these" (its ``choose(X, choices)``,
+        which :class:`MLLMLabeler` has; another labeler without one is refused). A
+        chosen name replaces the first one, and the names, vocabulary and candidate
+        sets are rebuilt before prompt tuning (:mod:`skvf.reasking`). Each re-asked
+        image is one more labeler request, within the labeler's ``max_cost``. With
+        ``memory``, the answers are stored apart from the first names, keyed by the
+        image and the names offered, so a refit asks nothing again and a first name is
+        never read as a chosen one.
+    reask_choices : int, default=5
+        Most names offered to a re-asked image: its own, then its candidate set's most
+        voted ones, listed alphabetically.
     backbone : str, default="ViT-B-16"
         open_clip model name. Its text tower is always used; its image tower unless
         ``image_encoder`` is given.
@@ -192,7 +211,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     labeler_names_ : dict
         ``{"raw": ..., "normalized": ...}``, one entry per training image;
         ``"normalized"`` are the names training starts from (normalised, variants
-        merged).
+        merged). A name chosen by re-asking stands in both in place of the first one
+        (kept in ``reask_first_names_``).
     name_merges_ : dict
         ``{variant: name}`` for every spelling variant merged into another name.
     labeler_ : estimator
@@ -202,6 +222,13 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     image_encoder_ : transformer or None
         The fitted image encoder.
     candidate_sets_ : ndarray of bool, shape (n_train, len(vocabulary_))
+    reasked_ : ndarray of int
+        The training images asked again (``reask``), as increasing positions in
+        ``train_indices_`` (rows of ``candidate_sets_``); empty when none was.
+    reask_changed_ : ndarray of bool, shape (len(reasked_),)
+        Whether each re-asked image got a new name (a choice other than its own).
+    reask_first_names_ : ndarray of object, shape (len(reasked_),)
+        The names of the re-asked images before re-asking.
     clean_probability_ : ndarray of shape (n_train,)
         Last epoch's clean probability of each name.
     clean_mask_ : ndarray of bool, shape (n_train,)
@@ -228,7 +255,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     llm_usage_ : dict or None
         The labeler's ``usage_`` after fitting, when it has one.
     n_labeler_calls_ : int
-        Images the labeler was asked to name in the last fit (cache misses).
+        Images the labeler was asked about in the last fit (misses of ``memory``):
+        asked to name, and asked again to choose a name (``reask``).
     n_images_encoded_ : int
         Images that went through the image tower or encoder in the last fit.
     backbone_digest_ : str
@@ -280,6 +308,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "noise_splitter": [HasMethods(["fit"]), StrOptions({_PASSTHROUGH}), None],
         "label_filter": [HasMethods(["fit"]), StrOptions({_PASSTHROUGH}), None],
         "merge_name_variants": ["boolean"],
+        "reask": [Interval(numbers.Real, 0, 1, closed="both")],
+        "reask_choices": [Interval(numbers.Integral, 2, None, closed="left")],
         "backbone": [str],
         "pretrained": [str, os.PathLike, None],
         "backbone_kwargs": [dict, None],
@@ -317,6 +347,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         noise_splitter=None,
         label_filter=None,
         merge_name_variants=True,
+        reask=0.0,
+        reask_choices=5,
         backbone="ViT-B-16",
         pretrained="openai",
         backbone_kwargs=None,
@@ -351,6 +383,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.noise_splitter = noise_splitter
         self.label_filter = label_filter
         self.merge_name_variants = merge_name_variants
+        self.reask = reask
+        self.reask_choices = reask_choices
         self.backbone = backbone
         self.pretrained = pretrained
         self.backbone_kwargs = backbone_kwargs
@@ -402,6 +436,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         from ._prompt import prompt_text_features
 
         random_state = check_random_state(self.random_state)
+        check_reask_labeler(MLLMLabeler if self.labeler is None else self.labeler, self.reask)
         cache_root = resolve_memory(self.memory)
         items, digests, train_indices, skipped, n_features = load_training_items(
             X, self.on_error, self._uses_feature_rows(X), self.max_image_pixels
@@ -444,13 +479,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.train_indices_, self.skipped_ = train_indices, skipped
 
         # Names -> vocabulary.
-        names, self.name_merges_ = training_names(
-            raw_names, train_indices, self.merge_name_variants
+        names, self.name_merges_, self.vocabulary_, labels = self._vocabulary(
+            raw_names, train_indices
         )
         self.labeler_names_ = {"raw": raw_names, "normalized": names}
-        vocabulary, labels = np.unique(names, return_inverse=True)
-        self.vocabulary_ = vocabulary.astype(object)
-        check_vocabulary(self.vocabulary_, len(labels))
 
         # Image features in the text embedding space.
         self.feature_mean_ = raw_features.mean(axis=0) if self.center_features else None
@@ -465,6 +497,34 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         votes, self.neighbor_agreement_ = build_candidate_votes(
             self.candidate_builder_, raw_features, labels, len(self.vocabulary_)
         )
+
+        # Re-asking: the images whose name the candidate sets contradict, or whose name
+        # is generic, choose among a few names of their candidate set.
+        reasking = reask_contradicted(
+            self.labeler_,
+            self.reask,
+            self.reask_choices,
+            items,
+            digests,
+            np.flatnonzero(valid),
+            raw_names,
+            labels,
+            votes,
+            self.vocabulary_,
+            cache_root,
+        )
+        self.reasked_, self.reask_changed_ = reasking.positions, reasking.changed
+        self.reask_first_names_ = reasking.first_names
+        self.n_labeler_calls_ += reasking.n_asked
+        if reasking.changed.any():  # the names, vocabulary and votes follow the answers
+            raw_names = reasking.raw_names
+            names, self.name_merges_, self.vocabulary_, labels = self._vocabulary(
+                raw_names, train_indices
+            )
+            self.labeler_names_ = {"raw": raw_names, "normalized": names}
+            votes, self.neighbor_agreement_ = build_candidate_votes(
+                self.candidate_builder_, raw_features, labels, len(self.vocabulary_)
+            )
         self.candidate_sets_ = votes > 0
 
         # Prompt tuning on refined targets, the noise split redone every epoch.
@@ -518,6 +578,14 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             self.verbose,
         )
         return None, features, n_encoded
+
+    def _vocabulary(self, raw_names, train_indices):
+        """The training names, their merges, the vocabulary and each name's index in it."""
+        names, merges = training_names(raw_names, train_indices, self.merge_name_variants)
+        vocabulary, labels = np.unique(names, return_inverse=True)
+        vocabulary = vocabulary.astype(object)
+        check_vocabulary(vocabulary, len(labels))
+        return names, merges, vocabulary, labels
 
     def _component(self, name: str, random_state):
         """Clone the component parameter ``name`` (or its default), seeding it if unseeded."""

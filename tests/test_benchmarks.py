@@ -371,3 +371,23 @@ def test_cuda_path_check_load_relocates_the_standin_and_compares_outputs(tmp_pat
     assert result["agreement"] == pytest.approx(1 - 3 / len(test_index))
     assert result["max_abs_decision_diff"] == pytest.approx(0.5, abs=1e-5)
     assert "predict agrees with the GPU's on" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_fine_garments_reports_how_reasking_chose_its_images(fgvr, capsys, tmp_path):
+    shared = ["--dataset", "fine-garments", "--standin", "tiny", "--garments", "bag"]
+    shared += ["--labeler", "simulated-weak", "--pool-per-class", "6", "--test-per-class", "3"]
+    shared += ["--seeds", "1", "--epochs", "4", "--threads", "1", "--predict-sample", "4"]
+    shared += ["--no-sacc", "--memory", str(tmp_path / "memory"), "--out", str(tmp_path / "out")]
+    results = fgvr.main([*shared, "--methods", "NeaR", "--variant", "NeaR [reask]: reask=0.25"])
+    out = capsys.readouterr().out
+    plain, reasking = results
+    assert plain["reask_calls"] == 0 and np.isnan(plain["reask_precision"])
+    n_fit = plain["n_fit"]
+    assert 0 < reasking["reask_calls"] <= n_fit // 4
+    assert reasking["fit_calls"] == n_fit + reasking["reask_calls"]
+    assert 0 <= reasking["reask_precision"] <= 1 and 0 < reasking["reask_recall"] <= 1
+    line = next(line for line in out.splitlines() if line.startswith("Re-asking, NeaR [reask]"))
+    assert f"{reasking['reask_calls']:.1f} images per seed" in line
+    assert f"precision {reasking['reask_precision']:.3f} ± 0.000" in line
+    assert not any(line.startswith("Re-asking, NeaR:") for line in out.splitlines())

@@ -323,3 +323,48 @@ def test_simulated_mllm_rejects_rates_summing_above_one_and_bad_taxonomies(garme
         SimulatedMLLM({}, {"a": ["x", "y", "a"]}, {"a": {"k": "v"}}).fit()
     with pytest.raises(ValueError, match="profile"):
         SimulatedMLLM({}, {"a": ["x", "y", "a"]}, {"a": {"k": "v"}}, profile="gpt").fit()
+
+
+def test_simulated_mllm_chooses_with_its_profiles_choice_accuracy(garments):
+    from skvf.bench.simulated_mllm import MLLM_PROFILES, make_simulated_mllm
+
+    images, truth = garments.images[::2], garments.names[::2]  # 1600 images
+    others = np.roll(truth, 10)  # another class: 10 images of each, class by class
+    for profile in ("strong", "weak"):
+        labeler = make_simulated_mllm(garments, profile=profile).fit()
+        accuracy = labeler.rates_["choice_accuracy"]
+        assert accuracy == MLLM_PROFILES[profile]["choice_accuracy"]
+        offered = [[other, name] for other, name in zip(others, truth, strict=True)]
+        names, valid = labeler.choose(images, offered)
+        # Standard error of a share over 1600 images: at most 0.0125.
+        assert abs(np.mean(names == truth) - accuracy) < 0.04
+        mistakes = names[names != truth]
+        assert abs(np.mean(mistakes == None) - 0.5) < 0.08  # noqa: E711 - wrong or none
+        assert set(mistakes[mistakes != None]) <= set(others)  # noqa: E711
+        # Without the true name, "none of these" is right.
+        names, valid = labeler.choose(images, [[other] for other in others])
+        assert abs(np.mean(~valid) - accuracy) < 0.04
+        assert set(names[valid]) <= set(others)
+
+
+def test_simulated_mllm_choice_knows_variants_and_is_deterministic(garments):
+    from skvf.bench.garment_names import taxonomy_variants
+    from skvf.bench.simulated_mllm import make_simulated_mllm
+
+    labeler = make_simulated_mllm(garments, choice_accuracy=1.0).fit()
+    truth = garments.names[0]
+    variant = taxonomy_variants(**garments.attributes[truth])[truth][0]
+    offered = [[garments.names[-1], variant.upper()]]
+    names, valid = labeler.choose(garments.images[:1], offered)
+    assert names.tolist() == [variant.upper()] and valid.tolist() == [True]
+    assert labeler.names_the_truth([variant, truth, garments.names[-1]], [truth] * 3).tolist() == [
+        True,
+        True,
+        False,
+    ]
+    guessing = make_simulated_mllm(garments, choice_accuracy=0.5).fit()
+    offered = [[truth, garments.names[-1]]] * 200
+    first = guessing.choose(garments.images[:200], offered)[0]
+    assert np.array_equal(guessing.choose(garments.images[:200], offered)[0], first)
+    with pytest.raises(ValueError, match="2 lists of choices for 1 items"):
+        guessing.choose(garments.images[:1], offered[:2])

@@ -21,6 +21,7 @@ predict time and is checked to agree.
 - :func:`draw_split`: the fitting and test images of one draw (``3`` or ``"1-10"``);
 - :func:`build_methods`: the methods, unfitted, sharing labeler, stand-in and memory;
 - :func:`run_trial`: fit and score the methods on one draw and seed;
+- :func:`reask_selection`: how well re-asking chose whom to ask (``reask``);
 - :func:`load_sacc_model`: FineR's sentence model where it can be loaded, else MiniLM.
 """
 
@@ -53,6 +54,7 @@ __all__ = [
     "parse_variant",
     "predict_from_features",
     "prepare_benchmark",
+    "reask_selection",
     "run_trial",
 ]
 
@@ -456,11 +458,13 @@ def run_trial(
     Returns
     -------
     list of dict
-        Per method: ``cacc``, ``sacc`` (FineR's form), calls, ``fit_s``,
-        ``predict_ms_per_1000`` (the real predict), ``images_encoded`` (by the fit),
-        ``n_classes`` (the fitted vocabulary; the labeler's: the names it gave),
-        ``predict_agreement`` (real predict against the stored-feature predictions on
-        the sample) and the setting.
+        Per method: ``cacc``, ``sacc`` (FineR's form), calls (``fit_calls`` counts the
+        re-asked images too), ``fit_s``, ``predict_ms_per_1000`` (the real predict),
+        ``images_encoded`` (by the fit), ``n_classes`` (the fitted vocabulary; the
+        labeler's: the names it gave), ``predict_agreement`` (real predict against the
+        stored-feature predictions on the sample), the re-asking measures of
+        :func:`reask_selection` (NaN and 0 for a method that does not re-ask) and the
+        setting.
     """
     from ..metrics import cluster_accuracy, semantic_accuracy
 
@@ -498,6 +502,7 @@ def run_trial(
                 for index, true, guess in zip(test_index, y_test, predicted, strict=True)
             ]
         predict_calls = model.n_labeler_calls_ if name == LABELER_DIRECT else 0
+        reasking = reask_selection(model, data.names[fit_index])
         results.append(
             {
                 "method": name,
@@ -509,8 +514,11 @@ def run_trial(
                 if sacc_model is None
                 else semantic_accuracy(y_test, predicted, model=sacc_model),
                 # Every method but the labeler's own has each fitting image named once
-                # (here the shared memory answers all but the first of them).
-                "fit_calls": 0 if name == LABELER_DIRECT else len(fit_index),
+                # (here the shared memory answers all but the first of them), and the
+                # re-asked ones asked once more.
+                "fit_calls": 0
+                if name == LABELER_DIRECT
+                else len(fit_index) + reasking["reask_calls"],
                 "calls_per_1000": 1000.0 * predict_calls / len(test_index),
                 "cost_per_1000": 0.0,
                 "fit_s": fit_seconds,
@@ -518,8 +526,48 @@ def run_trial(
                 "images_encoded": getattr(model, "n_images_encoded_", 0),
                 "n_classes": len(getattr(model, "classes_", ())) or len(set(predicted)),
                 "predict_agreement": agreement,
+                **reasking,
                 "n_fit": len(fit_index),
                 "n_test": len(test_index),
             }
         )
     return results
+
+
+def reask_selection(model, true_names) -> dict:
+    """How well a fitted model's re-asking chose whom to ask, whatever the answers.
+
+    Measures that do not depend on how well the simulated labeler answers a choice
+    question (an assumption of :mod:`skvf.bench.simulated_mllm`), only on its first
+    names and the candidate sets.
+
+    Parameters
+    ----------
+    model : fitted estimator
+        A :class:`~skvf.NeaRClassifier` (with ``reask`` > 0 and a labeler with
+        ``names_the_truth``, such as :class:`~skvf.bench.simulated_mllm.SimulatedMLLM`);
+        any other estimator gives NaN and 0.
+    true_names : array-like of str
+        The true name of each image the model was fitted on.
+
+    Returns
+    -------
+    dict
+        ``reask_calls``: images re-asked (each one more labeler request);
+        ``reask_precision``: the share of them whose first name was wrong (NaN when
+        none was re-asked); ``reask_recall``: the share of the wrong first names that
+        were re-asked (NaN when none was wrong).
+    """
+    if getattr(model, "reask", 0) <= 0 or not hasattr(model, "reasked_"):
+        return {"reask_calls": 0, "reask_precision": np.nan, "reask_recall": np.nan}
+    first = np.asarray(model.labeler_names_["normalized"], dtype=object).copy()
+    first[model.reasked_] = model.reask_first_names_
+    truth = np.asarray(true_names, dtype=object)[model.train_indices_]
+    wrong = ~model.labeler_.names_the_truth(first, truth)
+    asked = np.zeros(len(first), dtype=bool)
+    asked[model.reasked_] = True
+    return {
+        "reask_calls": int(asked.sum()),
+        "reask_precision": float(wrong[asked].mean()) if asked.any() else np.nan,
+        "reask_recall": float(asked[wrong].mean()) if wrong.any() else np.nan,
+    }

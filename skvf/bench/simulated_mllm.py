@@ -14,6 +14,21 @@ models do on fine-grained sets:
 Scores obtained with them say how NeaR copes with noise of that kind and amount, not
 how any real model names these images.
 
+They also answer a multiple-choice question (``choose``, as
+:meth:`skvf.MLLMLabeler.choose` does for ``NeaRClassifier(reask=...)``): which of a few
+names an image shows, or none of them. How well a model chooses is **an assumption**,
+set apart from how well it names (``choice_accuracy``, per profile): with the true name
+among the choices it is picked with that probability; without it, "none of these" is
+answered with that probability. The assumption rests on reports that choosing among a
+few named options is easier for vision LLMs than naming from scratch on fine-grained
+sets: DiVE-k (ICLR 2026) finds the right name often among a model's top-k answers when
+its first answer is wrong, and builds multiple-choice questions on that gap;
+nlg2choice (WACV 2026) gains on seven fine-grained sets by constraining a free answer
+to a list of names. The values are deliberately conservative: 0.75 for the strong
+profile, a little above the 0.6 at which it names the fine class outright, and 0.45 for
+the weak one, about twice chance among five names. What re-asking gains in a benchmark
+with these simulators depends on those values; which images it selects does not.
+
 Examples
 --------
 >>> from skvf.bench.finegrained import load_fine_garments
@@ -27,23 +42,27 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from .._sklearn_compat import Interval, StrOptions, fit_context
+from ..names import normalize_name
 from ..serialization import register_trusted_type
 from .finegrained import FineGarments
 from .garment_names import taxonomy_variants
-from .simulation import OracleLabelerMixin, make_oracle
+from .simulation import OracleLabelerMixin, _items, item_keys, make_oracle
 
 __all__ = ["MLLM_PROFILES", "SimulatedMLLM", "make_simulated_mllm"]
 
 #: The rates of each profile. Each answer is one of: a generic name, a partial name,
 #: a sibling one attribute off, a random other class, or the right fine name (the
-#: rest); then, with ``variant_rate``, written differently.
+#: rest); then, with ``variant_rate``, written differently. ``choice_accuracy`` is how
+#: well it answers a multiple-choice question (an assumption: see the module's notes).
 MLLM_PROFILES = {
     "strong": {
         "generic_rate": 0.05,
@@ -51,6 +70,7 @@ MLLM_PROFILES = {
         "sibling_rate": 0.25,
         "random_rate": 0.05,
         "variant_rate": 0.3,
+        "choice_accuracy": 0.75,
     },
     "weak": {
         "generic_rate": 0.7,
@@ -58,10 +78,13 @@ MLLM_PROFILES = {
         "sibling_rate": 0.05,
         "random_rate": 0.05,
         "variant_rate": 0.3,
+        "choice_accuracy": 0.45,
     },
 }
 
 _OUTCOME_RATES = ("generic_rate", "partial_rate", "sibling_rate", "random_rate")
+# The rates that are not outcomes of a naming answer.
+_OTHER_RATES = ("variant_rate", "choice_accuracy")
 # Taxonomy levels before this index are generic (category, kind); the levels from it
 # up to the class name itself are partial ("navy trouser").
 _FIRST_PARTIAL_LEVEL = 2
@@ -91,6 +114,14 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     same image gets the same answer in every fit, fold and subset. The realised shares
     are the given rates up to sampling error over the images.
 
+    :meth:`choose` answers a multiple-choice question: which of a few names the image
+    shows, or none of them. A name counts as the true one when it is the class name or
+    one of its ``variants``. With the true name among the choices, it is picked with
+    probability ``choice_accuracy``, and otherwise one of the other choices or "none
+    of these", uniformly; without it, "none of these" is answered with probability
+    ``choice_accuracy``, and otherwise a uniformly drawn choice. That accuracy is an
+    assumption (see the module's notes), set apart from the naming rates.
+
     Parameters
     ----------
     oracle : dict or callable
@@ -118,6 +149,9 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     variant_rate : float or None, default=None
         Probability that an answer is written as one of its variants; ``None``: the
         profile's.
+    choice_accuracy : float or None, default=None
+        Probability that :meth:`choose` answers right: the true name when it is among
+        the choices, "none of these" when it is not; ``None``: the profile's.
     random_state : int, default=0
         Seed of the simulated answers; with the content key it determines each answer.
     on_error : {"raise", "warn", "skip"}, default="raise"
@@ -129,7 +163,8 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     classes_ : ndarray of str
         The sorted class names (the keys of ``taxonomy``).
     rates_ : dict
-        The rates in force: the explicit ones, the profile's for the others.
+        The rates in force (``choice_accuracy`` among them): the explicit ones, the
+        profile's for the others.
     siblings_ : dict
         ``{class name: [its siblings]}``.
     skipped_ : list of str
@@ -161,8 +196,10 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
         "similar_values": [dict, None],
         "variants": [dict, None],
         "profile": [StrOptions(set(MLLM_PROFILES))],
-        **{rate: [Interval(Real, 0, 1, closed="both"), None] for rate in _OUTCOME_RATES},
-        "variant_rate": [Interval(Real, 0, 1, closed="both"), None],
+        **{
+            rate: [Interval(Real, 0, 1, closed="both"), None]
+            for rate in (*_OUTCOME_RATES, *_OTHER_RATES)
+        },
         "random_state": [Interval(Integral, None, None, closed="neither")],
         "on_error": [StrOptions({"raise", "warn", "skip"})],
     }
@@ -180,6 +217,7 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
         sibling_rate: float | None = None,
         random_rate: float | None = None,
         variant_rate: float | None = None,
+        choice_accuracy: float | None = None,
         random_state: int = 0,
         on_error: str = "raise",
     ):
@@ -194,6 +232,7 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
         self.sibling_rate = sibling_rate
         self.random_rate = random_rate
         self.variant_rate = variant_rate
+        self.choice_accuracy = choice_accuracy
         self.random_state = random_state
         self.on_error = on_error
 
@@ -215,7 +254,7 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
         rates = {
             name: (MLLM_PROFILES[self.profile][name] if value is None else float(value))
             for name, value in (
-                (name, getattr(self, name)) for name in (*_OUTCOME_RATES, "variant_rate")
+                (name, getattr(self, name)) for name in (*_OUTCOME_RATES, *_OTHER_RATES)
             )
         }
         total = sum(rates[name] for name in _OUTCOME_RATES)
@@ -300,6 +339,87 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
         if variants and u_variant < self.rates_["variant_rate"]:
             return variants[int(u_variant_pick * len(variants))]
         return answer
+
+    def choose(self, X, choices) -> tuple[np.ndarray, np.ndarray]:
+        """Answer which of a few names each item shows, or none of them (simulated).
+
+        Parameters
+        ----------
+        X : sequence of images, image stack, or 2-D numeric ndarray
+            Every item must be readable (as for :meth:`transform`).
+        choices : sequence of sequence of str
+            The names offered for each item.
+
+        Returns
+        -------
+        names : ndarray of object, shape (n_items,)
+            The name chosen, as offered; ``None`` for "none of these".
+        valid : ndarray of bool, shape (n_items,)
+            Where a name was chosen.
+
+        Examples
+        --------
+        >>> from skvf.bench.finegrained import load_fine_garments
+        >>> data = load_fine_garments(n_per_class=1, garments=["trouser"], image_size=16)
+        >>> labeler = make_simulated_mllm(data, choice_accuracy=1.0).fit(data.images)
+        >>> true_name, other = data.names[0], data.names[1]
+        >>> names, valid = labeler.choose(data.images[:2], [[other, true_name], [true_name]])
+        >>> names[0] == true_name, valid.tolist()
+        (True, [True, False])
+        """
+        check_is_fitted(self, "classes_")
+        items, keys = _items(X), item_keys(X)
+        if len(choices) != len(keys):
+            raise ValueError(f"{len(choices)} lists of choices for {len(keys)} items.")
+        names = np.asarray(
+            [
+                self._choice(self._true_name(item, index, key), key, list(options))
+                for index, (item, key, options) in enumerate(zip(items, keys, choices, strict=True))
+            ],
+            dtype=object,
+        )
+        return names, names != None  # noqa: E711
+
+    def names_the_truth(self, names, true_names) -> np.ndarray:
+        """Whether each name names its true class: the class name or one of its variants.
+
+        Parameters
+        ----------
+        names : sequence of str
+            Names given (the labeler's answers, normalised or not).
+        true_names : sequence of str
+            The class of each.
+
+        Returns
+        -------
+        ndarray of bool
+        """
+        return np.asarray(
+            [
+                normalize_name(name) in self._spellings(true_name)
+                for name, true_name in zip(names, true_names, strict=True)
+            ],
+            dtype=bool,
+        )
+
+    def _spellings(self, true_name: str) -> set[str]:
+        """The normalised ways of writing a class name."""
+        written = [true_name, *(self.variants or {}).get(true_name, [])]
+        return {normalize_name(name) for name in written}
+
+    def _choice(self, true_name: str, key: str, options: list[str]) -> str | None:
+        text = f"{self.random_state}:choice:{key}:{json.dumps(options)}"
+        seed = hashlib.blake2b(text.encode(), digest_size=8).digest()
+        u_right, u_pick = np.random.default_rng(int.from_bytes(seed, "little")).random(2)
+        spellings = self._spellings(true_name)
+        right = [option for option in options if normalize_name(option) in spellings]
+        accurate = u_right < self.rates_["choice_accuracy"]
+        if right:
+            if accurate:
+                return right[0]
+            mistakes = [option for option in options if option not in right] + [None]
+            return mistakes[int(u_pick * len(mistakes))]
+        return None if accurate else options[int(u_pick * len(options))]
 
 
 def make_simulated_mllm(

@@ -2,13 +2,20 @@
 
 :class:`MLLMLabeler` is a scikit-learn transformer; LiteLLM is imported only when it sends
 its first request, so importing this package stays fast and offline. Any estimator with ``fit`` and
-``transform`` can stand in for it: :func:`label_items` is how skvf calls a labeler, and
+``transform`` can stand in for it: :func:`label_items` is how skvf calls a labeler (and
+:func:`choose_items` how it asks one to choose among names), and
 :func:`answer_determining_params` what keys a cache of its answers.
 """
 
 from ._errors import BudgetExceededError, LabelingError, LabelingWarning, UnusableAnswerError
 from ._mllm import MLLMLabeler
-from ._protocol import answer_determining_params, cached_labels, label_items
+from ._protocol import (
+    answer_determining_params,
+    cached_choices,
+    cached_labels,
+    choose_items,
+    label_items,
+)
 
 __all__ = [
     "BudgetExceededError",
@@ -17,6 +24,8 @@ __all__ = [
     "MLLMLabeler",
     "UnusableAnswerError",
     "answer_determining_params",
+    "cached_choices",
     "cached_labels",
+    "choose_items",
     "label_items",
 ]

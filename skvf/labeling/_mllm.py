@@ -18,8 +18,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._images import as_image_list, describe_item, image_digest, load_image
 from .._sklearn_compat import Interval, StrOptions, fit_context
+from .._store import stable_hash
 from .._warnings import warn
 from ..exceptions import ImageInputError
+from ..names import normalize_name
 from ..serialization import register_trusted_type
 from ._cache import (
     AnswerCache,
@@ -32,8 +34,15 @@ from ._client import ProviderError, Requester
 from ._context import infer_naming_context
 from ._encoding import JPEG_QUALITY, jpeg_data_uri
 from ._errors import BudgetExceededError, LabelingError, LabelingWarning, UnusableAnswerError
-from ._parsing import UnusableAnswer, parse_name
-from ._prompts import BUILTIN_PROMPTS, EXPERT_PROMPT, check_template, render_prompt
+from ._parsing import NONE_OF_THESE, UnusableAnswer, parse_choice, parse_name
+from ._prompts import (
+    BUILTIN_PROMPTS,
+    CHOICE_QUESTION,
+    EXPERT_PROMPT,
+    check_template,
+    render_choice_question,
+    render_prompt,
+)
 from ._runner import run_bounded
 from ._secrets import check_api_base, check_no_secrets
 from ._usage import UsageMeter, empty_usage
@@ -224,8 +233,9 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     usage_ : dict
-        Reset by :meth:`fit`, accumulated over every :meth:`label` / :meth:`transform`
-        call since, and over the request of ``prompt="expert"`` in :meth:`fit`:
+        Reset by :meth:`fit`, accumulated over every :meth:`label` / :meth:`transform` /
+        :meth:`choose` call since, and over the request of ``prompt="expert"`` in
+        :meth:`fit`:
         ``calls`` (requests sent, retries included), ``answers`` (answers
         received and paid for), ``cache_hits`` (distinct images answered from the
         cache), ``retries``, ``failures`` (images whose request failed for good or whose
@@ -244,8 +254,8 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         ``"warn"`` or ``"skip"`` (the ``"direct"`` prompt is then used, with a
         :class:`LabelingWarning`).
     skipped_ : list of str
-        One message per image left without a name by the last call (``on_error`` of
-        ``"warn"`` or ``"skip"``).
+        One message per image left without a name (or, by :meth:`choose`, without a
+        usable answer) by the last call (``on_error`` of ``"warn"`` or ``"skip"``).
 
     See Also
     --------
@@ -632,9 +642,99 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         finally:
             self.usage_["wall_time_s"] += time.perf_counter() - started
 
+    def choose(self, X, choices) -> tuple[np.ndarray, np.ndarray]:
+        """Ask which of a few names each image shows, or none of them.
+
+        Each image is sent with its list of names and the option "none of these"
+        (:func:`~skvf.labeling._prompts.render_choice_question`, as the expert of
+        ``prompt="expert"`` when there is a naming context), through the same client,
+        answer cache, concurrency bound, retries, budget (``max_cost``), usage counts
+        and ``on_error`` policy as :meth:`label`. An answer is cached under the image's
+        content and the whole question, names included: the same image asked about
+        other names is asked again.
+
+        Parameters
+        ----------
+        X : sequence of (path, PIL.Image.Image, ndarray) or ndarray
+            The images; see :func:`skvf._images.as_image_list`.
+        choices : sequence of sequence of str
+            The names offered for each image, listed in the question in this order;
+            none may be a way of saying "none of these".
+
+        Returns
+        -------
+        names : ndarray of object, shape (n_images,)
+            The name chosen, as offered; ``None`` where ``valid`` is False.
+        valid : ndarray of bool, shape (n_images,)
+            False where the model picked none of the names (answered "none of these",
+            or a name not offered), and for the images ``on_error="warn"`` or
+            ``"skip"`` left without a usable answer (listed in :attr:`skipped_`).
+
+        Raises
+        ------
+        ValueError
+            ``choices`` does not hold one non-empty list of names per image.
+        LabelingError
+            A request failed for good; the message says what is paid for and cached.
+        BudgetExceededError
+            ``max_cost`` would be exceeded.
+        UnusableAnswerError
+            An answer holds no name and ``on_error="raise"``.
+
+        Examples
+        --------
+        >>> from skvf.labeling import MLLMLabeler
+        >>> labeler = MLLMLabeler(model="gpt-4o-mini", domain="bird", cache=None).fit(None)
+        >>> labeler.choose(["photos/0001.jpg"], [["blue jay", "steller's jay"]])  # doctest: +SKIP
+        (array(['blue jay'], dtype=object), array([ True]))
+        """
+        check_is_fitted(self, "usage_")
+        items = as_image_list(X)
+        choices = _checked_choices(choices, len(items))
+        started = time.perf_counter()
+        try:
+            return _ChoiceRun(self, items, choices).execute()
+        finally:
+            self.usage_["wall_time_s"] += time.perf_counter() - started
+
+
+def _checked_choices(choices, n_images: int) -> list[tuple[str, ...]]:
+    """The names offered for each image, checked: one non-empty list of names per image."""
+    if isinstance(choices, (str, bytes)) or len(choices) != n_images:
+        shown = "a string" if isinstance(choices, (str, bytes)) else f"{len(choices)} lists"
+        raise ValueError(
+            f"choices must hold one list of names per image: got {shown} for {n_images} images."
+        )
+    checked = []
+    for index, options in enumerate(choices):
+        if isinstance(options, (str, bytes)) or len(options) == 0:
+            raise ValueError(
+                f"choices[{index}] must be a non-empty list of names, got {options!r}."
+            )
+        for option in options:
+            if not isinstance(option, str) or not normalize_name(option):
+                raise ValueError(
+                    f"choices[{index}] holds {option!r}; every choice must be a non-empty name."
+                )
+            if normalize_name(option) in NONE_OF_THESE:
+                raise ValueError(
+                    f"choices[{index}] holds {option!r}, which is how the model says that no "
+                    "name fits; it cannot be one of the names offered."
+                )
+        checked.append(tuple(options))
+    return checked
+
 
 class _Run:
-    """One call of :meth:`MLLMLabeler.label`: the state it shares between its steps."""
+    """One call of :meth:`MLLMLabeler.label`: the state it shares between its steps.
+
+    Images are grouped by :meth:`_group_key` (their content digest), one request and one
+    cache entry per group; :meth:`_question` is the text sent with a group's image and
+    :meth:`_parse` reads its answer. :class:`_ChoiceRun` asks another question.
+    """
+
+    progress_label = "labelling"
+    problem_outcome = "got no usable name and are left without one"
 
     def __init__(self, labeler: MLLMLabeler, items: list):
         self.labeler = labeler
@@ -642,8 +742,8 @@ class _Run:
         self.names = np.full(len(items), None, dtype=object)
         self.valid = np.zeros(len(items), dtype=bool)
         self.problems: dict[int, str] = {}
-        self.groups: dict[str, list[int]] = {}  # digest -> positions of that image
-        self.cached: set[str] = set()  # digests whose answer is in the cache
+        self.groups: dict[str, list[int]] = {}  # group key -> positions of its images
+        self.cached: set[str] = set()  # group keys whose answer is in the cache
         root = resolve_cache_dir(labeler.cache)
         self.cache = None if root is None else AnswerCache(root, self._request_key())
         self.meter = UsageMeter(labeler.usage_)
@@ -651,23 +751,41 @@ class _Run:
     def _request_key(self) -> dict:
         return self.labeler._answer_key(self.labeler.prompt_text_)
 
+    def _group_key(self, position: int, digest: str) -> str:
+        """The key of the request (and cache entry) that answers the image at ``position``."""
+        return digest
+
+    def _question(self, position: int) -> str:
+        """The text sent with the image at ``position``."""
+        return self.labeler.prompt_text_
+
+    def _parse(self, position: int, answer, refusal=None) -> str | None:
+        """The name in an answer about the image at ``position``; raises UnusableAnswer."""
+        labeler = self.labeler
+        return parse_name(
+            answer,
+            max_words=labeler.max_name_words,
+            max_chars=labeler.max_name_chars,
+            refusal=refusal,
+        )
+
     def execute(self) -> tuple[np.ndarray, np.ndarray]:
-        self._group_by_digest()
+        self._group_images()
         missing = []
-        for digest, positions in self.groups.items():
-            record = None if self.cache is None else self.cache.get(digest)
+        for key in self.groups:
+            record = None if self.cache is None else self.cache.get(key)
             if record is None:
-                missing.append(digest)
+                missing.append(key)
             else:
-                self.cached.add(digest)
+                self.cached.add(key)
                 self.meter.add(cache_hits=1)
-                self._accept(positions, record)
+                self._accept(key, record)
         if missing:
             self._ask(missing)
         self._report_problems()
         return self.names, self.valid
 
-    def _group_by_digest(self) -> None:
+    def _group_images(self) -> None:
         def digest(position: int) -> str | None:
             try:
                 return image_digest(load_image(self.items[position]))
@@ -686,22 +804,19 @@ class _Run:
             digests = list(pool.map(digest, range(len(self.items))))
         for position, value in enumerate(digests):
             if value is not None:
-                self.groups.setdefault(value, []).append(position)
+                self.groups.setdefault(self._group_key(position, value), []).append(position)
 
-    def _name(self, record: dict) -> str:
-        """The name in an answer record; raises :class:`UnusableAnswer`, nothing else."""
-        labeler = self.labeler
-        parse = partial(
-            parse_name, max_words=labeler.max_name_words, max_chars=labeler.max_name_chars
-        )
-        return parse_record(record, parse)
+    def _name(self, key: str, record: dict) -> str | None:
+        """The name in the answer record of a group; raises :class:`UnusableAnswer` only."""
+        return parse_record(record, partial(self._parse, self.groups[key][0]))
 
-    def _accept(self, positions: list[int], record: dict, name: str | None = None) -> None:
-        """Give the images the record's name; ``name`` when the caller already parsed it."""
+    def _accept(self, key: str, record: dict, name: str | None = None) -> None:
+        """Give a group's images the record's name; ``name`` when already parsed (else None)."""
         labeler = self.labeler
+        positions = self.groups[key]
         try:
             if name is None:
-                name = self._name(record)
+                name = self._name(key, record)
         except UnusableAnswer as problem:
             self.meter.add(unusable_answers=1)
             first = positions[0]
@@ -723,7 +838,7 @@ class _Run:
                 self.problems[position] = message
             return
         self.names[positions] = name
-        self.valid[positions] = True
+        self.valid[positions] = name is not None
 
     def _ask(self, missing: list[str]) -> None:
         labeler = self.labeler
@@ -732,29 +847,31 @@ class _Run:
         requester = labeler._requester(self.meter, stop, self._paid_counts(usage_before))
         progress = self._progress_bar()
 
-        def work(digest: str) -> tuple[dict, str | None]:
-            position = self.groups[digest][0]
+        def work(key: str) -> tuple[dict, str | None]:
+            position = self.groups[key][0]
             item = self.items[position]
             data_uri = jpeg_data_uri(load_image(item), labeler.max_side)
-            answer = requester.ask(labeler.prompt_text_, data_uri, describe_item(position, item))
+            answer = requester.ask(
+                self._question(position), data_uri, describe_item(position, item)
+            )
             record = answer.record(labeler.model)
             if answer.malformed is not None:
                 # No answer to keep: the reply had the wrong shape. A rerun asks again.
                 return dict(record, malformed=answer.malformed), None
             name = reason = None
             try:
-                name = self._name(record)
+                name = self._name(key, record)
             except UnusableAnswer as problem:
                 reason = problem.reason
             record = bounded_record(record, reason)
             if self.cache is not None:
-                self.cache.put(digest, record)
-                self.cached.add(digest)
+                self.cache.put(key, record)
+                self.cached.add(key)
             return record, name
 
-        def on_done(digest: str, answered: tuple[dict, str | None]) -> None:
+        def on_done(key: str, answered: tuple[dict, str | None]) -> None:
             progress.update(1)
-            self._accept(self.groups[digest], *answered)
+            self._accept(key, *answered)
 
         try:
             left = run_bounded(
@@ -804,7 +921,7 @@ class _Run:
         return may_start
 
     def _paid_counts(self, usage_before: dict) -> dict:
-        images_cached = sum(len(self.groups[digest]) for digest in self.cached)
+        images_cached = sum(len(self.groups[key]) for key in self.cached)
         return {
             "answers_paid": self.labeler.usage_["answers"] - usage_before["answers"],
             "answers_cached": images_cached,
@@ -831,7 +948,7 @@ class _Run:
             total=len(self.groups),
             initial=len(self.cached),
             disable=not self.labeler.verbose,
-            desc="labelling",
+            desc=self.progress_label,
             unit="image",
         )
 
@@ -841,7 +958,46 @@ class _Run:
             shown = "; ".join(self.labeler.skipped_[:_SHOWN_PROBLEMS])
             more = len(self.problems) - _SHOWN_PROBLEMS
             warn(
-                f"{len(self.problems)} of {len(self.items)} images got no usable name and "
-                f"are left without one: {shown}" + (f"; and {more} more" if more > 0 else ""),
+                f"{len(self.problems)} of {len(self.items)} images {self.problem_outcome}: "
+                f"{shown}" + (f"; and {more} more" if more > 0 else ""),
                 LabelingWarning,
             )
+
+
+class _ChoiceRun(_Run):
+    """One call of :meth:`MLLMLabeler.choose`: each image asked which of its names it shows.
+
+    A group is an image with its question (the names offered); its answers are cached
+    under the choice question's own namespace, keyed by the image's digest and the
+    question.
+    """
+
+    progress_label = "choosing"
+    problem_outcome = "got no usable answer to the choice and are left without one"
+
+    def __init__(self, labeler: MLLMLabeler, items: list, choices: list[tuple[str, ...]]):
+        self.choices = choices
+        context = getattr(labeler, "naming_context_", None)
+        self.questions = [
+            render_choice_question(options, labeler.domain, context) for options in choices
+        ]
+        super().__init__(labeler, items)
+
+    def _request_key(self) -> dict:
+        return {**self.labeler._answer_key(CHOICE_QUESTION), "purpose": "choice"}
+
+    def _group_key(self, position: int, digest: str) -> str:
+        return stable_hash([digest, self.questions[position]], length=40)
+
+    def _question(self, position: int) -> str:
+        return self.questions[position]
+
+    def _parse(self, position: int, answer, refusal=None) -> str | None:
+        labeler = self.labeler
+        return parse_choice(
+            answer,
+            self.choices[position],
+            max_words=labeler.max_name_words,
+            max_chars=labeler.max_name_chars,
+            refusal=refusal,
+        )

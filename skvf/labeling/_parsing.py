@@ -11,7 +11,8 @@ parser reads at most :data:`MAX_ANSWER_CHARS` characters and raises nothing but
 :class:`UnusableAnswer`, whatever the answer (deeply nested JSON included).
 :func:`parse_naming_context` reads the answer to the context question of
 ``prompt="expert"`` by the same rules, since every field it returns goes into every
-naming prompt.
+naming prompt. :func:`parse_choice` reads the answer to a choice question
+(``MLLMLabeler.choose``): one of the names offered, or none of them.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ __all__ = [
     "MAX_ANSWER_CHARS",
     "MAX_CONTEXT_FIELD_CHARS",
     "MAX_CONTEXT_FIELD_WORDS",
+    "NONE_OF_THESE",
     "REASONS",
     "UnusableAnswer",
+    "parse_choice",
     "parse_name",
     "parse_naming_context",
 ]
@@ -40,6 +43,22 @@ MAX_CONTEXT_FIELD_WORDS = 12
 MAX_CONTEXT_FIELD_CHARS = 100
 #: Why an answer can be unusable ("malformed": the reply itself had the wrong shape).
 REASONS = ("empty", "refusal", "overlong", "unparsable", "malformed")
+
+#: Answers to a choice question that say no name offered fits, once normalised.
+NONE_OF_THESE = frozenset(
+    {
+        "none of these",
+        "none of the above",
+        "none of them",
+        "none of the names",
+        "none of the options",
+        "none of the choices",
+        "none",
+        "neither",
+        "neither of these",
+        "neither of them",
+    }
+)
 
 _NAME_KEYS = ("name", "category", "label", "class", "species")
 # The keys each field of a naming context may come under, the asked one first.
@@ -247,6 +266,74 @@ def _parse(answer: str, max_words: int, max_chars: int) -> str:
     if len(name.split()) > max_words or len(name) > max_chars:
         raise UnusableAnswer("overlong", answer)
     return name
+
+
+def parse_choice(
+    answer: str | None,
+    choices,
+    max_words: int = 8,
+    max_chars: int = 80,
+    refusal: str | None = None,
+) -> str | None:
+    """Read which of ``choices`` a model's answer to a choice question picks.
+
+    The answer is read as :func:`parse_name` reads a name; one of :data:`NONE_OF_THESE`
+    (also ``{"name": null}``) says that no name offered fits.
+
+    Parameters
+    ----------
+    answer : str or None
+        The text of the answer.
+    choices : sequence of str
+        The names offered; the answer matches one when both are equal after
+        :func:`skvf.names.normalize_name`.
+    max_words, max_chars : int
+        As :func:`parse_name`.
+    refusal : str or None
+        The provider's refusal message, when it reports one apart from the text.
+
+    Returns
+    -------
+    str or None
+        The matching choice, as offered; ``None`` when the answer picks none of them,
+        or names something that was not offered.
+
+    Raises
+    ------
+    UnusableAnswer
+        As :func:`parse_name`: the answer holds no name. Nothing else is ever raised.
+
+    Examples
+    --------
+    >>> parse_choice('{"name": "Blue Jay"}', ["blue jay", "steller's jay"])
+    'blue jay'
+    >>> parse_choice('{"name": "None of these."}', ["blue jay", "steller's jay"]) is None
+    True
+    """
+    return _parse_guarded(_parse_choice, answer, refusal, tuple(choices), max_words, max_chars)
+
+
+def _parse_choice(answer: str, choices: tuple, max_words: int, max_chars: int) -> str | None:
+    if _picks_none(answer):
+        return None
+    name = _parse(answer, max_words, max_chars)
+    offered = {normalize_name(choice): choice for choice in choices}
+    return offered.get(name)
+
+
+def _picks_none(answer: str) -> bool:
+    """Whether an answer says that no name offered fits ("none" is a refusal elsewhere)."""
+    text = _strip_fence(answer.strip().replace("\u2019", "'"))
+    value = _json_value(text)
+    if isinstance(value, dict) and "name" in value and value["name"] is None:
+        return True
+    try:
+        raw_name = _name_from_json(text)
+        if raw_name is None:
+            raw_name = _name_from_text(text)
+    except UnusableAnswer:
+        return False
+    return normalize_name(raw_name) in NONE_OF_THESE
 
 
 def parse_naming_context(answer: str | None, refusal: str | None = None) -> dict:

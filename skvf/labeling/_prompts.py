@@ -8,6 +8,8 @@ model as the expert of the images' category and asks for names at its granularit
 three inferred from a few training images by one first question (FiNDR's naming prompt):
 :func:`render_context_question` asks it, :func:`render_prompt` renders the answer into
 the naming prompt. A user template is any string; its only placeholder is ``{domain}``.
+:func:`render_choice_question` asks which of a few names an image shows, or none of them
+(``MLLMLabeler.choose``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import string
 
 __all__ = [
     "BUILTIN_PROMPTS",
+    "CHOICE_QUESTION",
     "CONTEXT_FIELDS",
     "EXPERT_PROMPT",
     "check_template",
+    "render_choice_question",
     "render_context_question",
     "render_prompt",
 ]
@@ -57,6 +61,18 @@ _FORMAT_CONTEXT = (
 _EXPERT = (
     "You are {expert}. These are images of {category}; name the {granularity} of the one in "
     "this image, as specifically as you can, not with a generic word."
+)
+
+#: The choice question: the lead (who asks about what), then the names, one a line.
+CHOICE_QUESTION = (
+    "{lead}\n{options}\n"
+    'If none of them fits, answer "none of these". Answer with JSON only, in the form '
+    '{{"name": "<one of the names, or none of these>"}}.'
+)
+_CHOICE_LEAD = "Which of these names is the fine-grained category of the {subject} in this image?"
+_EXPERT_CHOICE_LEAD = (
+    "You are {expert}. These are images of {category}; which of these names is the "
+    "{granularity} of the one in this image?"
 )
 
 _FORMAT_NAME = 'Answer with JSON only, in the form {"name": "<category name>"}.'
@@ -154,3 +170,35 @@ def render_prompt(prompt: str, domain: str | None, context: dict | None = None) 
         return f"{question} {answer_format}"
     question = prompt.format(domain=domain)
     return f"{question}\n{_FORMAT_NAME}"
+
+
+def render_choice_question(choices, domain: str | None = None, context: dict | None = None) -> str:
+    """Return the question of a choice: which of ``choices`` the image shows, or none.
+
+    Parameters
+    ----------
+    choices : sequence of str
+        The names offered, listed in this order.
+    domain : str or None, default=None
+        What the images show (``"bird"``), as in the direct prompt.
+    context : dict or None, default=None
+        The naming context of ``prompt="expert"``: the question is then asked as its
+        expert, at its granularity.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> question = render_choice_question(["blue jay", "steller's jay"], domain="bird")
+    >>> question.splitlines()[1:3]
+    ['- blue jay', "- steller's jay"]
+    """
+    if context is not None:
+        lead = _EXPERT_CHOICE_LEAD.format(**context)
+    else:
+        subject = "main object" if domain is None else f"{domain} (the main object)"
+        lead = _CHOICE_LEAD.format(subject=subject)
+    options = "\n".join(f"- {choice}" for choice in choices)
+    return CHOICE_QUESTION.format(lead=lead, options=options)

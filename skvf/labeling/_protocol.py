@@ -8,6 +8,11 @@ that a cache of answers stays valid when only those change; and a fitted attribu
 ``naming_context_``: what ``fit`` learned from the training images that every answer
 depends on (a JSON-able value, ``None`` when nothing), such as the category, granularity
 and expert persona that ``MLLMLabeler(prompt="expert")`` infers.
+
+A labeler may also answer a multiple-choice question, ``choose(X, choices) -> (names,
+valid)``: for each image, which of its list of candidate names it shows, ``valid`` False
+where none of them does (or the answer was unusable). ``NeaRClassifier(reask=...)`` asks
+it about the images whose name the candidate sets contradict.
 """
 
 from __future__ import annotations
@@ -15,8 +20,15 @@ from __future__ import annotations
 import numpy as np
 
 from .._store import ItemStore, cached_values, stable_hash
+from ..names import normalize_name
 
-__all__ = ["answer_determining_params", "cached_labels", "label_items"]
+__all__ = [
+    "answer_determining_params",
+    "cached_choices",
+    "cached_labels",
+    "choose_items",
+    "label_items",
+]
 
 
 def label_items(labeler, items):
@@ -122,13 +134,7 @@ def cached_labels(labeler, items, digests, cache_root):
     n_asked : int
         Items the labeler was asked to name (the cache's misses).
     """
-    store = None
-    if cache_root is not None:
-        key = {"labeler": type(labeler).__qualname__, "params": answer_determining_params(labeler)}
-        context = getattr(labeler, "naming_context_", None)
-        if context is not None:
-            key["naming_context"] = context
-        store = ItemStore(cache_root, "labels-" + stable_hash(key), "json", _is_label_record)
+    store = _answer_store(labeler, cache_root, "labels")
 
     def ask(subset):
         names, valid = label_items(labeler, subset)
@@ -136,6 +142,124 @@ def cached_labels(labeler, items, digests, cache_root):
 
     answers, n_asked = cached_values(ask, items, digests, store)
     return np.asarray([answer["name"] for answer in answers], dtype=object), n_asked
+
+
+def choose_items(labeler, items, choices):
+    """Ask a labeler which of its choices each item shows; returns ``(names, valid)``.
+
+    Calls the labeler's ``choose(X, choices) -> (names, valid)`` and checks the answer:
+    one entry per item, and each valid name one of the item's choices after
+    :func:`skvf.names.normalize_name`.
+
+    Parameters
+    ----------
+    labeler : fitted labeler with ``choose``
+    items : list or ndarray
+        Images (or feature rows).
+    choices : list of list of str
+        The names offered for each item.
+
+    Returns
+    -------
+    names : ndarray of object, shape (n_items,)
+        The choice as offered (the spelling of ``choices``); ``None`` where ``valid`` is
+        False.
+    valid : ndarray of bool, shape (n_items,)
+        False where the labeler chose none of the names.
+
+    Raises
+    ------
+    ValueError
+        The labeler answered a wrong number of entries, or a name that was not offered.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> class FirstChoice:
+    ...     def choose(self, X, choices):
+    ...         return [options[0].upper() for options in choices], [True, False]
+    >>> names, valid = choose_items(FirstChoice(), [None, None], [["cat", "dog"], ["owl"]])
+    >>> names.tolist(), valid.tolist()
+    (['cat', None], [True, False])
+    """
+    names, valid = labeler.choose(items, choices)
+    names = np.asarray(names, dtype=object).ravel()
+    valid = np.asarray(valid, dtype=bool).ravel()
+    if len(names) != len(items) or len(valid) != len(items):
+        raise ValueError(
+            f"the labeler's choose() returned {len(names)} names and {len(valid)} mask "
+            f"values for {len(items)} images; it must return (names, valid) with one entry "
+            "per image."
+        )
+    chosen = np.full(len(items), None, dtype=object)
+    for index in np.flatnonzero(valid):
+        name = names[index]
+        offered = {normalize_name(option): option for option in choices[index]}
+        if not isinstance(name, str) or normalize_name(name) not in offered:
+            raise ValueError(
+                f"the labeler chose {name!r} for image {index}, which is not one of the "
+                f"names offered ({list(choices[index])}); choose() must return one of them, "
+                "or mark the image as not valid."
+            )
+        chosen[index] = offered[normalize_name(name)]
+    return chosen, valid
+
+
+def cached_choices(labeler, items, digests, choices, cache_root):
+    """The labeler's choices for ``items``, through a per-image answer store.
+
+    Answers to a choice question are other answers than names: they are stored under
+    their own namespace (``choices-`` and the key of :func:`cached_labels`), keyed by
+    the image's content and the names offered, so that a first name is never served as
+    a chosen one, and a question asked again with the same names is answered from the
+    store.
+
+    Parameters
+    ----------
+    labeler : fitted labeler with ``choose``
+    items : list or ndarray
+        Images (or feature rows).
+    digests : list of str
+        Content key of each item.
+    choices : list of list of str
+        The names offered for each item.
+    cache_root : pathlib.Path or None
+        Cache directory (``None``: ask about every item).
+
+    Returns
+    -------
+    names : ndarray of object, shape (n_items,)
+        The chosen name, as offered; ``None`` where none was chosen.
+    n_asked : int
+        Items the labeler was asked about (the store's misses).
+    """
+    if len(digests) != len(choices):
+        raise ValueError(f"{len(choices)} lists of choices for {len(digests)} images.")
+    store = _answer_store(labeler, cache_root, "choices")
+    keys = [
+        stable_hash([digest, list(options)], length=32)
+        for digest, options in zip(digests, choices, strict=True)
+    ]
+
+    def ask(subset):
+        asked_items = [item for item, _ in subset]
+        names, valid = choose_items(labeler, asked_items, [options for _, options in subset])
+        return [{"name": name if ok else None} for name, ok in zip(names, valid, strict=True)]
+
+    pairs = list(zip(items, choices, strict=True))
+    answers, n_asked = cached_values(ask, pairs, keys, store)
+    return np.asarray([answer["name"] for answer in answers], dtype=object), n_asked
+
+
+def _answer_store(labeler, cache_root, kind: str) -> ItemStore | None:
+    """The store of a labeler's answers of one kind, keyed by what decides them."""
+    if cache_root is None:
+        return None
+    key = {"labeler": type(labeler).__qualname__, "params": answer_determining_params(labeler)}
+    context = getattr(labeler, "naming_context_", None)
+    if context is not None:
+        key["naming_context"] = context
+    return ItemStore(cache_root, f"{kind}-" + stable_hash(key), "json", _is_label_record)
 
 
 def _is_label_record(record) -> bool:
