@@ -174,3 +174,37 @@ def test_a_model_saved_before_prototypes_existed_predicts_text_only(fitted):
     old.set_params(prototype_weight=0.5)
     del old.prototype_weight, old.class_image_prototypes_  # what such a file holds
     assert np.array_equal(old.decision_function(rows), fitted.decision_function(rows))
+
+
+def test_auto_weight_is_off_with_an_image_encoder(fitted):
+    rows, _ = _rows(5, seed=1)
+    auto = copy.deepcopy(fitted).set_params(prototype_weight="auto")
+    assert np.array_equal(auto.decision_function(rows), fitted.decision_function(rows))
+
+
+def test_auto_weight_is_one_half_with_the_backbones_own_tower():
+    rng = np.random.default_rng(0)
+    levels = np.where(np.arange(12) % 2 == 0, 40, 210)
+    images = np.clip(levels[:, None, None, None] + rng.integers(-30, 30, (12, 32, 32, 3)), 0, 255)
+    images = images.astype(np.uint8)
+
+    class Brightness(BaseEstimator, TransformerMixin):
+        def fit(self, X, y=None):
+            return self
+
+        def transform(self, X):
+            means = np.array([np.asarray(image, dtype=float).mean() for image in X])
+            return np.where(means > 127, "bright", "dark").astype(object)
+
+    clf = NeaRClassifier(
+        labeler=Brightness(),
+        **TINY_BACKBONE_PARAMS,
+        max_epochs=2,
+        warmup_epochs=1,
+        random_state=0,
+        label_filter="passthrough",
+    ).fit(images)
+    auto = clf.decision_function(images[:4])
+    half = copy.deepcopy(clf).set_params(prototype_weight=0.5).decision_function(images[:4])
+    text = copy.deepcopy(clf).set_params(prototype_weight=0.0).decision_function(images[:4])
+    assert np.array_equal(auto, half) and not np.allclose(auto, text)
