@@ -13,6 +13,7 @@ from __future__ import annotations
 from numbers import Real
 
 import numpy as np
+from scipy.special import softmax
 from sklearn import get_config
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
@@ -33,7 +34,6 @@ from ._images import (
 )
 from ._prototypes import mixed_similarity
 from ._sklearn_compat import validate_parameter_constraints
-from ._training import softmax
 from ._warnings import warn
 from .exceptions import SkippedImagesWarning
 
@@ -130,7 +130,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         scores = np.asarray(self._scores(X), dtype=np.float64)
         probabilities = np.full_like(scores, np.nan)
         ok = np.isfinite(scores).all(axis=1)
-        probabilities[ok] = softmax(scores[ok])
+        probabilities[ok] = softmax(scores[ok], axis=1)
         return probabilities
 
     def predict(self, X) -> np.ndarray:

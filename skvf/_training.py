@@ -7,41 +7,42 @@ text tower over the K class prompts plus an (N x K) matrix product, whatever N i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import softmax
 
 from ._refinement import one_hot, refined_targets
 
-__all__ = ["TrainingConfig", "TrainingResult", "tune_prompts", "softmax"]
+__all__ = ["TrainingConfig", "TrainingResult", "tune_prompts"]
 
 #: CLIP caps its logit scale at 100; so does the prompt tuner.
 MAX_LOGIT_SCALE = 100.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingConfig:
-    """Hyper-parameters of :func:`tune_prompts` (see :class:`skvf.NeaRClassifier`)."""
+    """Hyper-parameters of :func:`tune_prompts`, each given explicitly.
 
-    max_epochs: int = 200
-    warmup_epochs: int = 50
-    learning_rate: float = 2e-3
-    optimizer: str = "adam"
-    logit_scale: float = 1 / 0.07
-    learn_logit_scale: bool = True
-    clean_threshold: float = 0.5
-    refinement: str = "posterior"
-    clean_vote_weight: float = 2.0
-    candidate_weighting: str = "votes"
-    sharpen_temperature: float = 1.0
-    device: str = "cpu"
-    verbose: int = 0
+    :class:`skvf.NeaRClassifier` builds one from its parameters (``"auto"`` values
+    resolved); the meaning of each field is that of the estimator's parameter of the
+    same name. ``logit_scale`` is the initial scale, ``clean_threshold`` the clean
+    probability above which a name counts as clean.
+    """
 
-    @classmethod
-    def from_params(cls, params: dict, **overrides) -> TrainingConfig:
-        """The config from an estimator's parameters named like a field, plus ``overrides``."""
-        names = {config_field.name for config_field in fields(cls)}
-        return cls(**{**{k: v for k, v in params.items() if k in names}, **overrides})
+    max_epochs: int
+    warmup_epochs: int
+    learning_rate: float
+    optimizer: str
+    logit_scale: float
+    learn_logit_scale: bool
+    clean_threshold: float
+    refinement: str
+    clean_vote_weight: float
+    candidate_weighting: str
+    sharpen_temperature: float
+    device: str
+    verbose: int
 
 
 @dataclass
@@ -54,13 +55,6 @@ class TrainingResult:
     clean_probability: np.ndarray
     targets: np.ndarray
     history: list = field(default_factory=list)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of a 2-D array."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def tune_prompts(
@@ -173,7 +167,7 @@ def tune_prompts(
     return TrainingResult(
         context=learner.context_numpy(),
         logit_scale=float(log_scale.exp().item()),
-        probabilities=softmax(final_logits.astype(np.float64)),
+        probabilities=softmax(final_logits.astype(np.float64), axis=1),
         clean_probability=clean_probability,
         targets=targets,
         history=history,

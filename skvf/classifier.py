@@ -24,7 +24,7 @@ from ._prior import name_prior, prior_offsets
 from ._prototypes import image_prototypes, refine_prototypes
 from ._sklearn_compat import HasMethods, Interval, StrOptions, fit_context
 from ._store import resolve_memory
-from ._training import TrainingConfig, tune_prompts
+from ._training import MAX_LOGIT_SCALE, TrainingConfig, tune_prompts
 from ._warnings import warn
 from .candidates import NeighborCandidateBuilder, build_candidate_votes
 from .exceptions import SkippedImagesWarning
@@ -647,13 +647,20 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         initial_scale = self.logit_scale
         if initial_scale is None:
             initial_scale = float(backbone.model.logit_scale.exp().item())
-        config = TrainingConfig.from_params(
-            self.get_params(deep=False),
+        config = TrainingConfig(
             max_epochs=self._max_epochs(),
             warmup_epochs=self._warmup_epochs(),
-            logit_scale=min(initial_scale, 100.0),
+            learning_rate=self.learning_rate,
+            optimizer=self.optimizer,
+            logit_scale=min(initial_scale, MAX_LOGIT_SCALE),
+            learn_logit_scale=self.learn_logit_scale,
             clean_threshold=self._clean_threshold(),
+            refinement=self.refinement,
+            clean_vote_weight=self.clean_vote_weight,
+            candidate_weighting=self.candidate_weighting,
+            sharpen_temperature=self.sharpen_temperature,
             device=self.device_,
+            verbose=self.verbose,
         )
         return tune_prompts(learner, features, labels, votes, self.noise_splitter_, config)
 

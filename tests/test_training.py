@@ -11,7 +11,7 @@ import torch
 from skvf._backbone import weights_digest
 from skvf._prompt import PromptLearner
 from skvf._refinement import one_hot
-from skvf._training import MAX_LOGIT_SCALE, TrainingConfig, softmax, tune_prompts
+from skvf._training import MAX_LOGIT_SCALE, TrainingConfig, tune_prompts
 from skvf.candidates import candidate_votes
 from skvf.noise import FixedNoiseSplitter, GMMNoiseSplitter
 
@@ -52,7 +52,21 @@ def text_aligned(backbone):
 
 
 def _config(**overrides):
-    settings = {"max_epochs": 20, "warmup_epochs": 8, "learning_rate": 2e-2}
+    settings = {
+        "max_epochs": 20,
+        "warmup_epochs": 8,
+        "learning_rate": 2e-2,
+        "optimizer": "adam",
+        "logit_scale": 1 / 0.07,
+        "learn_logit_scale": True,
+        "clean_threshold": 0.5,
+        "refinement": "posterior",
+        "clean_vote_weight": 2.0,
+        "candidate_weighting": "votes",
+        "sharpen_temperature": 1.0,
+        "device": "cpu",
+        "verbose": 0,
+    }
     settings.update(overrides)
     return TrainingConfig(**settings)
 
@@ -205,8 +219,7 @@ def test_fixed_logit_scale_stays_fixed(backbone, data):
     assert [entry["logit_scale"] for entry in result.history] == pytest.approx([20.0] * 3)
 
 
-def test_default_logit_scale_is_clip_initial_temperature():
-    assert TrainingConfig().logit_scale == pytest.approx(1 / 0.07)
+def test_logit_scale_cap_is_clips():
     assert math.log(MAX_LOGIT_SCALE) == pytest.approx(4.605170, abs=1e-6)
 
 
@@ -231,8 +244,3 @@ def test_zero_epochs_returns_the_initial_prediction(backbone, data):
     assert result.history == []
     np.testing.assert_array_equal(result.context, start)
     assert result.probabilities.shape == (60, 3)
-
-
-def test_softmax():
-    logits = np.array([[0.0, 0.0], [1000.0, 0.0], [np.log(3.0), 0.0]])
-    np.testing.assert_allclose(softmax(logits), [[0.5, 0.5], [1.0, 0.0], [0.75, 0.25]])
