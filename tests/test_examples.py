@@ -92,6 +92,9 @@ def test_folder_of_photos(tmp_path):
     assert (workdir / "digits.skops").is_file()
     scores = dict(re.findall(r"cluster accuracy, (.*): (\d\.\d{3})", out))
     assert set(scores) == {"labeler names (train)", "NeaR predictions (test)"}
+    # --fast numbers come with the word that they mean nothing, right after them.
+    assert out.rstrip().splitlines()[-1].startswith("(--fast: 5 photos per class")
+    assert "accuracies mean nothing" in out
 
     # The saved model, loaded here, scores on the test folder what the example printed.
     model = load(workdir / "digits.skops")
