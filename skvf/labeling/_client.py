@@ -1,10 +1,12 @@
 """One question to the model: the LiteLLM call, its retries and its failures.
 
 Transient failures (rate limits, timeouts, 5xx, refused connections) are retried with
-exponential backoff and full jitter, honouring a ``Retry-After`` header; everything else
-(authentication, unknown model, bad request) fails at once. Messages that leave this
-module are scrubbed of keys. LiteLLM is imported here, lazily, and only after
-``LITELLM_LOCAL_MODEL_COST_MAP`` is set, so that importing it never touches the network.
+exponential backoff and full jitter, honouring a ``Retry-After`` header; everything
+else (authentication, unknown model, bad request) fails at once.
+Each request runs under a deadline over the whole of it and a cap on the bytes read
+(:mod:`~skvf.labeling._transport`). Messages that leave this module are scrubbed of keys.
+LiteLLM is imported here, lazily, and only after ``LITELLM_LOCAL_MODEL_COST_MAP`` is set,
+so that importing it never touches the network.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ logger = logging.getLogger("skvf.labeling")
 MAX_BACKOFF = 60.0
 #: More tokens than this in one call is no real count: the usage is treated as unknown.
 MAX_TOKENS_PER_CALL = 10_000_000
+#: Most bytes read from one reply, headers included. The parser refuses any answer over
+#: MAX_ANSWER_CHARS (20,000) characters; with JSON escapes (up to 6 bytes a character),
+#: a refusal, reasoning text and the envelope, a usable reply stays far below this. A
+#: longer one is refused unread, as malformed, and not asked again.
+MAX_REPLY_BYTES = 1_000_000
 # LiteLLM's messages for a reply it received but could not read (no JSON, wrong shape).
 _MALFORMED_REPLY = re.compile(
     r"Invalid response object|invalid response from LLM endpoint|provider returned 'choices'"
@@ -51,6 +58,9 @@ def import_litellm():
     # Every failure is handled here; LiteLLM's "Give Feedback / Get Help" banner printed
     # on each caught exception would only be noise on stdout.
     litellm.suppress_debug_info = True
+    from ._transport import install
+
+    install(litellm)
     return litellm
 
 
@@ -101,9 +111,12 @@ class Answer:
 
 
 def _is_retryable(litellm, error: BaseException) -> bool:
+    from ._transport import RequestTimeout
+
     if isinstance(error, litellm.InternalServerError) and "Missing credentials" in str(error):
         return False  # the OpenAI client found no key: no retry will find one
     transient = (
+        RequestTimeout,
         litellm.RateLimitError,
         litellm.Timeout,
         litellm.APIConnectionError,
@@ -139,7 +152,7 @@ class Requester:
     api_key_env : str or None
         The environment variable holding the key, read at each call.
     timeout : float
-        Seconds per request.
+        Seconds a request may take in all (:class:`~skvf.labeling._transport.RequestLimits`).
     json_mode : bool
         Whether to ask for ``response_format={"type": "json_object"}``.
     max_retries : int
@@ -223,7 +236,7 @@ class Requester:
             return None
         return " or ".join(missing)
 
-    def _request(self, prompt: str, data_uris: list[str], api_key: str | None):
+    def _request(self, prompt: str, data_uris: list[str], api_key: str | None, limits):
         images = [{"type": "image_url", "image_url": {"url": uri}} for uri in data_uris]
         messages = [{"role": "user", "content": [{"type": "text", "text": prompt}, *images]}]
         arguments = dict(self.completion_kwargs)
@@ -234,7 +247,7 @@ class Requester:
             arguments["api_key"] = api_key
         if self.json_mode:
             arguments["response_format"] = {"type": "json_object"}
-        return self.litellm.completion(**arguments)
+        return limits.call(lambda: self.litellm.completion(**arguments))
 
     def _usage(self, response) -> tuple[int, int, bool]:
         """Prompt and completion tokens, and whether the server's counts were valid.
@@ -334,8 +347,9 @@ class Requester:
         Returns
         -------
         Answer
-            With ``malformed`` set when the reply had the wrong shape, or when LiteLLM
-            could not read the reply even after the retries.
+            With ``malformed`` set when the reply had the wrong shape, was over
+            :data:`MAX_REPLY_BYTES` or encoded though not asked to be (not asked again),
+            or when LiteLLM could not read the reply even after the retries.
 
         Raises
         ------
@@ -344,6 +358,8 @@ class Requester:
         Cancelled
             ``stop`` was set before a request could be sent.
         """
+        from ._transport import RequestLimits
+
         api_key = self._api_key()
         data_uris = [data_uri] if isinstance(data_uri, str) else list(data_uri)
         payload_bytes = len(prompt.encode()) + sum(map(len, data_uris))
@@ -352,10 +368,16 @@ class Requester:
             if self.stop.is_set():
                 raise Cancelled(item)
             self.meter.add(calls=1, retries=int(attempt > 0), bytes_sent=payload_bytes)
+            limits = RequestLimits(self.timeout, MAX_REPLY_BYTES)
             try:
-                response = self._request(prompt, data_uris, api_key)
+                response = self._request(prompt, data_uris, api_key, limits)
                 break
             except Exception as error:  # noqa: BLE001 - classified below, never swallowed
+                if limits.refused is not None:
+                    # The server answered with what no parse could use: asking again
+                    # would pay for the same again.
+                    self.meter.add(failures=1)
+                    return Answer(None, None, 0, 0, None, malformed=limits.refused)
                 message = scrub(f"{item}: {type(error).__name__}: {error}", [api_key])
                 if isinstance(error, self.litellm.ContentPolicyViolationError):
                     return Answer(None, message, 0, 0, 0.0)  # the provider's refusal

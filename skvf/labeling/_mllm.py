@@ -188,7 +188,8 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
     max_concurrency : int, default=8
         Requests in flight at once.
     timeout : float, default=60
-        Seconds per request.
+        Seconds a request may take in all: connecting, sending, waiting and reading the
+        reply. A longer one is abandoned (its connection closed) as a timeout, and retried.
     max_retries : int, default=4
         Retries of a request after a rate limit, timeout, 5xx answer or refused
         connection. Authentication, unknown-model and bad-request errors are not retried.

@@ -6,7 +6,8 @@ its mean colour (``{"name": "red test bird"}``), so a test can check that every 
 its own answer. A :class:`FakeVLM` scripts faults per request (status codes, delays,
 malformed bodies, replies of the wrong shape, refusals, empty answers, token counts) and
 records what it saw: the number of requests, the request bodies, the ``Authorization``
-headers and the largest number of requests served at once.
+headers, the largest number of requests served at once, and the replies the client
+stopped reading before their end (a :class:`Trickle` or a :class:`Huge` reply).
 
 Example
 -------
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import threading
 import time
@@ -35,8 +37,10 @@ __all__ = [
     "Body",
     "Fail",
     "FakeVLM",
+    "Huge",
     "Malformed",
     "Reply",
+    "Trickle",
     "colour_answer",
     "colour_image",
     "serve",
@@ -90,6 +94,21 @@ class Malformed:
     delay: float = 0.0
 
 
+@dataclass
+class Trickle:
+    """Send a normal reply, status line and headers included, one byte every ``interval`` s."""
+
+    interval: float = 0.3
+
+
+@dataclass
+class Huge:
+    """Answer 200 with a reply of ``size`` bytes whose answer is padding, streamed in chunks."""
+
+    size: int = 50_000_000
+    chunk: int = 1 << 16
+
+
 def colour_image(colour: str, size: int = 64, seed: int = 0) -> np.ndarray:
     """An HxWx3 uint8 image of one of :data:`COLOURS`, with a little noise."""
     rng = np.random.default_rng(seed)
@@ -132,6 +151,11 @@ class FakeVLM:
     requests, answered, max_active, connections : int
         Requests received, normal replies sent, most requests served at once, TCP
         connections accepted (fewer than requests when the client reuses them).
+    unfinished : int
+        Replies the client stopped reading (it closed the connection) before their end.
+    bytes_streamed : int
+        Bytes of :class:`Trickle` and :class:`Huge` replies sent before they ended or
+        the client closed the connection.
     bodies, authorizations : list
         Each request's JSON body and ``Authorization`` header, in arrival order.
     """
@@ -146,6 +170,8 @@ class FakeVLM:
     answered: int = 0
     max_active: int = 0
     connections: int = 0
+    unfinished: int = 0
+    bytes_streamed: int = 0
     bodies: list = field(default_factory=list)
     authorizations: list = field(default_factory=list)
     _active: int = 0
@@ -246,6 +272,40 @@ def _handler_class(config: FakeVLM) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
+        def _stream(self, pieces, interval: float = 0.0) -> None:
+            """Send raw bytes piece by piece; count a reply the client stopped reading."""
+            try:
+                for piece in pieces:
+                    self.wfile.write(piece)
+                    with config._lock:
+                        config.bytes_streamed += len(piece)
+                    time.sleep(interval)
+            except OSError:  # the client closed the connection before the end
+                with config._lock:
+                    config.unfinished += 1
+                self.close_connection = True
+
+        def _trickle(self, body: dict, interval: float) -> None:
+            payload = json.dumps(_completion_body(body.get("model", "fake-vlm"), "robin", None))
+            reply = (
+                f"{self.protocol_version} 200 OK\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n{payload}"
+            ).encode()
+            self._stream((reply[i : i + 1] for i in range(len(reply))), interval)
+
+        def _huge(self, body: dict, size: int, chunk: int) -> None:
+            head, tail = json.dumps(
+                _completion_body(body.get("model", "fake-vlm"), "", None)
+            ).split('"content": ""', 1)
+            head, tail = (head + '"content": "').encode(), ('"' + tail).encode()
+            padding = size - len(head) - len(tail)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            padding_pieces = (b"x" * min(chunk, padding - at) for at in range(0, padding, chunk))
+            self._stream(itertools.chain([head], padding_pieces, [tail]))
+
         def do_POST(self):  # noqa: N802 - the name http.server dispatches to
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length) or b"{}")
@@ -262,7 +322,9 @@ def _handler_class(config: FakeVLM) -> type[BaseHTTPRequestHandler]:
                 config._leave()
 
         def _respond(self, action, body: dict) -> None:
-            time.sleep(action.delay + (config.delay if isinstance(action, Reply) else 0.0))
+            time.sleep(
+                getattr(action, "delay", 0.0) + (config.delay if isinstance(action, Reply) else 0.0)
+            )
             if isinstance(action, Fail):
                 error = {"error": {"message": action.message, "type": "fake", "code": None}}
                 headers = {}
@@ -273,6 +335,10 @@ def _handler_class(config: FakeVLM) -> type[BaseHTTPRequestHandler]:
                 self._send(200, json.dumps(action.payload).encode())
             elif isinstance(action, Malformed):
                 self._send(200, b'{"choices": [{"message": {"content": "cut short')
+            elif isinstance(action, Trickle):
+                self._trickle(body, action.interval)
+            elif isinstance(action, Huge):
+                self._huge(body, action.size, action.chunk)
             else:
                 text = action.text
                 if text is None and action.refusal is None:
