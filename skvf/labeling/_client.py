@@ -1,8 +1,8 @@
 """One question to the model: the LiteLLM call, its retries and its failures.
 
 Transient failures (rate limits, timeouts, 5xx, refused connections) are retried with
-exponential backoff and full jitter, honouring a ``Retry-After`` header; everything
-else (authentication, unknown model, bad request) fails at once.
+exponential backoff and full jitter, honouring a ``Retry-After`` header (seconds or an
+HTTP date); everything else (authentication, unknown model, bad request) fails at once.
 Each request runs under a deadline over the whole of it and a cap on the bytes read
 (:mod:`~skvf.labeling._transport`). Messages that leave this module are scrubbed of keys.
 LiteLLM is imported here, lazily, and only after ``LITELLM_LOCAL_MODEL_COST_MAP`` is set,
@@ -11,6 +11,7 @@ so that importing it never touches the network.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import math
 import os
@@ -19,6 +20,7 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from numbers import Integral, Real
 
 from ._secrets import scrub
@@ -131,13 +133,22 @@ def _is_retryable(litellm, error: BaseException) -> bool:
 
 
 def _retry_after(error: BaseException) -> float | None:
+    """Seconds the server asked to wait (``Retry-After``: seconds or an HTTP date), or None."""
     headers = getattr(error, "litellm_response_headers", None)
     if headers is None:
         return None
+    value = headers.get("retry-after")
     try:
-        return float(headers.get("retry-after"))
+        return float(value)
     except (TypeError, ValueError):
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC, as HTTP dates are
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 class Requester:

@@ -76,7 +76,7 @@ class Fail:
     status: int
     message: str = "fake failure"
     delay: float = 0.0
-    retry_after: float | None = None
+    retry_after: float | str | None = None  # seconds, or an HTTP date as it is sent
 
 
 @dataclass

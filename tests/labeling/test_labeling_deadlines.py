@@ -1,14 +1,15 @@
-"""Hostile servers: replies that trickle or never end."""
+"""Hostile servers: replies that trickle or never end, and Retry-After dates."""
 
+import email.utils
 import resource
 import time
 
 import httpx
 import pytest
-from fake_openai_server import FakeVLM, Huge, Trickle, colour_image
+from fake_openai_server import Fail, FakeVLM, Huge, Trickle, colour_image
 
 from skvf.labeling import LabelingError, LabelingWarning
-from skvf.labeling._client import MAX_REPLY_BYTES
+from skvf.labeling._client import MAX_REPLY_BYTES, _retry_after
 from skvf.labeling._transport import BoundedTransport, RequestLimits
 
 
@@ -67,3 +68,51 @@ def test_a_reply_encoded_though_not_asked_to_be_is_refused():
     assert limits.refused == "a reply encoded as 'gzip', which was not asked for"
     # Outside a labelling request the transport leaves requests and replies alone.
     assert client.post("http://example.invalid/").headers["content-encoding"] == "gzip"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("7", 7.0),
+        ("0.5", 0.5),
+        (30, 30.0),  # an HTTP date 30 s from now
+        (-30, 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # the past: no wait
+        ("soon", None),
+        ("", None),
+    ],
+    ids=["seconds", "fraction", "date", "past-date", "rfc-example", "garbage", "empty"],
+)
+def test_retry_after_reads_seconds_and_http_dates(header, expected):
+    if isinstance(header, int):
+        header = email.utils.formatdate(time.time() + header, usegmt=True)
+
+    class Error(Exception):
+        litellm_response_headers = {"retry-after": header}
+
+    value = _retry_after(Error())
+    if expected is None:
+        assert value is None
+    else:
+        assert value == pytest.approx(expected, abs=1.5)
+
+
+def test_a_retry_after_date_far_ahead_is_capped(server, make_labeler, monkeypatch):
+    monkeypatch.setattr("skvf.labeling._client.MAX_BACKOFF", 0.2)
+    far = email.utils.formatdate(time.time() + 3600, usegmt=True)
+    config = FakeVLM(script=[Fail(429, retry_after=far)])
+    labeler = make_labeler(server(config)).fit()
+    started = time.perf_counter()
+    assert list(labeler.transform([colour_image("red")])) == ["red test bird"]
+    assert time.perf_counter() - started < 5.0  # the cap, not the hour the date asks
+    assert config.requests == 2
+
+
+def test_a_retry_after_http_date_is_honoured(server, make_labeler):
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)  # whole seconds: 1-2 s away
+    config = FakeVLM(script=[Fail(503, retry_after=when)])
+    labeler = make_labeler(server(config)).fit()
+    started = time.perf_counter()
+    assert list(labeler.transform([colour_image("red")])) == ["red test bird"]
+    assert time.perf_counter() - started >= 0.9
+    assert config.requests == 2
