@@ -111,6 +111,104 @@ def _describe_source(pretrained) -> str:
     return os.fspath(pretrained)
 
 
+#: Seconds the one connection attempt of :func:`_check_weights_reachable` may take.
+REACHABILITY_TIMEOUT = 3.0
+
+
+def _hub_offline() -> bool:
+    """Whether huggingface_hub is told to stay offline (read from the environment now)."""
+    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return flag.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _weights_to_download(cfg: dict) -> tuple[str, str, bool] | None:
+    """Where open_clip would fetch a tag's weights: ``(server URL, what, from the hub)``.
+
+    None when nothing is to be downloaded: the weights are a local file, or already in
+    the Hugging Face cache (or, for weights without a hub copy, in open_clip's own).
+    Follows ``open_clip.pretrained.download_pretrained``, which prefers the hub.
+    """
+    if cfg.get("file"):
+        return None
+    hub, url = cfg.get("hf_hub", ""), cfg.get("url", "")
+    try:
+        import huggingface_hub
+        from huggingface_hub import constants as hub_constants
+    except ImportError:
+        hub = ""  # open_clip then downloads from the URL
+    if hub:
+        repo, filename = os.path.split(hub)
+        names = {filename or "open_clip_pytorch_model.bin", "open_clip_model.safetensors"}
+        names |= {os.path.splitext(name)[0] + ".safetensors" for name in names}
+        if any(
+            isinstance(huggingface_hub.try_to_load_from_cache(repo, name), str) for name in names
+        ):
+            return None
+        endpoint = os.environ.get("HF_ENDPOINT") or hub_constants.ENDPOINT
+        return endpoint.rstrip("/"), f"{repo} on the Hugging Face hub", True
+    if url and not os.path.isfile(
+        os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))
+    ):
+        return url, url, False
+    return None
+
+
+def _connection_problem(url: str) -> str | None:
+    """Why one quick connection to the server of ``url`` (or to its proxy) fails, or None."""
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    parsed = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parsed.scheme)
+    if proxy and not urllib.request.proxy_bypass(parsed.hostname or ""):
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    outcome: list = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((parsed.hostname, port), REACHABILITY_TIMEOUT).close()
+            outcome.append(None)
+        except OSError as error:
+            outcome.append(f"{type(error).__name__}: {error}")
+
+    # A thread, so that a slow name lookup (no timeout of its own) is bounded too.
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(REACHABILITY_TIMEOUT + 1.0)
+    if not outcome:
+        return f"no answer within {REACHABILITY_TIMEOUT + 1.0:g} s"
+    return outcome[0]
+
+
+def _check_weights_reachable(name: str, tag: str, cfg: dict) -> None:
+    """Refuse at once weights that must be downloaded on a machine that cannot download.
+
+    Without this, an offline machine spends minutes in the download retries of
+    huggingface_hub before open_clip gives up.
+    """
+    source = _weights_to_download(cfg)
+    if source is None:
+        return
+    server, what, from_hub = source
+    if from_hub and _hub_offline():
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        problem = _connection_problem(server)
+        if problem is None:
+            return
+        reason = f"{server} cannot be reached ({problem})"
+    raise BackboneError(
+        f"backbone={name!r} with pretrained={tag!r} needs its weights downloaded from {what}, "
+        f"and {reason}. Download them where the internet can be reached (open_clip."
+        f"create_model_and_transforms({name!r}, pretrained={tag!r}) puts them in its cache), "
+        "then copy that cache here, or pass the weights file itself: "
+        "pretrained='/path/to/open_clip_pytorch_model.bin'."
+    )
+
+
 # Built backbones, reused within a process: GridSearchCV, repeated fits and every predict
 # ask for the same frozen model. Keyed by everything that determines weights and device.
 _BUILT = ProcessCache(max_entries=2)
@@ -195,6 +293,8 @@ def _build_uncached(
                 f"backbone={name!r} (known tags: {tags or 'none'}). Pass an existing local "
                 "weights file, a tag, or pretrained=None for random weights (tests only)."
             )
+        if is_tag:
+            _check_weights_reachable(name, pretrained_arg, is_tag)
     # open_clip replaces top-level config entries with these, so pass merged sub-configs.
     model_kwargs = {key: config[key] for key in backbone_kwargs or {}}
     with torch.random.fork_rng(devices=[]):

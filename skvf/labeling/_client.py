@@ -151,6 +151,26 @@ def _retry_after(error: BaseException) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and those it was raised from or while handling, outermost first."""
+    chain: list[BaseException] = []
+    while error is not None and all(error is not seen for seen in chain):
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def _connection_failure(error: BaseException) -> str | None:
+    """Why no connection was made (``"connection refused"``, ...), or None if one was."""
+    import httpx
+
+    chain = _causes(error)
+    if any(isinstance(link, ConnectionRefusedError) for link in chain):
+        return "connection refused"
+    failed = [link for link in chain if isinstance(link, httpx.ConnectError)]
+    return None if not failed else str(failed[0]) or "no connection"
+
+
 class Requester:
     """Asks one model about one image at a time; safe to share between threads.
 
@@ -259,6 +279,23 @@ class Requester:
         if self.json_mode:
             arguments["response_format"] = {"type": "json_object"}
         return limits.call(lambda: self.litellm.completion(**arguments))
+
+    def _server(self, error: BaseException) -> str:
+        """The server a failed request went to: ``api_base``, else the failed URL's origin.
+
+        Only the origin (scheme, host, port) of a URL LiteLLM built is shown: some
+        providers put the key in the query string.
+        """
+        if self.api_base is not None:
+            return self.api_base
+        for link in _causes(error):
+            try:
+                url = link.request.url
+            except (AttributeError, RuntimeError):  # httpx raises when it has no request
+                continue
+            port = "" if url.port is None else f":{url.port}"
+            return f"{url.scheme}://{url.host}{port}"
+        return f"the server of {self.model!r}"
 
     def _usage(self, response) -> tuple[int, int, bool]:
         """Prompt and completion tokens, and whether the server's counts were valid.
@@ -395,6 +432,14 @@ class Requester:
                 if not _is_retryable(self.litellm, error):
                     raise ProviderError(message, retryable=False, attempts=attempt + 1) from None
                 if attempt == self.max_retries:
+                    failure = _connection_failure(error)
+                    if failure is not None:
+                        message = scrub(
+                            f"{item}: could not connect to {self._server(error)} ({failure}): "
+                            "is the server running, and is its address right? "
+                            f"({type(error).__name__}: {error})",
+                            [api_key],
+                        )
                     if _MALFORMED_REPLY.search(str(error)):
                         # The server answered, but never in a readable shape: an unusable
                         # answer for this image (on_error), not the end of the run.
