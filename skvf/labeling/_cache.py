@@ -6,7 +6,8 @@ server is another model), the rendered prompt, the JSON mode, the size and quali
 image sent, and the completion arguments that change the answer (temperature, seed, ...).
 Inside a namespace the key is the image's content digest, so the same photo given as a
 path, a PIL image or an array is answered once. Files are written atomically by
-:class:`skvf._store.ItemStore` the moment an answer arrives.
+:class:`skvf._store.ItemStore` the moment an answer arrives; an answer that cannot be
+written (a read-only folder, a full disk) is still returned, with one ``CacheWarning``.
 
 A stored record has the form :meth:`~skvf.labeling._client.Answer.record` writes; any
 other file (foreign, corrupt, edited) is dropped with a ``CacheWarning`` and the image is
@@ -20,11 +21,13 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable
 from numbers import Integral, Real
 from pathlib import Path
 
-from .._store import ItemStore, stable_hash
+from .._store import CacheWarning, ItemStore, stable_hash
+from .._warnings import warn
 from ._parsing import REASONS, UnusableAnswer
 
 __all__ = [
@@ -189,12 +192,19 @@ class AnswerCache:
         The cache directory.
     request : dict
         Everything the answers depend on (JSON-able; never a secret).
+
+    Attributes
+    ----------
+    write_failure : str or None
+        Why the first answer that could not be stored was not, if one was not.
     """
 
     def __init__(self, root: Path, request: dict):
         self._store = ItemStore(
             root, namespace=f"mllm-{stable_hash(request)}", kind="json", check=is_answer_record
         )
+        self._lock = threading.Lock()
+        self.write_failure: str | None = None
 
     @property
     def directory(self) -> Path:
@@ -205,6 +215,27 @@ class AnswerCache:
         """The stored record for an image; ``None`` when absent or not a valid record."""
         return self._store.get(digest)
 
-    def put(self, digest: str, record: dict) -> None:
-        """Store the record of an answer atomically."""
-        self._store.put(digest, record)
+    def put(self, digest: str, record: dict) -> bool:
+        """Store the record of an answer atomically; whether it could be stored.
+
+        An answer that cannot be written (a read-only folder, a full disk) is not lost
+        to the caller, who still holds it: the first such failure is reported with one
+        :class:`~skvf._store.CacheWarning` naming the folder and the reason.
+        """
+        try:
+            self._store.put(digest, record)
+        except OSError as error:
+            with self._lock:
+                first = self.write_failure is None
+                if first:
+                    self.write_failure = f"{type(error).__name__}: {error}"
+            if first:
+                warn(
+                    f"the answer cache {os.fspath(self.directory)} cannot store answers "
+                    f"({self.write_failure}); the answers are still returned and counted, "
+                    "but not kept: running again pays for them again. Free some space or make "
+                    "the folder writable, or pass another cache= (None to cache nothing).",
+                    CacheWarning,
+                )
+            return False
+        return True

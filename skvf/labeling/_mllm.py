@@ -865,8 +865,7 @@ class _Run:
             except UnusableAnswer as problem:
                 reason = problem.reason
             record = bounded_record(record, reason)
-            if self.cache is not None:
-                self.cache.put(key, record)
+            if self.cache is not None and self.cache.put(key, record):
                 self.cached.add(key)
             return record, name
 
