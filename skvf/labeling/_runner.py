@@ -7,16 +7,23 @@ whatever the number of jobs in flight. On the first failure, or on
 ``KeyboardInterrupt``, it stops starting jobs, sets the shared ``stop`` event (so no retry
 starts either) and waits for the requests already in flight: their answers are paid for,
 and the jobs store them in the cache the moment they arrive.
+
+SIGTERM (what ``kill``, systemd and Kubernetes send) stops a run in the main thread the
+same way: while the run lasts it raises ``KeyboardInterrupt``; once the requests in flight
+have ended, the previous handler is put back and the signal delivered again, so the
+process ends as SIGTERM would have ended it, with nothing paid for lost.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from ._client import Cancelled
 
@@ -64,6 +71,12 @@ def run_bounded(
     BaseException
         The first exception of a job or of ``on_done``, after the jobs in flight ended.
     """
+    with _terminate_after_draining():
+        return _run(jobs, work, on_done, max_concurrency, stop, may_start)
+
+
+def _run(jobs, work, on_done, max_concurrency, stop, may_start) -> list:
+    """:func:`run_bounded`, signals aside."""
     pending = deque(jobs)
     running: dict = {}
     finished: queue.SimpleQueue = queue.SimpleQueue()
@@ -108,6 +121,41 @@ def run_bounded(
     if failure is not None:
         raise failure
     return list(pending)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM arrived during a run."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+@contextmanager
+def _terminate_after_draining():
+    """While the block runs in the main thread, SIGTERM interrupts it as Ctrl-C does.
+
+    Once the block has ended (the requests in flight drained), the previous handler is
+    restored and, if SIGTERM came, delivered again. Nothing is installed outside the main
+    thread (Python runs handlers there only), where SIGTERM is ignored, or where its
+    handler was not set from Python (it could not be put back).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None or previous is signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, previous)
+        signal.raise_signal(signal.SIGTERM)
+        raise  # the previous handler returned: the run stays interrupted
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _finished_now(finished: queue.SimpleQueue) -> list:

@@ -1,15 +1,16 @@
-"""Answers paid for are never lost: unwritable caches."""
+"""Answers paid for are never lost: unwritable caches, SIGTERM."""
 
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from conftest import KEY_ENV
-from fake_openai_server import FakeVLM
+from fake_openai_server import FakeVLM, colour_image
 
 from skvf._store import CacheWarning
 from skvf.labeling._cache import AnswerCache
@@ -108,3 +109,78 @@ def test_a_failed_write_warns_once_per_run(tmp_path, monkeypatch, recwarn):
     assert len(recwarn.list) == 1 and recwarn.list[0].category is CacheWarning
     assert str(cache.directory) in str(recwarn.list[0].message)
     assert cache.write_failure.startswith("PermissionError: [Errno 13] Permission denied")
+
+
+# -- SIGTERM ---------------------------------------------------------------------------
+
+_TERMINATED_CHILD = """
+import os, signal, sys, threading, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from fake_openai_server import COLOURS, colour_image
+from skvf.labeling import MLLMLabeler
+
+cache = Path({cache!r})
+images = [colour_image(colour, seed=index) for index, colour in enumerate(COLOURS)]
+labeler = MLLMLabeler(
+    "openai/fake-vlm", api_base={url!r}, api_key_env={env!r}, cache=str(cache),
+    max_concurrency=2, timeout=30.0,
+).fit()
+
+
+def terminate_midway():
+    while len(list(cache.rglob("*.json"))) < 3:
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+threading.Thread(target=terminate_midway, daemon=True).start()
+labeler.label(images)
+print("labelling ended without being terminated")
+"""
+
+
+@posix_only
+def test_sigterm_keeps_the_answers_in_flight_and_ends_the_process(
+    server, make_labeler, colour_images, tmp_path
+):
+    images, expected = colour_images
+    config = FakeVLM(delay=0.4)
+    base_url = server(config)
+    cache = tmp_path / "cache"
+    code = _TERMINATED_CHILD.format(tests=TESTS, url=base_url, env=KEY_ENV, cache=str(cache))
+    result = _run_child(code)
+    assert result.returncode == -signal.SIGTERM, result.stderr[-3000:]
+    assert "waiting for" in result.stderr  # it drained the requests in flight...
+    stored = _answer_files(cache)
+    assert 3 <= len(stored) < len(images)
+    assert len(stored) == config.requests  # ...and stored every answer it paid for
+
+    before = config.requests
+    resumed = make_labeler(base_url, cache=cache).fit()
+    assert list(resumed.transform(images)) == expected
+    assert resumed.usage_["cache_hits"] == len(stored)
+    assert config.requests - before == len(images) - len(stored)
+
+
+def test_the_sigterm_handler_is_installed_only_while_labelling_in_the_main_thread(
+    server, make_labeler
+):
+    seen = []
+
+    def answer(image, prompt):
+        seen.append(signal.getsignal(signal.SIGTERM))
+        return '{"name": "robin"}'
+
+    previous = signal.getsignal(signal.SIGTERM)
+    base_url = server(FakeVLM(answer=answer))
+    make_labeler(base_url, cache=None).fit().label([colour_image("red")])
+    assert seen[0] not in (previous, signal.SIG_DFL, signal.SIG_IGN)
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+    thread = threading.Thread(
+        target=lambda: make_labeler(base_url, cache=None).fit().label([colour_image("blue")])
+    )
+    thread.start()
+    thread.join()
+    assert seen[1] is previous  # another thread: nothing installed, nothing raised
