@@ -171,12 +171,13 @@ class ItemStore:
         self.check = check
         self._remove_stale_temporaries()
 
-    def _path(self, key: str) -> Path:
+    def path(self, key: str) -> Path:
+        """The file that holds (or will hold) the value of ``key``."""
         return self.directory / key[:2] / f"{key}.{self.kind}"
 
     def get(self, key: str):
         """The stored value for ``key``; ``None`` when absent, unreadable or refused."""
-        path = self._path(key)
+        path = self.path(key)
         try:
             if self.kind == "npy":
                 value = np.load(path, allow_pickle=False)
@@ -212,7 +213,7 @@ class ItemStore:
 
     def put(self, key: str, value) -> None:
         """Store ``value`` under ``key`` atomically."""
-        path = self._path(key)
+        path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:

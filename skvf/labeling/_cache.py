@@ -9,6 +9,12 @@ path, a PIL image or an array is answered once. Files are written atomically by
 :class:`skvf._store.ItemStore` the moment an answer arrives; an answer that cannot be
 written (a read-only folder, a full disk) is still returned, with one ``CacheWarning``.
 
+Processes sharing a cache folder ask for each image once: before asking, a process claims
+the image with a file created beside the answer's (:meth:`AnswerCache.claim`), and a
+process that finds the image claimed waits for the answer instead of paying for it again.
+A claim whose process is gone, or that was not refreshed (at each attempt) for longer
+than one attempt can take, is taken over.
+
 A stored record has the form :meth:`~skvf.labeling._client.Answer.record` writes; any
 other file (foreign, corrupt, edited) is dropped with a ``CacheWarning`` and the image is
 asked again. An unusable answer is stored as at most :data:`UNUSABLE_EXCERPT_CHARS`
@@ -18,21 +24,30 @@ unbounded text.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import secrets
+import socket
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 
 from .._store import CacheWarning, ItemStore, stable_hash
 from .._warnings import warn
+from ._client import Cancelled
 from ._parsing import REASONS, UnusableAnswer
 
 __all__ = [
     "UNUSABLE_EXCERPT_CHARS",
     "AnswerCache",
+    "Claim",
     "answer_affecting",
     "bounded_record",
     "default_cache_dir",
@@ -43,6 +58,12 @@ __all__ = [
 
 #: The most characters of an unusable answer (or refusal message) the cache stores.
 UNUSABLE_EXCERPT_CHARS = 2_000
+#: Seconds between two looks for an answer another process claimed.
+CLAIM_POLL = 0.1
+#: Seconds a claim outlives the longest attempt before it counts as abandoned.
+CLAIM_MARGIN = 30.0
+
+logger = logging.getLogger("skvf.labeling")
 _RECORD_KEYS = frozenset(
     {"answer", "refusal", "model", "prompt_tokens", "completion_tokens", "cost_usd"}
 )
@@ -183,6 +204,94 @@ def parse_record(record: dict, parse: Callable):
     return parse(record.get("answer"), refusal=record.get("refusal"))
 
 
+@dataclass
+class Claim:
+    """What :meth:`AnswerCache.claim` found.
+
+    Attributes
+    ----------
+    record : dict or None
+        The answer another process stored meanwhile; ``None`` when this process is to
+        ask (holding the claim, unless the folder cannot be written).
+    refresh : callable
+        Marks the claim as alive; call it before each attempt.
+    """
+
+    record: dict | None
+    refresh: Callable[[], None]
+
+
+def _nothing() -> None:
+    """A refresh with no claim to refresh."""
+
+
+def _process_alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        return True  # os.kill(pid, 0) would stop the process there: only the age decides
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    return True
+
+
+def _create_claim(path: Path) -> str:
+    """Create the claim file, or raise ``FileExistsError``; its content identifies it."""
+    token = json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "time": time.time(),
+            "nonce": secrets.token_hex(8),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(token)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return token
+
+
+def _release(path: Path, token: str) -> None:
+    """Remove the claim file if it is still this one (not taken over)."""
+    try:
+        if path.read_text(encoding="utf-8") == token:
+            path.unlink()
+    except OSError:
+        pass
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def _stale(path: Path, lifetime: float) -> str | None:
+    """Why the claim at ``path`` is abandoned, or None while its process may still answer.
+
+    Raises ``FileNotFoundError`` when the claim is gone.
+    """
+    age = time.time() - path.stat().st_mtime
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+        pid, host = int(holder["pid"]), holder["host"]
+    except (ValueError, TypeError, KeyError):
+        pid = host = None  # being written, or not a claim: only its age tells
+    if pid is not None and pid > 0 and host == socket.gethostname() and not _process_alive(pid):
+        return f"process {pid} has ended"
+    if age > lifetime:
+        return f"not refreshed for {age:.0f} s"
+    return None
+
+
 class AnswerCache:
     """Answers of one model, server and prompt, one file per image digest.
 
@@ -239,3 +348,60 @@ class AnswerCache:
                 )
             return False
         return True
+
+    @contextmanager
+    def claim(self, digest: str, stop: threading.Event, attempt_span: float) -> Iterator[Claim]:
+        """Claim an image before asking for it, or wait for the process that did.
+
+        Parameters
+        ----------
+        digest : str
+            The image's key.
+        stop : threading.Event
+            Once set, waiting ends with :class:`~skvf.labeling._client.Cancelled`.
+        attempt_span : float
+            The longest time between two attempts of the claiming process: a claim not
+            refreshed for longer (plus :data:`CLAIM_MARGIN`) is abandoned.
+
+        Yields
+        ------
+        Claim
+            The answer another process stored, or ``None`` for this one to ask, the
+            claim held until the block ends. A folder where no claim can be created
+            (read-only) yields ``None`` unclaimed.
+        """
+        path = self._store.path(digest).with_suffix(".claim")
+        record, token = self._wait_or_claim(digest, path, stop, attempt_span + CLAIM_MARGIN)
+        try:
+            yield Claim(record, _nothing if token is None else lambda: _touch(path))
+        finally:
+            if token is not None:
+                _release(path, token)
+
+    def _wait_or_claim(self, digest, path, stop, lifetime) -> tuple[dict | None, str | None]:
+        """``(answer stored, None)``, or ``(None, claim token)``, or ``(None, None)``."""
+        while True:
+            record = self.get(digest)
+            if record is not None:
+                return record, None
+            try:
+                token = _create_claim(path)
+            except FileExistsError:
+                try:
+                    why = _stale(path, lifetime)
+                except FileNotFoundError:
+                    continue  # released just now: look again
+                if why is None:
+                    if stop.wait(CLAIM_POLL):
+                        raise Cancelled(digest) from None
+                    continue
+                logger.info("taking over the claim %s: %s", os.fspath(path), why)
+                path.unlink(missing_ok=True)
+                continue
+            except OSError:
+                return None, None  # nothing can be written there; put() will say so
+            record = self.get(digest)  # stored between the first look and the claim
+            if record is not None:
+                _release(path, token)
+                return record, None
+            return None, token

@@ -18,7 +18,7 @@ import os
 import random
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from numbers import Integral, Real
@@ -196,6 +196,12 @@ class Requester:
         Receives calls, retries, tokens, cost and bytes.
     stop : threading.Event
         Once set, no further request starts.
+
+    Attributes
+    ----------
+    attempt_span : float
+        The longest time between the starts of two attempts at one question: a request
+        to its deadline, then the longest backoff.
     """
 
     def __init__(
@@ -227,6 +233,12 @@ class Requester:
         self.stop = stop
         self._api_key()  # fail before the first request when the variable is missing
         self.missing_credentials = self._missing_credentials()
+
+    @property
+    def attempt_span(self) -> float:
+        from ._transport import DEADLINE_GRACE
+
+        return self.timeout + DEADLINE_GRACE + MAX_BACKOFF
 
     def _api_key(self) -> str | None:
         if self.api_key_env is None:
@@ -380,7 +392,13 @@ class Requester:
             cost_usd=cost,
         )
 
-    def ask(self, prompt: str, data_uri: str | Sequence[str], item: str) -> Answer:
+    def ask(
+        self,
+        prompt: str,
+        data_uri: str | Sequence[str],
+        item: str,
+        on_attempt: Callable[[], None] | None = None,
+    ) -> Answer:
         """Send the prompt and one image (or several, in one message); retry transient failures.
 
         Parameters
@@ -391,6 +409,8 @@ class Requester:
             The image, or the images, as data URIs.
         item : str
             The item's description (or the items'), for log messages.
+        on_attempt : callable, optional
+            Called before each request is sent, retries included.
 
         Returns
         -------
@@ -415,6 +435,8 @@ class Requester:
         while True:
             if self.stop.is_set():
                 raise Cancelled(item)
+            if on_attempt is not None:
+                on_attempt()
             self.meter.add(calls=1, retries=int(attempt > 0), bytes_sent=payload_bytes)
             limits = RequestLimits(self.timeout, MAX_REPLY_BYTES)
             try:

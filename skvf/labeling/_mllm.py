@@ -848,12 +848,12 @@ class _Run:
         requester = labeler._requester(self.meter, stop, self._paid_counts(usage_before))
         progress = self._progress_bar()
 
-        def work(key: str) -> tuple[dict, str | None]:
+        def ask(key: str, on_attempt) -> tuple[dict, str | None]:
             position = self.groups[key][0]
             item = self.items[position]
             data_uri = jpeg_data_uri(load_image(item), labeler.max_side)
             answer = requester.ask(
-                self._question(position), data_uri, describe_item(position, item)
+                self._question(position), data_uri, describe_item(position, item), on_attempt
             )
             record = answer.record(labeler.model)
             if answer.malformed is not None:
@@ -868,6 +868,18 @@ class _Run:
             if self.cache is not None and self.cache.put(key, record):
                 self.cached.add(key)
             return record, name
+
+        def work(key: str) -> tuple[dict, str | None]:
+            if self.cache is None:
+                return ask(key, None)
+            # Another process labelling into this cache may be asking about this image:
+            # its answer is waited for, not paid for twice.
+            with self.cache.claim(key, stop, requester.attempt_span) as claim:
+                if claim.record is None:
+                    return ask(key, claim.refresh)
+                self.cached.add(key)
+                self.meter.add(cache_hits=1)
+                return claim.record, None
 
         def on_done(key: str, answered: tuple[dict, str | None]) -> None:
             progress.update(1)
