@@ -32,7 +32,7 @@ from ._images import (
     is_feature_matrix,
     iter_image_chunks,
 )
-from ._prototypes import mixed_similarity
+from ._openset import known_scores
 from ._sklearn_compat import validate_parameter_constraints
 from ._warnings import warn
 from .exceptions import SkippedImagesWarning
@@ -66,6 +66,10 @@ _PREDICT_PARAMETERS = (
     "verbose",
     "device",
     "prototype_weight",
+    "unknown_label",
+    "known_rate",
+    "known_score",
+    "calibrate_probabilities",
 )
 
 _CHANGED_AFTER_FIT = (
@@ -123,11 +127,15 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
-            Rows sum to one (NaN rows for skipped bad images).
+            Rows sum to one (NaN rows for skipped bad images). With
+            ``calibrate_probabilities``, the softmax of the scores divided by the fitted
+            ``probability_temperature_``.
         """
         if _is_dask_collection(X):
             return self._map_over_dask(X, "predict_proba")
         scores = np.asarray(self._scores(X), dtype=np.float64)
+        if getattr(self, "calibrate_probabilities", False):
+            scores = scores / self.probability_temperature_
         probabilities = np.full_like(scores, np.nan)
         ok = np.isfinite(scores).all(axis=1)
         probabilities[ok] = softmax(scores[ok], axis=1)
@@ -143,15 +151,57 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         Returns
         -------
         ndarray of str, shape (n_samples,)
-            ``None`` for a bad image under ``on_error="skip"``.
+            ``None`` for a bad image under ``on_error="skip"``; ``unknown_label``, when
+            set, for an image whose :meth:`score_samples` is below
+            ``unknown_threshold_``.
         """
         if _is_dask_collection(X):
             return self._map_over_dask(X, "predict")
-        scores = self._scores(X)
+        unknown = getattr(self, "unknown_label", None)
+        n_classes = len(self.classes_)
+        if unknown is None:
+            scores = self._scores(X)
+        else:
+            both = self._scores(X, self._scores_and_known_from_features, n_classes + 1)
+            scores, known = both[:, :n_classes], both[:, n_classes]
         ok = np.isfinite(scores).all(axis=1)
         names = np.full(len(scores), None, dtype=object)
         names[ok] = self.classes_[np.argmax(scores[ok], axis=1)]
+        if unknown is not None:
+            names[ok & (known < self.unknown_threshold_)] = unknown
         return names
+
+    def _probabilities_and_known(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """``predict_proba`` and ``score_samples`` of ``X`` from one pass over the images."""
+        n_classes = len(self.classes_)
+        both = self._scores(X, self._scores_and_known_from_features, n_classes + 1)
+        scores = np.asarray(both[:, :n_classes], dtype=np.float64)
+        if getattr(self, "calibrate_probabilities", False):
+            scores = scores / self.probability_temperature_
+        probabilities = np.full_like(scores, np.nan)
+        ok = np.isfinite(scores).all(axis=1)
+        probabilities[ok] = softmax(scores[ok], axis=1)
+        return probabilities, both[:, n_classes]
+
+    def score_samples(self, X) -> np.ndarray:
+        """Known-ness of each image: higher is more like the training classes.
+
+        The score named by ``known_score``; ``predict`` answers ``unknown_label`` below
+        ``unknown_threshold_``. Like the ``score_samples`` of scikit-learn's outlier
+        detectors.
+
+        Parameters
+        ----------
+        X : sequence of images, or a Dask collection of them (see :meth:`decision_function`)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            NaN for skipped bad images.
+        """
+        if _is_dask_collection(X):
+            return self._map_over_dask(X, "score_samples")
+        return self._scores(X, self._known_from_features, 1)[:, 0]
 
     def _check_prediction_state(self) -> None:
         """Refuse parameters and fitted values that would make every prediction wrong.
@@ -200,6 +250,23 @@ class PromptClassifierMixin(FrozenBackboneMixin):
                 "class_text_features_",
                 f"has {len(text)} rows for {len(classes)} classes_",
             )
+
+        def positive_number(attribute: str):
+            value = getattr(self, attribute, None)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (Real, np.number))
+                or not np.isfinite(value)
+                or value <= 0
+            ):
+                refuse(attribute, f"is {value!r}, not a finite positive number")
+
+        if getattr(self, "calibrate_probabilities", False):
+            positive_number("probability_temperature_")
+        if getattr(self, "unknown_label", None) is not None:
+            threshold = getattr(self, "unknown_threshold_", None)
+            if not isinstance(threshold, (Real, np.number)) or not np.isfinite(threshold):
+                refuse("unknown_threshold_", f"is {threshold!r}, not a finite number")
         scale = getattr(self, "logit_scale_", None)
         if (
             isinstance(scale, bool)
@@ -223,9 +290,15 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         if getattr(self, "class_image_prototypes_", None) is not None:
             finite_array("class_image_prototypes_", 2, text.shape)
 
-    def _scores(self, X) -> np.ndarray:
-        """Scores of every image for every class, shape (n_samples, n_classes)."""
+    def _scores(self, X, from_features=None, width=None) -> np.ndarray:
+        """Scores of every image for every class, shape (n_samples, n_classes).
+
+        ``from_features`` maps a chunk's image features to ``width`` columns (default:
+        :meth:`_scores_from_features`, one column per class).
+        """
         self._check_prediction_state()
+        from_features = from_features or self._scores_from_features
+        width = width or len(self.classes_)
         if self.image_encoder_ is None:
             backbone, device = self._runtime_backbone()
             # A batch per chunk: the loading threads decode and preprocess the next
@@ -239,16 +312,17 @@ class PromptClassifierMixin(FrozenBackboneMixin):
                 return encode_batch(backbone, batch, device)
         else:
             # The encoder's width at fit: the projection's input, else the embedding size.
-            width = (
+            encoder_width = (
                 self.projection_ if self.projection_ is not None else self.class_text_features_.T
             ).shape[0]
             chunk_size, prepare = PREDICT_CHUNK, None
 
             def embed(items):
-                return check_encoder_output(self.image_encoder_.transform(items), len(items), width)
+                features = self.image_encoder_.transform(items)
+                return check_encoder_output(features, len(items), encoder_width)
 
         def score(items, positions):
-            scores = self._scores_from_features(embed(items))
+            scores = from_features(embed(items))
             broken = ~np.isfinite(scores).all(axis=1)
             if broken.any():
                 shown = ", ".join(str(position) for position in np.asarray(positions)[broken][:5])
@@ -265,7 +339,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             rows = check_feature_rows(X, getattr(self, "n_features_in_", None), type(self).__name__)
             return score(rows, np.arange(len(rows)))
         entries = as_image_list(X)
-        scores = np.full((len(entries), len(self.classes_)), np.nan, dtype=np.float32)
+        scores = np.full((len(entries), width), np.nan, dtype=np.float32)
         chunks = iter_image_chunks(
             entries,
             self.on_error,
@@ -307,23 +381,60 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             return AUTO_PROTOTYPE_WEIGHT if self.image_encoder_ is None else 0.0
         return weight
 
+    def _similarities(self, features):
+        """Mixed similarity of image features to every class, and to its prototype.
+
+        Returns
+        -------
+        similarity : ndarray of shape (n_samples, n_classes)
+            Cosine to each class prompt, mixed with that to the class's image prototype
+            by the prototype weight.
+        prototype_similarity : ndarray of shape (n_samples, n_classes) or None
+            Cosine to each image prototype; ``None`` when the model has none.
+        """
+        mean = getattr(self, "feature_mean_", None)
+        embedded = to_embedding_space(features, mean, self.projection_)
+        text = embedded @ self.class_text_features_.T
+        prototypes = getattr(self, "class_image_prototypes_", None)
+        if prototypes is None:
+            return text, None
+        prototype_similarity = embedded @ prototypes.T
+        weight = self._prototype_weight()
+        if weight == 0:
+            return text, prototype_similarity
+        return (1 - weight) * text + weight * prototype_similarity, prototype_similarity
+
+    def _known_from_features(self, features) -> np.ndarray:
+        """Known-ness scores of image features, one column (see :meth:`score_samples`)."""
+        similarity, prototype_similarity = self._similarities(features)
+        if prototype_similarity is None:
+            prototype_similarity = similarity
+        logits = self._scores_from_features(features)
+        return known_scores(logits, similarity, prototype_similarity, self.known_score)[:, None]
+
+    def _scores_and_known_from_features(self, features) -> np.ndarray:
+        """Class scores and the known-ness score, side by side: one image pass for both."""
+        return np.hstack(
+            [self._scores_from_features(features), self._known_from_features(features)]
+        )
+
     def _scores_from_features(self, features) -> np.ndarray:
         """Class scores of image features as the image tower or encoder gives them.
 
         The fitted centring and projection into the text embedding space, then the
         scaled similarity to every class prompt (mixed with that to the class's image
         prototype, ``class_image_prototypes_``, by ``prototype_weight``), plus the
-        fitted per-class ``score_offsets_`` where the estimator has them (NeaR's prior correction).
+        fitted per-class ``score_offsets_`` where the estimator has them (NeaR's prior
+        correction).
         """
         mean = getattr(self, "feature_mean_", None)
-        embedded = to_embedding_space(features, mean, self.projection_)
         prototypes = getattr(self, "class_image_prototypes_", None)
-        weight = self._prototype_weight()
-        if prototypes is None or weight == 0:
+        if prototypes is None or self._prototype_weight() == 0:
+            # The text-only model's arithmetic, kept as it was: bit for bit.
+            embedded = to_embedding_space(features, mean, self.projection_)
             scores = self.logit_scale_ * embedded @ self.class_text_features_.T
         else:
-            similarity = mixed_similarity(embedded, self.class_text_features_, prototypes, weight)
-            scores = self.logit_scale_ * similarity
+            scores = self.logit_scale_ * self._similarities(features)[0]
         offsets = getattr(self, "score_offsets_", None)
         return scores if offsets is None else scores + offsets
 
@@ -339,7 +450,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         n_classes = len(self.classes_)
         if method == "predict":
             meta, width = np.empty((0,), dtype=object), None
-        elif method == "decision_function" and n_classes == 2:
+        elif method == "score_samples" or (method == "decision_function" and n_classes == 2):
             meta, width = np.empty((0,), dtype=np.float32), None
         else:
             dtype = np.float64 if method == "predict_proba" else np.float32

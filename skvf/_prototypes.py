@@ -93,7 +93,8 @@ def refine_prototypes(
     logit_scale: float,
     offsets: np.ndarray | None,
     iterations: int,
-) -> np.ndarray:
+    weights: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Reassign the training images to the names the mixed classifier prefers, and repeat.
 
     Each round scores every training image as prediction does (mixed similarity, scaled,
@@ -113,10 +114,14 @@ def refine_prototypes(
         Per-name score offsets (prior correction).
     iterations : int
         Rounds of reassignment; 0 returns ``prototypes`` unchanged.
+    weights : ndarray of shape (n_samples, n_classes)
+        The weights the starting prototypes were computed with.
 
     Returns
     -------
-    ndarray of shape (n_classes, dim), float32
+    prototypes : ndarray of shape (n_classes, dim), float32
+    weights : ndarray of shape (n_samples, n_classes)
+        Each image's weight in each returned prototype (one-hot after a round).
 
     Examples
     --------
@@ -124,7 +129,7 @@ def refine_prototypes(
     >>> features = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
     >>> text = np.array([[1.0, 0.0], [0.0, 1.0]])
     >>> start = np.array([[1.0, 0.0], [0.6, 0.8]])
-    >>> refined = refine_prototypes(features, text, start, 0.5, 10.0, None, 1)
+    >>> refined, weights = refine_prototypes(features, text, start, 0.5, 10.0, None, 1, None)
     >>> refined.astype(float).round(3).tolist()
     [[0.949, 0.316], [0.0, 1.0]]
     """
@@ -132,6 +137,6 @@ def refine_prototypes(
         scores = logit_scale * mixed_similarity(features, text_features, prototypes, weight)
         if offsets is not None:
             scores = scores + offsets
-        assigned = np.argmax(scores, axis=1)
-        prototypes = image_prototypes(features, np.eye(len(prototypes))[assigned])
-    return np.asarray(prototypes, dtype=np.float32)
+        weights = np.eye(len(prototypes))[np.argmax(scores, axis=1)]
+        prototypes = image_prototypes(features, weights)
+    return np.asarray(prototypes, dtype=np.float32), weights

@@ -19,6 +19,12 @@ from ._images import (
     DEFAULT_MAX_PIXELS,
     load_training_items,
 )
+from ._openset import (
+    KNOWN_SCORES,
+    fit_temperature,
+    known_scores,
+    leave_one_out_prototype_similarity,
+)
 from ._prediction import PREDICT_CHUNK, PromptClassifierMixin
 from ._prior import name_prior, prior_offsets
 from ._prototypes import image_prototypes, refine_prototypes
@@ -179,6 +185,25 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         name the mixed classifier prefers and the prototypes are recomputed (as in
         k-means). 0 keeps the first prototypes, each training image weighted by its
         refined target.
+    unknown_label : str or None, default=None
+        When set, ``predict`` answers it for images whose known-ness
+        (:meth:`score_samples`) is below ``unknown_threshold_``: images of kinds the
+        training set never held. ``predict_proba`` and ``decision_function`` keep
+        their columns. ``None`` leaves ``predict`` as it is, bit for bit.
+    known_rate : float in (0, 1], default=0.95
+        The share of training images, scored as new images would be (each left out of
+        its own prototype), that the threshold accepts as known: the threshold is their
+        ``1 - known_rate`` quantile. No labelled unknowns are needed.
+    known_score : {"prototype", "msp", "max_logit", "energy", "mcm"}, default="prototype"
+        The known-ness score: the cosine to the nearest image prototype; the largest
+        class probability; the largest score; the energy (log-sum-exp of the scores);
+        MCM (the largest softmax of the unscaled similarity). See docs/results.md for
+        how each separates held-out garment classes.
+    calibrate_probabilities : bool, default=True
+        Divide the scores by ``probability_temperature_`` before the softmax of
+        ``predict_proba``; the temperature is fitted at ``fit`` to the training
+        images' refined targets, each image left out of its own prototype. It never
+        changes ``predict``.
     batch_size : int, default=64
         Images per pass of the CLIP image tower.
     device : str, default="auto"
@@ -281,6 +306,11 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         The learnt (or fixed) logit scale multiplying cosine similarities.
     class_text_features_ : ndarray of shape (n_classes, embed_dim)
         Unit-norm text features of the tuned prompt for each of ``classes_``.
+    unknown_threshold_ : float
+        ``predict`` answers ``unknown_label`` (when set) below this known-ness.
+    probability_temperature_ : float
+        The temperature ``predict_proba`` divides the scores by
+        (``calibrate_probabilities``).
     class_image_prototypes_ : ndarray of shape (n_classes, embed_dim)
         Unit-norm image prototype of each of ``classes_``: the mean (centred, unit-norm)
         feature of the training images given that name after
@@ -334,6 +364,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "prior_correction": [Interval(numbers.Real, 0, None, closed="left")],
         "prototype_weight": [Interval(numbers.Real, 0, 1, closed="both"), StrOptions({"auto"})],
         "prototype_iterations": [Interval(numbers.Integral, 0, None, closed="left")],
+        "unknown_label": [str, None],
+        "known_rate": [Interval(numbers.Real, 0, 1, closed="right")],
+        "known_score": [StrOptions(set(KNOWN_SCORES))],
+        "calibrate_probabilities": ["boolean"],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [str],
         "memory": [str, os.PathLike, HasMethods(["cache"]), None],
@@ -373,6 +407,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         prior_correction=1.0,
         prototype_weight="auto",
         prototype_iterations=3,
+        unknown_label=None,
+        known_rate=0.95,
+        known_score="prototype",
+        calibrate_probabilities=True,
         batch_size=64,
         device="auto",
         memory=None,
@@ -409,6 +447,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.prior_correction = prior_correction
         self.prototype_weight = prototype_weight
         self.prototype_iterations = prototype_iterations
+        self.unknown_label = unknown_label
+        self.known_rate = known_rate
+        self.known_score = known_score
+        self.calibrate_probabilities = calibrate_probabilities
         self.batch_size = batch_size
         self.device = device
         self.memory = memory
@@ -554,19 +596,48 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.class_text_features_ = prompt_text_features(learner)[keep]
         self.name_prior_ = name_prior(result.probabilities[:, keep])
         self.score_offsets_ = prior_offsets(self.name_prior_, self.prior_correction)
-        self.class_image_prototypes_ = refine_prototypes(
+        start = result.targets[:, keep]
+        self.class_image_prototypes_, prototype_weights = refine_prototypes(
             features,
             self.class_text_features_,
-            image_prototypes(features, result.targets[:, keep]),
+            image_prototypes(features, start),
             self._prototype_weight(),
             self.logit_scale_,
             self.score_offsets_,
             self.prototype_iterations,
+            start,
+        )
+
+        # What the training images, scored as unseen ones, say of new images: the
+        # known-ness threshold and the temperature of predict_proba.
+        logits, similarity, prototype_similarity = self._held_out_training_scores(
+            features, prototype_weights
+        )
+        known = known_scores(logits, similarity, prototype_similarity, self.known_score)
+        self.unknown_threshold_ = float(np.quantile(known, 1 - self.known_rate))
+        mass = start.sum(axis=1)
+        named = mass > 0  # images whose targets lie on kept names
+        self.probability_temperature_ = fit_temperature(
+            logits[named], start[named] / mass[named, None]
         )
         self.llm_usage_ = dict(getattr(self.labeler_, "usage_", None) or {}) or None
         return self
 
     # -- fit stages, in the order fit runs them -----------------------------------------
+
+    def _held_out_training_scores(self, features, prototype_weights):
+        """The training images' logits and similarities, each left out of its prototypes.
+
+        An image is part of the prototypes it would be scored against; leaving it out
+        (:func:`~skvf._openset.leave_one_out_prototype_similarity`) scores it as a new
+        image of its kind would be.
+        """
+        text = features @ self.class_text_features_.T
+        prototype_similarity = leave_one_out_prototype_similarity(features, prototype_weights)
+        weight = self._prototype_weight()
+        similarity = (1 - weight) * text + weight * prototype_similarity
+        logits = self.logit_scale_ * similarity + self.score_offsets_
+        return logits, similarity, prototype_similarity
 
     def _encode_images(self, items, digests, backbone, cache_root):
         """Return (fitted image encoder or None, features, images encoded)."""

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -29,7 +30,7 @@ from skvf.classifier import NeaRClassifier
 from skvf.cli import build_parser, main
 from skvf.labeling import MLLMLabeler
 from skvf.metrics import cluster_accuracy, semantic_accuracy
-from skvf.serialization import load
+from skvf.serialization import dump, load
 
 COLOURS = ("red", "green", "blue", "yellow")
 KEY_ENV = "SKVF_CLI_TEST_KEY"
@@ -341,3 +342,21 @@ def test_docs_show_what_demo_prints(capsys):
     quoted = docs.split("On stdout, the scores (seed 0):\n\n```\n", 1)[1].split("```", 1)[0]
     assert main(["demo", "-q"]) == 0
     assert capsys.readouterr().out == quoted
+
+
+def test_predict_unknown_names_the_images_below_the_models_threshold(
+    tmp_path, colour_folder, capsys
+):
+    model, out = tmp_path / "m.skops", tmp_path / "names.csv"
+    fit = ["fit", str(colour_folder), "-o", str(model), "--labeler", "simulated"]
+    assert main([*fit, "--simulated-noise", "0", *TINY_FIT]) == 0, capsys.readouterr().err
+    paths = sorted(str(path) for path in colour_folder.rglob("*.png"))
+    fitted = load(model)
+    known = fitted.score_samples(paths)
+    fitted.unknown_threshold_ = float(np.median(known))  # half the images fall below it
+    dump(fitted, model)
+    status = main(["predict", str(model), *paths, "--unknown", "not seen", "-o", str(out)])
+    assert status == 0, capsys.readouterr().err
+    names = [row["name"] for row in csv.DictReader(out.open())]
+    assert names == list(fitted.set_params(unknown_label="not seen").predict(paths))
+    assert [name == "not seen" for name in names] == list(known < np.median(known))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -118,3 +120,18 @@ def test_scores_that_overflow_raise_instead_of_naming_nothing(on_error):
         ValueError, match=r"NaN or infinite scores for 3 readable image\(s\) \(X\[0, 1, 2\]\)"
     ):
         clf.predict(rows[:3])
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "params", "message"),
+    [
+        ("probability_temperature_", float("nan"), {}, "is nan, not a finite positive"),
+        ("probability_temperature_", 0.0, {}, "is 0.0, not a finite positive"),
+        ("unknown_threshold_", float("inf"), {"unknown_label": "?"}, "is inf, not a finite"),
+    ],
+)
+def test_an_edited_threshold_or_temperature_is_refused(fitted, attribute, value, params, message):
+    edited = copy.deepcopy(fitted).set_params(**params)
+    setattr(edited, attribute, value)
+    with pytest.raises(ValueError, match=f"NeaRClassifier.{attribute} {message}"):
+        edited.predict_proba(_images(2, seed=1))

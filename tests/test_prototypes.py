@@ -90,7 +90,7 @@ def test_prototypes_start_from_the_targets_then_follow_the_mixed_classifier(iter
         )
         prototypes = image_prototypes(embedded, np.eye(len(clf.classes_))[best])
     np.testing.assert_allclose(clf.class_image_prototypes_, prototypes, atol=1e-5)
-    refined = refine_prototypes(
+    refined, _ = refine_prototypes(
         embedded,
         clf.class_text_features_,
         image_prototypes(embedded, clf.refined_targets_),
@@ -98,6 +98,7 @@ def test_prototypes_start_from_the_targets_then_follow_the_mixed_classifier(iter
         clf.logit_scale_,
         clf.score_offsets_,
         iterations,
+        clf.refined_targets_,
     )
     np.testing.assert_allclose(clf.class_image_prototypes_, refined, atol=1e-6)
 

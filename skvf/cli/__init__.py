@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
              "with an empty name")  # fmt: skip
         add_options(command, "inputs" if command is predict else "root", "output")
         add_options(command, "format", choices=formats, shown=formats[0])
-    add_options(predict, "top_k")
+    add_options(predict, "top_k", "unknown")
     add_options(evaluate, "no_semantic", "semantic_model")
 
     add_options(demo, "shots", "noise_rate")

@@ -327,15 +327,27 @@ def _load_and_predict(args: argparse.Namespace, paths: Sequence[str]):
         raise ValueError(f"{args.model!r} holds a {type(model).__name__}, not a fitted classifier.")
     updates = given(args, "on_error", "device", "batch_size", "verbose")
     model.set_params(**{k: v for k, v in updates.items() if k in model.get_params(deep=False)})
+    unknown = getattr(args, "unknown", None)
+    if unknown is not None and not hasattr(model, "score_samples"):
+        raise ValueError(
+            f"--unknown needs a model that scores known-ness; {args.model!r} holds a "
+            f"{type(model).__name__}. Refit it with this version of skvf."
+        )
+    known = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        probabilities = np.asarray(model.predict_proba(paths), dtype=np.float64)
+        if unknown is None:
+            probabilities = np.asarray(model.predict_proba(paths), dtype=np.float64)
+        else:  # one pass over the images for both
+            probabilities, known = model._probabilities_and_known(paths)
     for warning in caught:  # say why each unreadable image has no name
         if getattr(warning.message, "reasons", None):
             _report_skipped(warning.message.reasons)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, 0)
-    return model, probabilities, np.isfinite(probabilities).all(axis=1)
+    readable = np.isfinite(probabilities).all(axis=1)
+    unknown_rows = None if known is None else readable & (known < model.unknown_threshold_)
+    return model, probabilities, readable, unknown_rows
 
 
 def run_predict(args: argparse.Namespace) -> None:
@@ -348,7 +360,7 @@ def run_predict(args: argparse.Namespace) -> None:
 
     paths, problems = _image_paths(args.inputs)
     _check(args, paths, problems, model=args.model)
-    model, probabilities, readable = _load_and_predict(args, paths)
+    model, probabilities, readable, unknown_rows = _load_and_predict(args, paths)
     k = min(args.top_k, len(model.classes_))
     filled = np.where(readable[:, None], probabilities, -np.inf)
     top = np.argsort(-filled, axis=1, kind="stable")[:, :k]  # the k best classes, best first
@@ -360,6 +372,10 @@ def run_predict(args: argparse.Namespace) -> None:
             for j in order
         ]  # fmt: skip
         records.append({"path": path, **ranked[0], **({"top_k": ranked} if k > 1 else {})})
+    if unknown_rows is not None:  # the best name stays among the runners-up
+        for record, is_unknown in zip(records, unknown_rows, strict=True):
+            if is_unknown:
+                record["name"] = args.unknown
     _write_records(args, records)
     unreadable = len(paths) - int(readable.sum())
     _note(
@@ -387,7 +403,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     except (FileNotFoundError, NotADirectoryError) as error:
         paths, true_names, problems = [], [], [str(error)]
     _check(args, paths, problems, model=args.model)
-    model, probabilities, readable = _load_and_predict(args, paths)
+    model, probabilities, readable, _ = _load_and_predict(args, paths)
     best = np.asarray(model.classes_, dtype=object)[np.nan_to_num(probabilities).argmax(axis=1)]
     if not args.no_semantic and not args.verbose:  # no "Loading weights" bar from transformers
         with contextlib.suppress(ImportError):  # semantic_accuracy says what to install

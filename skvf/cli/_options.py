@@ -160,6 +160,9 @@ _OPTIONS: dict[str, dict] = {
     # predict and evaluate
     "top_k": dict(type=_number(int, 1), default=1, metavar="K",
                   help="the K best names (default 1)"),
+    "unknown": dict(metavar="NAME",
+                    help="answer NAME for images unlike every training class (below the "
+                         "model's unknown_threshold_)"),
     "root": dict(flags=["root"], metavar="ROOT", help="a folder with one sub-folder per class"),
     "no_semantic": dict(action="store_true", help="skip sACC (it needs sentence-transformers)"),
     "semantic_model": dict(owner="semantic_accuracy.model", metavar="NAME",
