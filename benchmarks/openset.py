@@ -1,0 +1,138 @@
+"""Saying "unknown" on the garment benchmark: held-out classes, known-ness scores, calibration.
+
+A fifth of the 160 garment classes is held out of the training draw entirely; NeaR is
+fitted on the rest (m images per known class, named by a simulated MLLM) and scores
+held-out test images of every class. Two splits: ``random`` (32 classes drawn at
+random) and ``sibling`` (3 of the 16 classes of every garment type, so each held-out
+class has known siblings of its type: the near-out-of-distribution case of CUB 100/100).
+
+For each known-ness score of :data:`skvf._openset.KNOWN_SCORES` it prints AUROC and the
+false-positive rate at 95% true positives (known images are the positives), NeaR's
+closed-set cACC on the known classes, the share of unknown images named unknown and of
+known images rejected at the fitted threshold (``known_rate=0.95``, the default score),
+and the expected calibration error (15 bins) of ``predict_proba`` on the known classes,
+before and after the fitted temperature (correctness as cACC matches names to classes).
+Zero-shot CLIP over the labeler's vocabulary is scored with MCM, its standard score.
+Mean ± sd over seeds::
+
+    python benchmarks/openset.py --labeler strong weak --shots 3 --seeds 10 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import numpy as np  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+from scipy.special import softmax  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+
+from skvf._openset import KNOWN_SCORES, expected_calibration_error, known_scores  # noqa: E402
+from skvf.bench.runner import ZERO_SHOT, build_methods, draw_split, prepare_benchmark  # noqa: E402
+from skvf.bench.simulated_mllm import make_simulated_mllm  # noqa: E402
+from skvf.metrics import cluster_accuracy  # noqa: E402
+
+
+def held_out_classes(data, split: str, seed: int, share: float = 0.2) -> np.ndarray:
+    """The classes kept out of training: a random fifth, or 3 of 16 of every garment type."""
+    rng = np.random.default_rng(seed)
+    if split == "random":
+        return rng.choice(data.classes, int(round(share * len(data.classes))), replace=False)
+    by_type = {}
+    for name in data.classes:
+        by_type.setdefault(data.attributes[name]["garment"], []).append(name)
+    per_type = int(round(share * len(next(iter(by_type.values())))))
+    return np.concatenate(
+        [rng.choice(sorted(names), per_type, replace=False) for names in by_type.values()]
+    )
+
+
+def fpr_at_95_tpr(is_known, score) -> float:
+    """False-positive rate (unknowns accepted) where 95% of the known images are accepted."""
+    fpr, tpr, _ = roc_curve(is_known, score)
+    return float(fpr[np.searchsorted(tpr, 0.95)])
+
+
+def matched_correct(y_true, y_pred) -> np.ndarray:
+    """Whether each prediction is right once names are matched to classes as cACC does."""
+    true_names, true_index = np.unique(y_true, return_inverse=True)
+    pred_names, pred_index = np.unique(y_pred, return_inverse=True)
+    counts = np.zeros((len(pred_names), len(true_names)))
+    np.add.at(counts, (pred_index, true_index), 1)
+    rows, cols = linear_sum_assignment(-counts)
+    mapping = np.full(len(pred_names), -1)
+    mapping[rows] = cols
+    return mapping[pred_index] == true_index
+
+
+def run_trial(bench, profile, shots, seed, split) -> dict:
+    data = bench.data
+    held_out = held_out_classes(data, split, seed)
+    fit_index, test_index = draw_split(data.names, shots, seed, 10)
+    fit_index = fit_index[~np.isin(data.names[fit_index], held_out)]
+    labeler = make_simulated_mllm(data, profile, random_state=seed)
+    models = build_methods(bench, labeler, labeler, seed, ["NeaR", ZERO_SHOT], 60)
+    near = models["NeaR"].fit(data.images[fit_index])
+    zero_shot = models[ZERO_SHOT].fit(data.images[fit_index])
+    features, truth = bench.features[test_index], data.names[test_index]
+    is_known = ~np.isin(truth, held_out)
+
+    similarity, prototype_similarity = near._similarities(features)
+    logits = near._scores_from_features(features)
+    row = {}
+    for score in KNOWN_SCORES:
+        known = known_scores(logits, similarity, prototype_similarity, score)
+        row[f"auroc {score}"] = roc_auc_score(is_known, known)
+        row[f"fpr95 {score}"] = fpr_at_95_tpr(is_known, known)
+    default = known_scores(logits, similarity, prototype_similarity, near.known_score)
+    rejected = default < near.unknown_threshold_
+    row["unknown named unknown"] = rejected[~is_known].mean()
+    row["known rejected"] = rejected[is_known].mean()
+    predicted = near.classes_[np.argmax(logits, axis=1)]
+    row["closed-set cACC"] = cluster_accuracy(truth[is_known], predicted[is_known])
+    correct = matched_correct(truth[is_known], predicted[is_known])
+    for name, temperature in (("ECE raw", 1.0), ("ECE calibrated", near.probability_temperature_)):
+        confidence = softmax(logits[is_known] / temperature, axis=1).max(axis=1)
+        row[name] = expected_calibration_error(confidence, correct)
+    row["temperature"] = near.probability_temperature_
+    zs_similarity, _ = zero_shot._similarities(features)
+    mcm = softmax(zs_similarity, axis=1).max(axis=1)
+    row["zero-shot auroc mcm"] = roc_auc_score(is_known, mcm)
+    row["zero-shot fpr95 mcm"] = fpr_at_95_tpr(is_known, mcm)
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labeler", nargs="+", default=["strong", "weak"])
+    parser.add_argument("--shots", nargs="+", type=int, default=[3])
+    parser.add_argument("--split", nargs="+", default=["random", "sibling"])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--standin", default="garments")
+    parser.add_argument("--memory", default="benchmarks/out/openset-cache")
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    bench = prepare_benchmark(args.memory, args.standin)
+    for profile in args.labeler:
+        for shots in args.shots:
+            for split in args.split:
+                started = time.perf_counter()
+                rows = [run_trial(bench, profile, shots, seed, split) for seed in range(args.seeds)]
+                print(f"\n{profile} labeler, m = {shots}, {split} split, {args.seeds} seeds "
+                      f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+                print("| measure | mean ± sd |\n|---|---|")
+                for key in rows[0]:
+                    values = np.array([row[key] for row in rows])
+                    print(f"| {key} | {values.mean():.3f} ± {values.std():.3f} |")
+
+
+if __name__ == "__main__":
+    main()
