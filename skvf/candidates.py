@@ -4,6 +4,11 @@ Images that look alike usually share a class, so the names the labeler gave to a
 image's nearest neighbours are plausible names for the image itself. The candidate set
 ``S_i`` of image ``i`` is its own name plus the names of its ``n_neighbors`` nearest
 neighbours; each member carries a vote count.
+
+The neighbours come from maintained libraries: scikit-learn's brute-force search
+(exact), faiss-cpu's inverted-file index (approximate, the optional ``ann`` extra:
+``pip install 'skvf[ann]'``), or any scikit-learn neighbours object passed as
+``neighbors``.
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from scipy import sparse
+from sklearn.base import BaseEstimator, clone
+from sklearn.preprocessing import normalize
 from sklearn.utils import check_array, check_random_state
 
-from ._ivf import ivf_neighbors
-from ._sklearn_compat import Interval, StrOptions, fit_context
+from ._sklearn_compat import HasMethods, Interval, StrOptions, fit_context
 from .serialization import register_trusted_type
 
 __all__ = [
@@ -26,151 +32,98 @@ __all__ = [
 ]
 
 
-# Exact search screens with scikit-learn's chunked brute force, then ranks a few more
-# candidates than needed by similarities recomputed in float64. A screen in float32 can
-# misorder neighbours closer than its rounding error; a row where an unscreened point
-# could still beat the kept ones is searched again over every row in float64.
-_EXTRA_CANDIDATES = 16
-# Below this many rows one float64 block search is faster than the screen (measured
-# side by side: 0.39 s against 1.2 s at 2,000 rows, 14 s against 5.7 s at 8,000).
-_SCREEN_MIN_SAMPLES = 4000
-_BLOCK_BYTES = 32 * 2**20
-# Lists each row searches. On 70,000 Fashion-MNIST photos (PCA'd pixels, and random
-# convolution features) 4 of sqrt(N) lists found 0.974-0.976 of the exact neighbours
-# (3: 0.952-0.954, 6: 0.989-0.991; benchmarks/candidate_scale.py); on its blobs 1.000.
-_N_PROBE = 4
-# Largest training set searched exactly under algorithm="auto". In one process on 2
-# shared CPU cores, exact search took 0.10-0.12 s at 1,000 images (1.5-2.1x the index),
-# 0.37-0.39 s at 2,000 (6.2-6.4x) and 1.4-1.9 s at 4,000 (11-13x), where the index found
-# 0.99 of the neighbours: exact while it costs a fraction of a second.
+# Largest training set searched exactly under algorithm="auto" when faiss-cpu is
+# installed (docs/results.md, "Scale: candidate sets").
 _EXACT_MAX_SAMPLES = 2000
+# The index (measured on 2 shared CPU cores, docs/results.md): lists each image searches,
+# and lists per square root of the number of images. On N/100 Gaussian blobs at 100,000
+# x 64, 8 of 4 sqrt(N) lists found 0.98-1.00 of the exact neighbours (with sqrt(N)
+# lists: 0.88 probing 4, 0.95 probing 16); on 70,000 Fashion-MNIST photos (PCA'd
+# pixels, 512-d) 0.96, and probing 12 of them 0.98 in 1.5x the time.
+_N_PROBE = 8
+_LISTS_PER_ROOT = 4
+# faiss warns when it trains a list on fewer images than this, so there are at most
+# N / 39 lists. Its k-means trains on 16 images per list for 5 iterations: at 100,000 x
+# 64 that took 2 s against 11 s for 39 images and faiss's 10 iterations (recall 0.984
+# against 0.997 on the blobs, 0.960 against 0.959 on the photos).
+_MIN_ROWS_PER_LIST = 39
+_TRAINING_ROWS_PER_LIST = 16
+_KMEANS_ITERATIONS = 5
 
 
-def _float_array(features) -> np.ndarray:
-    """Float32 features stay float32 (half the memory of a float64 copy)."""
-    features = np.asarray(features)
-    return features if features.dtype in (np.float32, np.float64) else features.astype(float)
+def _nearest_first(distances, indices, rows: np.ndarray, n_kept: int):
+    """Each row's ``n_kept`` nearest found points other than itself (and the distance of
+    the next one): nearer first, equal distances to the lower index."""
+    # the row itself, and a place the search left empty (-1), go last
+    left_out = (indices == rows[:, None]) | (indices < 0)
+    distances = np.where(left_out, np.inf, distances)
+    order = np.lexsort((indices, distances))
+    ranked = np.take_along_axis(indices, order, axis=1)
+    ranked_distances = np.take_along_axis(distances, order, axis=1)
+    return ranked[:, :n_kept], ranked_distances[:, : n_kept + 1]
 
 
-def _unit_rows(features: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(features, axis=-1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
+def _exact_neighbors(points: np.ndarray, n_neighbors: int, rows: np.ndarray) -> np.ndarray:
+    """The exact neighbours of ``rows`` (sorted, distinct) among all rows of ``points``.
 
+    scikit-learn's brute-force search keeps any ``n`` of the points tied at its ``n``-th
+    distance; a row whose last kept neighbour ties with the next point found is searched
+    again, four times as wide, until the next point is farther, so that equal distances
+    go to the lower index.
+    """
+    from sklearn.neighbors import NearestNeighbors
 
-def _similarities(features: np.ndarray, rows: np.ndarray, others: np.ndarray, metric: str):
-    """Float64 similarity of each of ``rows`` to its own ``others`` (shape (rows, m))."""
-    queries = features[rows].astype(np.float64)
-    points = features[others].astype(np.float64)
-    if metric == "cosine":
-        return np.einsum("id,imd->im", _unit_rows(queries), _unit_rows(points))
-    squared_queries = np.einsum("id,id->i", queries, queries)
-    squared_points = np.einsum("imd,imd->im", points, points)
-    products = np.einsum("id,imd->im", queries, points)
-    return -(squared_queries[:, None] + squared_points - 2.0 * products)
-
-
-def _nearest_first(similarity: np.ndarray, indices: np.ndarray, n_neighbors: int):
-    """The ``n_neighbors`` most similar of ``indices``: higher similarity first, ties to
-    the lower index; returns the indices and the similarity of the last one kept."""
-    order = np.lexsort((indices, -similarity), axis=1)[:, :n_neighbors]
-    kept = np.take_along_axis(similarity, order[:, -1:], axis=1)[:, 0]
-    return np.take_along_axis(indices, order, axis=1), kept
-
-
-def _similarity_matrix(queries: np.ndarray, points: np.ndarray, metric: str) -> np.ndarray:
-    """Float64 similarity of every query to every point."""
-    queries, points = queries.astype(np.float64), points.astype(np.float64)
-    if metric == "cosine":
-        return _unit_rows(queries) @ _unit_rows(points).T
-    squared_queries = np.einsum("ij,ij->i", queries, queries)
-    squared_points = np.einsum("ij,ij->i", points, points)
-    return -(squared_queries[:, None] + squared_points[None, :] - 2.0 * queries @ points.T)
-
-
-def _exact_rows(features: np.ndarray, rows: np.ndarray, n_neighbors: int, metric: str):
-    """Neighbours of ``rows`` against every row in float64, a block of rows at a time."""
-    n_samples, n_features = features.shape
+    n_samples = len(points)
+    search = NearestNeighbors(algorithm="brute", metric="euclidean").fit(points)
     found = np.empty((len(rows), n_neighbors), dtype=np.int64)
-    block = max(1, _BLOCK_BYTES // (8 * max(n_samples, n_features)))
-    for start in range(0, len(rows), block):
-        queries = rows[start : start + block]
-        similarity = np.empty((len(queries), n_samples))
-        for first in range(0, n_samples, block):
-            similarity[:, first : first + block] = _similarity_matrix(
-                features[queries], features[first : first + block], metric
-            )
-        similarity[np.arange(len(queries)), queries] = -np.inf  # never one's own neighbour
-        # One more than needed shows whether the last kept ties with a point left out.
-        top = np.argpartition(-similarity, n_neighbors, axis=1)[:, : n_neighbors + 1]
-        values = np.take_along_axis(similarity, top, axis=1)
-        ranked, _ = _nearest_first(values, top, n_neighbors + 1)
-        found[start : start + len(queries)] = ranked[:, :n_neighbors]
-        ranked_values = np.take_along_axis(similarity, ranked, axis=1)
-        for offset in np.flatnonzero(ranked_values[:, -1] == ranked_values[:, -2]):
-            values = similarity[offset]
-            close = np.flatnonzero(values >= ranked_values[offset, -1])
-            tied, _ = _nearest_first(values[close][None], close[None], n_neighbors)
-            found[start + offset] = tied[0]
+    pending = np.arange(len(rows))
+    n_asked = n_neighbors + 2  # the row itself, and one to see past the last kept
+    while len(pending):
+        n_asked = min(n_asked, n_samples)
+        queries = rows[pending]
+        # every row: the points themselves, not a copy
+        query_points = points if len(queries) == n_samples else points[queries]
+        distances, indices = search.kneighbors(query_points, n_neighbors=n_asked)
+        ranked, ranked_distances = _nearest_first(distances, indices, queries, n_neighbors)
+        settled = (ranked_distances[:, -2] < ranked_distances[:, -1]) | (n_asked == n_samples)
+        found[pending[settled]] = ranked[settled]
+        pending = pending[~settled]
+        n_asked *= 4
     return found
 
 
-def _exact_neighbors(features: np.ndarray, n_neighbors: int, metric: str) -> np.ndarray:
-    from sklearn.neighbors import NearestNeighbors
-
-    n_samples, n_features = features.shape
-    if n_samples < _SCREEN_MIN_SAMPLES:
-        return _exact_rows(features, np.arange(n_samples), n_neighbors, metric)
-    n_candidates = min(n_samples - 1, 2 * n_neighbors + _EXTRA_CANDIDATES)
-    points = _unit_rows(features) if metric == "cosine" else features
-    screen = NearestNeighbors(n_neighbors=n_candidates, algorithm="brute").fit(points)
-    distances, candidates = screen.kneighbors()  # euclidean; the query row left out
-    neighbors = np.empty((n_samples, n_neighbors), dtype=np.int64)
-    kept = np.empty(n_samples)
-    block = max(1, _BLOCK_BYTES // (8 * n_candidates * n_features))
-    for start in range(0, n_samples, block):
-        rows = np.arange(start, min(start + block, n_samples))
-        similarity = _similarities(features, rows, candidates[rows], metric)
-        neighbors[rows], kept[rows] = _nearest_first(similarity, candidates[rows], n_neighbors)
-    if n_candidates == n_samples - 1:
-        return neighbors  # every other row was ranked in float64
-    # The farthest screened candidate bounds every unscreened point's similarity, up to
-    # the screen's rounding error (generously: a float32 dot product of unit vectors
-    # errs by less than n_features * eps).
-    farthest = distances[:, -1].astype(np.float64) ** 2
-    slack = 4.0 * (n_features + 32) * np.finfo(points.dtype).eps
-    if metric == "cosine":
-        bound = 1.0 - farthest / 2.0 + slack
-    else:
-        squared = np.einsum("ij,ij->i", features, features, dtype=np.float64)
-        bound = -farthest + slack * (farthest + squared + squared.max())
-    unsure = np.flatnonzero(bound >= kept)
-    if len(unsure):
-        neighbors[unsure] = _exact_rows(features, unsure, n_neighbors, metric)
-    return neighbors
+def _faiss():
+    """The faiss module, or ``None`` where the ``ann`` extra is not installed."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
 
 
 def _ivf_neighbors(
-    features: np.ndarray,
-    n_neighbors: int,
-    metric: str,
-    n_lists: int | None,
-    n_probe: int,
-    random_state: int | None,
+    faiss, points: np.ndarray, n_neighbors: int, n_lists: int | None, n_probe: int, seed
 ) -> np.ndarray:
-    n_samples = len(features)
-    n_lists = min(n_samples, n_lists or round(np.sqrt(n_samples)))
-    neighbors = ivf_neighbors(
-        features,
-        n_neighbors,
-        metric,
-        n_lists=n_lists,
-        n_probe=min(n_probe, n_lists),
-        seed=random_state,
-    )
-    # a row whose probed lists held too few other rows is searched exactly
-    short = np.flatnonzero(neighbors[:, -1] < 0)
+    """Neighbours from faiss's inverted-file index; rows it found too few for, exactly."""
+    n_samples, n_features = points.shape
+    if n_lists is None:
+        n_lists = min(round(_LISTS_PER_ROOT * np.sqrt(n_samples)), n_samples // _MIN_ROWS_PER_LIST)
+    n_lists = max(1, min(n_lists, n_samples))
+    points32 = np.ascontiguousarray(points, dtype=np.float32)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(n_features), n_features, n_lists)
+    index.cp.max_points_per_centroid = _TRAINING_ROWS_PER_LIST
+    index.cp.niter = _KMEANS_ITERATIONS
+    if seed is not None:
+        index.cp.seed = seed
+    index.train(points32)
+    index.add(points32)
+    index.nprobe = min(n_probe, n_lists)
+    distances, indices = index.search(points32, n_neighbors + 1)
+    rows = np.arange(n_samples)
+    neighbors, _ = _nearest_first(distances, indices, rows, n_neighbors)
+    short = np.flatnonzero((neighbors < 0).any(axis=1))
     if len(short):
-        neighbors[short] = _exact_rows(features, short, n_neighbors, metric)
+        neighbors[short] = _exact_neighbors(points, n_neighbors, short)
     return neighbors
 
 
@@ -186,12 +139,13 @@ def nearest_neighbors(
 ) -> np.ndarray:
     """Return the indices of each row's nearest other rows, nearest first.
 
-    Exact search ranks by similarities computed in float64 (cosine, or minus the
-    squared euclidean distance), with equal similarities going to the lower index, in
-    memory that grows with ``n_samples`` rather than its square; float32 features are
-    not copied to float64. ``"ivf"`` is approximate: an inverted-file index, each row
-    searching the rows of the ``n_probe`` k-means lists nearest to it, ranked by
-    similarities computed in float32 (equal ones to the lower index).
+    Exact search is scikit-learn's brute force (``NearestNeighbors(algorithm="brute")``,
+    euclidean distance, on rows scaled to unit length for cosine), which works through
+    the rows in chunks (``sklearn.set_config(working_memory=...)``): memory grows with
+    ``n_samples``, time with its square. Equal distances go to the lower index.
+    ``"ivf"`` is approximate: faiss's inverted-file index (``IndexIVFFlat``), each row
+    searching the rows of the ``n_probe`` k-means lists nearest to it in float32 (equal
+    distances to the lower index among what it finds).
 
     Parameters
     ----------
@@ -201,16 +155,18 @@ def nearest_neighbors(
     metric : {"cosine", "euclidean"}
     algorithm : {"auto", "exact", "ivf"}
         ``"auto"`` is exact search up to ``exact_max_samples`` rows and the
-        inverted-file index above.
+        inverted-file index above, or exact search at any size where faiss-cpu is not
+        installed. ``"ivf"`` needs faiss-cpu (``pip install 'skvf[ann]'``).
     exact_max_samples : int
     n_lists : int or None
-        Lists of the index; ``None`` is the square root of ``n_samples``, rounded. At
-        most ``n_samples`` are used.
+        Lists of the index; ``None`` is 4 times the square root of ``n_samples``,
+        rounded, at most one per 39 rows (faiss's minimum to train a list). At most
+        ``n_samples`` are used.
     n_probe : int
         Lists each row searches, its own included; ``n_probe >= n_lists`` searches
         every row.
     random_state : int or None
-        Seed of the index's k-means.
+        Seed of the index's k-means; ``None`` is faiss's own fixed seed.
 
     Returns
     -------
@@ -234,11 +190,61 @@ def nearest_neighbors(
         positive_int = isinstance(value, numbers.Integral) and value >= 1
         if not (positive_int or (value is None and none_allowed)):
             raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    features = _float_array(features)
-    use_exact = algorithm == "exact" or (algorithm == "auto" and len(features) <= exact_max_samples)
-    if use_exact:
-        return _exact_neighbors(features, n_neighbors, metric)
-    return _ivf_neighbors(features, n_neighbors, metric, n_lists, n_probe, random_state)
+    features = np.asarray(features)
+    if features.dtype not in (np.float32, np.float64):
+        features = features.astype(np.float64)
+    # euclidean order on unit rows is cosine order
+    points = normalize(features) if metric == "cosine" else features
+    small = algorithm == "auto" and len(points) <= exact_max_samples
+    faiss = None if algorithm == "exact" or small else _faiss()
+    if algorithm == "ivf" and faiss is None:
+        raise ImportError(
+            "algorithm='ivf' needs faiss-cpu: pip install 'skvf[ann]' (algorithm='auto' "
+            "searches exactly without it)."
+        )
+    if faiss is None:
+        return _exact_neighbors(points, n_neighbors, np.arange(len(points)))
+    return _ivf_neighbors(faiss, points, n_neighbors, n_lists, n_probe, random_state)
+
+
+def _given_neighbors(estimator, features: np.ndarray) -> np.ndarray:
+    """Each image's neighbours from a scikit-learn neighbours object, nearest first.
+
+    An object with ``kneighbors`` is fitted and asked for the training images' own
+    neighbours (``kneighbors()``, which leaves each image out); otherwise its
+    ``fit_transform`` graph is read, each image keeping as many neighbours other than
+    itself as the image with the fewest. Equal distances go to the lower index.
+    """
+    n_samples = len(features)
+    rows = np.arange(n_samples)
+    if hasattr(estimator, "kneighbors"):
+        distances, indices = estimator.fit(features).kneighbors()
+        neighbors, _ = _nearest_first(distances, indices, rows, indices.shape[1])
+        return neighbors.astype(np.int64, copy=False)
+    if hasattr(estimator, "fit_transform"):
+        graph = estimator.fit_transform(features)
+    else:
+        graph = estimator.fit(features).transform(features)
+    graph = sparse.csr_array(graph)
+    if graph.shape != (n_samples, n_samples):
+        raise ValueError(
+            f"neighbors={estimator!r} gave a graph of shape {graph.shape}; expected "
+            f"({n_samples}, {n_samples}), one row and column per image."
+        )
+    counts = np.diff(graph.indptr)
+    owner = np.repeat(rows, counts)
+    columns = graph.indices.astype(np.int64)
+    itself = columns == owner
+    n_kept = int((counts - np.bincount(owner[itself], minlength=n_samples)).min())
+    if n_kept < 1:
+        raise ValueError(
+            f"neighbors={estimator!r} gave an image no neighbour other than itself; "
+            "every image needs at least one."
+        )
+    distances = np.where(itself, np.inf, graph.data)
+    order = np.lexsort((columns, distances, owner))
+    rank = np.arange(len(order)) - np.repeat(graph.indptr[:-1], counts)
+    return columns[order][rank < n_kept].reshape(n_samples, n_kept)
 
 
 def candidate_votes(
@@ -281,32 +287,40 @@ class NeighborCandidateBuilder(BaseEstimator):
     metric : {"cosine", "euclidean"}, default="cosine"
         Distance between frozen image features.
     algorithm : {"auto", "exact", "ivf"}, default="auto"
-        ``"exact"``: chunked search, memory linear in the number of images, ties to
-        the lower index. ``"ivf"``: an approximate inverted-file index (k-means
-        lists; each image searches the images of its ``n_probe`` nearest lists).
-        ``"auto"``: exact up to ``exact_max_samples`` images, the index above.
+        ``"exact"``: scikit-learn's brute-force search (``NearestNeighbors``), in
+        chunks: memory linear in the number of images, time growing with its square
+        (on 2 CPU cores about 1 s at 8,000 images and a few minutes at 100,000).
+        Equal distances go to the lower index. ``"ivf"``: faiss-cpu's approximate
+        inverted-file index (k-means lists; each image searches the images of its
+        ``n_probe`` nearest lists), from the ``ann`` extra: ``pip install
+        'skvf[ann]'``. ``"auto"``: exact up to ``exact_max_samples`` images, the index
+        above; exact at any size where faiss-cpu is not installed.
     exact_max_samples : int, default=2000
-        Largest training set searched exactly under ``algorithm="auto"``. On 2 CPU
-        cores and 512-d features exact search took 0.4 s at 2,000 images (6x the
-        index), 1.4-1.9 s at 4,000 (11-13x) and 42-44 s at 30,000 (16-26x): its time
-        grows with the square of the number of images, the index's with about the
-        power 1.5.
+        Largest training set searched exactly under ``algorithm="auto"``.
     n_lists : int or None, default=None
-        Lists of the index (``"ivf"``); ``None`` is the square root of the number
-        of images, rounded. Capped at the number of images.
-    n_probe : int, default=4
-        Lists each image searches under ``"ivf"``, its own included: more finds
-        more of the exact neighbours, for more time. With 4 of sqrt(N) lists the
-        index found 0.97 of the exact neighbours on 70,000 Fashion-MNIST photos and
-        0.98-1.0 on well-separated clusters; ``n_probe >= n_lists`` searches every
+        Lists of the index (``"ivf"``); ``None`` is 4 times the square root of the
+        number of images, rounded, at most one per 39 images (faiss's minimum to
+        train a list). Capped at the number of images.
+    n_probe : int, default=8
+        Lists each image searches under ``"ivf"``, its own included: more finds more
+        of the exact neighbours, for more time; ``n_probe >= n_lists`` searches every
         image.
     self_weight : float, default=1.0
         Votes of an image's own labeler name in its candidate set (positive, so the
         own name is always a candidate).
     random_state : int, RandomState instance or None, default=None
-        Seed of the index's k-means (which rows train it, where it starts). The
-        neighbours found depend only on it and the features, not on the number of
-        threads.
+        Seed of the index's k-means; ``None`` is faiss's own fixed seed. The
+        neighbours found depend only on it and the features.
+    neighbors : estimator or None, default=None
+        Neighbours from an object of your own instead, cloned and fitted on the
+        features: a ``NearestNeighbors``-like object (its ``kneighbors()`` gives each
+        image's neighbours, the image left out) or a ``KNeighborsTransformer``-like one
+        (its ``fit_transform`` gives a sparse distance graph; each image keeps as many
+        neighbours other than itself as the image with the fewest), as ``Isomap`` and
+        ``SpectralEmbedding`` users precompute neighbours. The object's own settings
+        (number of neighbours, metric) are used; ``n_neighbors``, ``metric``,
+        ``algorithm``, ``exact_max_samples``, ``n_lists``, ``n_probe`` and
+        ``random_state`` are not. ``None``: the search above.
 
     Attributes
     ----------
@@ -320,6 +334,11 @@ class NeighborCandidateBuilder(BaseEstimator):
         Share of each image's neighbours that carry its own labeler name (see
         ``neighbor_agreement_`` of :class:`skvf.NeaRClassifier` for how to read it).
 
+    See Also
+    --------
+    sklearn.neighbors.NearestNeighbors, sklearn.neighbors.KNeighborsTransformer :
+        objects ``neighbors`` accepts.
+
     Examples
     --------
     >>> import numpy as np
@@ -330,6 +349,16 @@ class NeighborCandidateBuilder(BaseEstimator):
            [1, 1],
            [0, 1],
            [0, 1]])
+
+    Neighbours from a scikit-learn transformer, here by euclidean distance:
+
+    >>> from sklearn.neighbors import KNeighborsTransformer
+    >>> builder = NeighborCandidateBuilder(neighbors=KNeighborsTransformer(n_neighbors=2))
+    >>> builder.fit(features, [0, 1, 1, 1]).neighbors_
+    array([[1, 3],
+           [0, 3],
+           [3, 1],
+           [2, 1]])
     """
 
     _parameter_constraints = {
@@ -341,6 +370,7 @@ class NeighborCandidateBuilder(BaseEstimator):
         "n_probe": [Interval(numbers.Integral, 1, None, closed="left")],
         "self_weight": [Interval(numbers.Real, 0, None, closed="neither")],
         "random_state": ["random_state"],
+        "neighbors": [HasMethods(["fit", "kneighbors"]), HasMethods(["fit", "transform"]), None],
     }
 
     def __init__(
@@ -353,6 +383,7 @@ class NeighborCandidateBuilder(BaseEstimator):
         n_probe: int = _N_PROBE,
         self_weight: float = 1.0,
         random_state=None,
+        neighbors=None,
     ):
         self.n_neighbors = n_neighbors
         self.metric = metric
@@ -362,6 +393,7 @@ class NeighborCandidateBuilder(BaseEstimator):
         self.n_probe = n_probe
         self.self_weight = self_weight
         self.random_state = random_state
+        self.neighbors = neighbors
 
     @fit_context(prefer_skip_nested_validation=True)
     def fit(self, features, labels, n_classes: int | None = None):
@@ -387,7 +419,7 @@ class NeighborCandidateBuilder(BaseEstimator):
             raise ValueError(
                 f"labels has shape {labels.shape}; expected ({n_samples},), one per image."
             )
-        if n_samples <= self.n_neighbors:
+        if self.neighbors is None and n_samples <= self.n_neighbors:
             raise ValueError(
                 f"n_neighbors={self.n_neighbors} needs at least {self.n_neighbors + 1} images, "
                 f"got {n_samples}; pass more images or lower candidate_builder__n_neighbors."
@@ -398,19 +430,22 @@ class NeighborCandidateBuilder(BaseEstimator):
                 f"labels must be class indices in [0, {n_classes}), got values from "
                 f"{labels.min()} to {labels.max()}."
             )
-        seed = None
-        if self.random_state is not None:
-            seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        self.neighbors_ = nearest_neighbors(
-            features,
-            self.n_neighbors,
-            metric=self.metric,
-            algorithm=self.algorithm,
-            exact_max_samples=self.exact_max_samples,
-            n_lists=self.n_lists,
-            n_probe=self.n_probe,
-            random_state=seed,
-        )
+        if self.neighbors is not None:
+            self.neighbors_ = _given_neighbors(clone(self.neighbors), features)
+        else:
+            seed = None
+            if self.random_state is not None:
+                seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+            self.neighbors_ = nearest_neighbors(
+                features,
+                self.n_neighbors,
+                metric=self.metric,
+                algorithm=self.algorithm,
+                exact_max_samples=self.exact_max_samples,
+                n_lists=self.n_lists,
+                n_probe=self.n_probe,
+                random_state=seed,
+            )
         self.candidate_votes_ = candidate_votes(
             labels, self.neighbors_, n_classes, self_weight=self.self_weight
         )

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.neighbors import KNeighborsTransformer, NearestNeighbors, RadiusNeighborsTransformer
+from sklearn.pipeline import make_pipeline
 
 from skvf import candidates
-from skvf._ivf import ivf_neighbors
 from skvf._sklearn_compat import InvalidParameterError
 from skvf.candidates import NeighborCandidateBuilder, candidate_votes, nearest_neighbors
 
 
 def _brute_force(features, n_neighbors, metric):
-    """Neighbours by a double loop over scipy-free distances, self excluded."""
+    """Neighbours by a double loop over float64 distances, self excluded, equal
+    distances to the lower index."""
+    features = np.asarray(features, dtype=np.float64)
     n_samples = len(features)
     result = np.empty((n_samples, n_neighbors), dtype=int)
     for row in range(n_samples):
@@ -32,103 +37,60 @@ def _brute_force(features, n_neighbors, metric):
     return result
 
 
-@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_exact_neighbors_match_brute_force(metric):
-    features = np.random.default_rng(0).normal(size=(40, 7))
-    found = nearest_neighbors(features, 4, metric=metric, algorithm="exact")
-    assert found.shape == (40, 4)
-    np.testing.assert_array_equal(found, _brute_force(features, 4, metric))
-    assert not np.any(found == np.arange(40)[:, None])  # never one's own neighbour
+def _clustered(n_samples, n_features, n_clusters, spread, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, n_features))
+    return centres[rng.integers(0, n_clusters, n_samples)] + spread * rng.normal(
+        size=(n_samples, n_features)
+    )
 
 
-def _full_matrix_search(features, n_neighbors, metric):
-    """The exact search skvf had before 0.2: one N x N float64 matrix, ties unordered."""
-    features = np.asarray(features, dtype=np.float64)
-    if metric == "cosine":
-        unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        similarity = unit @ unit.T
-    else:
-        squared = np.einsum("ij,ij->i", features, features)
-        similarity = -(squared[:, None] + squared[None, :] - 2.0 * features @ features.T)
-    np.fill_diagonal(similarity, -np.inf)
-    top = np.argpartition(-similarity, n_neighbors - 1, axis=1)[:, :n_neighbors]
-    order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1), similarity
+def _recall(exact, found):
+    """Share of each row's exact neighbours that were found, averaged."""
+    return np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(exact, found, strict=True)])
 
 
-@pytest.fixture(params=["blocks", "screen"])
-def search_path(request, monkeypatch):
-    """Both exact searches: float64 blocks (small N) and the screen (large N)."""
-    if request.param == "screen":
-        monkeypatch.setattr(candidates, "_SCREEN_MIN_SAMPLES", 1)
-    return request.param
+@pytest.fixture
+def without_faiss(monkeypatch):
+    """The ``ann`` extra not installed: importing faiss fails."""
+    monkeypatch.setitem(sys.modules, "faiss", None)
+
+
+# ----------------------------------------------------------------------------- exact search
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize(("n_samples", "n_features", "n_neighbors"), [(7, 3, 6), (300, 24, 5)])
-def test_exact_search_is_bit_identical_to_the_full_matrix_search(
-    search_path, metric, dtype, n_samples, n_features, n_neighbors
-):
-    rng = np.random.default_rng(n_samples)
-    centres = rng.normal(size=(6, n_features))
-    features = centres[rng.integers(0, 6, n_samples)] + 0.3 * rng.normal(
-        size=(n_samples, n_features)
-    )
-    features = features.astype(dtype)
-    expected, _ = _full_matrix_search(features, n_neighbors, metric)
-    found = nearest_neighbors(features, n_neighbors, metric=metric, algorithm="exact")
-    assert found.dtype == np.int64
-    np.testing.assert_array_equal(found, expected)
+def test_exact_neighbors_match_brute_force(metric, dtype):
+    features = np.random.default_rng(0).normal(size=(40, 7)).astype(dtype)
+    found = nearest_neighbors(features, 4, metric=metric, algorithm="exact")
+    assert found.shape == (40, 4) and found.dtype == np.int64
+    np.testing.assert_array_equal(found, _brute_force(features, 4, metric))
+    assert not np.any(found == np.arange(40)[:, None])  # never one's own neighbour
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_equal_similarities_go_to_the_lower_index(search_path, metric):
-    # 12 points, each 9 times: a row's 8 copies tie exactly, and so do their copies.
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_copies_tie_and_go_to_the_lower_index(metric, dtype):
+    # 12 points, each 9 times: a row's 8 copies tie, more than the first search asks for.
     rng = np.random.default_rng(0)
     distinct = rng.normal(size=(12, 5))
     copy_of = rng.permutation(np.repeat(np.arange(12), 9))
-    features = distinct[copy_of]
+    features = distinct[copy_of].astype(dtype)
     found = nearest_neighbors(features, 5, metric=metric, algorithm="exact")
     for row, neighbors in enumerate(found):
         copies = [i for i in np.flatnonzero(copy_of == copy_of[row]) if i != row]
         assert neighbors.tolist() == copies[:5]
-    # the old search found neighbours just as near, in an order of its own
-    old, similarity = _full_matrix_search(features, 5, metric)
-    np.testing.assert_allclose(
-        np.take_along_axis(similarity, found, axis=1),
-        np.take_along_axis(similarity, old, axis=1),
-        atol=1e-12,
-    )
+    np.testing.assert_array_equal(found, _brute_force(features, 5, metric))
 
 
-def test_screen_searches_again_where_its_rounding_could_misorder(monkeypatch):
-    # Two screened candidates per row leave many unscreened points as near as the
-    # kept ones (copies): those rows must be searched again in float64.
-    monkeypatch.setattr(candidates, "_SCREEN_MIN_SAMPLES", 1)
-    monkeypatch.setattr(candidates, "_EXTRA_CANDIDATES", 0)
-    searched_again = []
-    exact_rows = candidates._exact_rows
-
-    def recording(features, rows, n_neighbors, metric):
-        searched_again.extend(rows.tolist())
-        return exact_rows(features, rows, n_neighbors, metric)
-
-    monkeypatch.setattr(candidates, "_exact_rows", recording)
-    rng = np.random.default_rng(1)
-    features = np.r_[np.tile(rng.normal(size=(1, 8)), (10, 1)), rng.normal(size=(40, 8))]
-    features = features.astype(np.float32)
-    found = nearest_neighbors(features, 3, algorithm="exact")
-    assert set(range(10)) <= set(searched_again) < set(range(50))
-    assert found[:10].tolist() == [[j for j in range(10) if j != i][:3] for i in range(10)]
-    expected, similarity = _full_matrix_search(features, 3, "cosine")
-    np.testing.assert_allclose(
-        np.take_along_axis(similarity, found, axis=1),
-        np.take_along_axis(similarity, expected, axis=1),
-        atol=1e-12,
-    )
-    untied = ~np.isin(expected, range(10)).any(axis=1)  # no copy among the neighbours
-    np.testing.assert_array_equal(found[untied], expected[untied])
+def test_equal_distances_on_a_grid_go_to_the_lower_index():
+    # Integer points: each has up to 4 neighbours at distance 1 and 4 at sqrt(2), exactly.
+    features = np.array([(x, y) for x in range(5) for y in range(5)], dtype=float)
+    for n_neighbors in (1, 3, 6):
+        found = nearest_neighbors(features, n_neighbors, metric="euclidean", algorithm="exact")
+        np.testing.assert_array_equal(found, _brute_force(features, n_neighbors, "euclidean"))
+    assert found[12].tolist() == [7, 11, 13, 17, 6, 8]  # the centre: 4 at 1, then sqrt(2)
 
 
 def test_exact_neighbors_are_nearest_first():
@@ -144,6 +106,8 @@ def test_duplicate_rows_are_each_others_nearest_but_not_their_own():
     features = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
     found = nearest_neighbors(features, 1, algorithm="exact")
     assert found[:2, 0].tolist() == [1, 0]
+    every_row_the_same = nearest_neighbors(np.ones((6, 3)), 5, algorithm="exact")
+    assert every_row_the_same.tolist() == [[j for j in range(6) if j != i] for i in range(6)]
 
 
 def test_cosine_ignores_length_and_euclidean_does_not():
@@ -157,12 +121,25 @@ def test_cosine_ignores_length_and_euclidean_does_not():
     assert euclidean[0, 0] == 2
 
 
+def test_exact_search_does_not_depend_on_working_memory():
+    import sklearn
+
+    features = _clustered(500, 16, 5, 0.5).astype(np.float32)
+    expected = nearest_neighbors(features, 5, algorithm="exact")
+    with sklearn.config_context(working_memory=1):  # chunks of a few rows
+        np.testing.assert_array_equal(nearest_neighbors(features, 5, algorithm="exact"), expected)
+
+
+# ----------------------------------------------------------------------------- choice of search
+
+
 def test_auto_searches_exactly_up_to_exact_max_samples(monkeypatch):
+    pytest.importorskip("faiss")
     calls = []
 
-    def fake(features, n_neighbors, metric, n_lists, n_probe, random_state):
-        calls.append((len(features), n_neighbors, metric, n_lists, n_probe, random_state))
-        return np.zeros((len(features), n_neighbors), dtype=np.int64)
+    def fake(faiss, points, n_neighbors, n_lists, n_probe, seed):
+        calls.append((len(points), n_neighbors, n_lists, n_probe, seed))
+        return np.zeros((len(points), n_neighbors), dtype=np.int64)
 
     monkeypatch.setattr(candidates, "_ivf_neighbors", fake)
     features = np.random.default_rng(0).normal(size=(12, 3))
@@ -172,11 +149,29 @@ def test_auto_searches_exactly_up_to_exact_max_samples(monkeypatch):
     nearest_neighbors(
         features, 2, metric="euclidean", exact_max_samples=11, n_probe=3, random_state=7
     )
-    assert calls == [(12, 2, "euclidean", None, 3, 7)]
+    assert calls == [(12, 2, None, 3, 7)]
     nearest_neighbors(features, 2, algorithm="exact", exact_max_samples=1)
     assert len(calls) == 1
     nearest_neighbors(features, 2, algorithm="ivf", n_lists=4)
-    assert calls[-1] == (12, 2, "cosine", 4, candidates._N_PROBE, None)
+    assert calls[-1] == (12, 2, 4, candidates._N_PROBE, None)
+
+
+def test_without_the_ann_extra_auto_searches_exactly_at_any_size(without_faiss, monkeypatch):
+    def never(*args):
+        raise AssertionError("the index was used")
+
+    monkeypatch.setattr(candidates, "_ivf_neighbors", never)
+    features = _clustered(300, 8, 6, 0.5)
+    exact = nearest_neighbors(features, 4, algorithm="exact")
+    np.testing.assert_array_equal(nearest_neighbors(features, 4, exact_max_samples=10), exact)
+    builder = NeighborCandidateBuilder(n_neighbors=4, exact_max_samples=10)
+    np.testing.assert_array_equal(builder.fit(features, np.zeros(300, int)).neighbors_, exact)
+
+
+def test_without_the_ann_extra_ivf_names_the_extra(without_faiss):
+    message = r"algorithm='ivf' needs faiss-cpu: pip install 'skvf\[ann\]'"
+    with pytest.raises(ImportError, match=message):
+        nearest_neighbors(np.eye(6), 1, algorithm="ivf")
 
 
 def test_unknown_algorithm_is_a_clear_error():
@@ -201,64 +196,51 @@ def test_bad_index_parameters_are_a_clear_error(params, message):
         nearest_neighbors(np.eye(6), 1, algorithm="ivf", **params)
 
 
-def _clustered(n_samples, n_features, n_clusters, spread, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_clusters, n_features))
-    return centres[rng.integers(0, n_clusters, n_samples)] + spread * rng.normal(
-        size=(n_samples, n_features)
-    )
+# ----------------------------------------------------------------------------- the index (faiss)
 
 
-def _recall(exact, found):
-    """Share of each row's exact neighbours that were found, averaged."""
-    return np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(exact, found, strict=True)])
+@pytest.fixture
+def faiss():
+    return pytest.importorskip("faiss")
+
+
+def test_ivf_finds_the_exact_neighbours_of_clustered_data_at_defaults(faiss):
+    # 30 overlapping clusters: a row's own list alone holds 0.67-0.73 of its neighbours;
+    # probing 8 of the 76 lists finds 0.991-0.996 of them (seeds 0-2 of the data).
+    features = _clustered(3000, 32, 30, 1.0)
+    exact = nearest_neighbors(features, 5, algorithm="exact")
+    found = nearest_neighbors(features, 5, algorithm="ivf", random_state=0)
+    assert _recall(exact, found) >= 0.95
+    own_list_only = nearest_neighbors(features, 5, algorithm="ivf", n_probe=1, random_state=0)
+    assert _recall(exact, own_list_only) <= 0.8
+    # the index ranks what it finds: where it found the exact set, the order is exact too
+    same = np.all(np.sort(found, axis=1) == np.sort(exact, axis=1), axis=1)
+    assert same.mean() >= 0.9
+    np.testing.assert_array_equal(found[same], exact[same])
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_lists", [None, 7])
-def test_ivf_probing_every_list_is_the_exact_search(metric, dtype, n_lists):
+def test_ivf_probing_every_list_is_the_exact_search(faiss, metric, dtype):
     features = _clustered(300, 24, 6, 0.3, seed=300).astype(dtype)
     exact = nearest_neighbors(features, 5, metric=metric, algorithm="exact")
-    found = nearest_neighbors(
-        features, 5, metric=metric, algorithm="ivf", n_lists=n_lists, n_probe=300, random_state=0
-    )
+    found = nearest_neighbors(features, 5, metric=metric, algorithm="ivf", n_probe=300)
     assert found.dtype == np.int64
     np.testing.assert_array_equal(found, exact)
 
 
-def test_ivf_finds_the_exact_neighbours_of_clustered_data_at_defaults():
-    # 30 overlapping clusters: a row's own list alone holds ~0.77 of its neighbours;
-    # probing 4 of the 55 lists (3,000 rows) finds 0.990-0.991 of them (seeds 0-2).
-    features = _clustered(3000, 32, 30, 1.0)
-    exact = nearest_neighbors(features, 5, algorithm="exact")
-    found = nearest_neighbors(features, 5, algorithm="ivf", random_state=0)
-    assert _recall(exact, found) >= 0.98
-    own_list_only = nearest_neighbors(features, 5, algorithm="ivf", n_probe=1, random_state=0)
-    assert _recall(exact, own_list_only) <= 0.85
-    # the index ranks what it finds: where it found the exact set, the order is exact too
-    same = np.all(np.sort(found, axis=1) == np.sort(exact, axis=1), axis=1)
-    assert same.mean() >= 0.95
-    np.testing.assert_array_equal(found[same], exact[same])
-
-
-def test_ivf_is_deterministic_and_independent_of_the_thread_count():
-    from threadpoolctl import threadpool_limits
-
+def test_ivf_is_deterministic_given_its_seed(faiss):
     features = _clustered(3000, 32, 30, 1.0).astype(np.float32)
-    first = nearest_neighbors(features, 5, algorithm="ivf", random_state=3)
+    first = nearest_neighbors(features, 5, algorithm="ivf", n_probe=1, random_state=3)
     np.testing.assert_array_equal(
-        nearest_neighbors(features, 5, algorithm="ivf", random_state=3), first
+        nearest_neighbors(features, 5, algorithm="ivf", n_probe=1, random_state=3), first
     )
-    with threadpool_limits(1):  # one search thread instead of one per BLAS thread
-        serial = nearest_neighbors(features, 5, algorithm="ivf", random_state=3)
-    np.testing.assert_array_equal(serial, first)
-    other_seed = nearest_neighbors(features, 5, algorithm="ivf", random_state=4)
+    other_seed = nearest_neighbors(features, 5, algorithm="ivf", n_probe=1, random_state=4)
     assert not np.array_equal(other_seed, first)  # the seed picks the lists
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_ivf_excludes_each_row_and_returns_distinct_neighbours(metric):
+def test_ivf_excludes_each_row_and_returns_distinct_neighbours(faiss, metric):
     features = _clustered(1000, 8, 10, 0.5)
     found = nearest_neighbors(features, 6, metric=metric, algorithm="ivf", random_state=0)
     assert found.shape == (1000, 6)
@@ -267,7 +249,7 @@ def test_ivf_excludes_each_row_and_returns_distinct_neighbours(metric):
     assert found.min() >= 0 and found.max() < 1000
 
 
-def test_ivf_finds_copies_of_a_row_first():
+def test_ivf_finds_copies_of_a_row_first(faiss):
     # 200 distinct rows, each 4 times: a row's 3 neighbours are exactly its copies
     rng = np.random.default_rng(0)
     distinct = rng.normal(size=(200, 16))
@@ -282,26 +264,22 @@ def test_ivf_finds_copies_of_a_row_first():
     assert all(len(set(row)) == 3 for row in same)
 
 
-def test_ivf_searches_exactly_where_the_probed_lists_hold_too_few_rows(monkeypatch):
+def test_ivf_searches_exactly_where_the_probed_lists_hold_too_few_rows(faiss, monkeypatch):
     # 40 lists for 40 rows, each row probing its own: most lists hold one or two rows
     searched_again = []
-    exact_rows = candidates._exact_rows
+    exact_neighbors = candidates._exact_neighbors
 
-    def recording(features, rows, n_neighbors, metric):
+    def recording(points, n_neighbors, rows):
         searched_again.extend(rows.tolist())
-        return exact_rows(features, rows, n_neighbors, metric)
+        return exact_neighbors(points, n_neighbors, rows)
 
-    monkeypatch.setattr(candidates, "_exact_rows", recording)
+    monkeypatch.setattr(candidates, "_exact_neighbors", recording)
     features = _clustered(40, 5, 4, 0.5)
     found = nearest_neighbors(features, 3, algorithm="ivf", n_lists=40, n_probe=1, random_state=0)
-    index = ivf_neighbors(features, 3, "cosine", n_lists=40, n_probe=1, seed=0)
-    short = np.flatnonzero((index < 0).any(axis=1))
-    assert len(short) > 20
-    assert searched_again == short.tolist()
+    assert len(searched_again) > 20
     exact = nearest_neighbors(features, 3, algorithm="exact")
-    np.testing.assert_array_equal(found[short], exact[short])
-    kept = np.setdiff1d(np.arange(40), short)
-    np.testing.assert_array_equal(found[kept], index[kept])
+    np.testing.assert_array_equal(found[searched_again], exact[searched_again])
+    assert not np.any(found == np.arange(40)[:, None]) and found.min() >= 0
 
 
 # ----------------------------------------------------------------------------- votes
@@ -384,9 +362,10 @@ def test_builder_init_only_stores_and_clones():
         "algorithm": "auto",
         "exact_max_samples": candidates._EXACT_MAX_SAMPLES,
         "n_lists": None,
-        "n_probe": 4,
+        "n_probe": 8,
         "self_weight": 1.0,
         "random_state": None,
+        "neighbors": None,
     }
 
 
@@ -420,6 +399,8 @@ def test_just_enough_images():
         ({"self_weight": 0.0}, "self_weight"),
         ({"self_weight": -1.0}, "self_weight"),
         ({"random_state": "seed"}, "random_state"),
+        ({"neighbors": 3}, "neighbors"),
+        ({"neighbors": "kneighbors"}, "neighbors"),
     ],
 )
 def test_parameter_validation_names_the_parameter(params, name):
@@ -431,11 +412,12 @@ def test_parameter_validation_names_the_parameter(params, name):
 
 
 def test_builder_passes_its_index_parameters_and_seed(monkeypatch):
+    pytest.importorskip("faiss")
     calls = []
 
-    def fake(features, n_neighbors, metric, n_lists, n_probe, random_state):
-        calls.append((n_lists, n_probe, random_state))
-        return np.tile(np.arange(1, n_neighbors + 1), (len(features), 1))
+    def fake(faiss, points, n_neighbors, n_lists, n_probe, seed):
+        calls.append((n_lists, n_probe, seed))
+        return np.tile(np.arange(1, n_neighbors + 1), (len(points), 1))
 
     monkeypatch.setattr(candidates, "_ivf_neighbors", fake)
     features = np.random.default_rng(0).normal(size=(8, 2))
@@ -448,6 +430,7 @@ def test_builder_passes_its_index_parameters_and_seed(monkeypatch):
 
 
 def test_builder_with_ivf_is_deterministic_given_random_state():
+    pytest.importorskip("faiss")
     features = _clustered(2000, 16, 20, 0.8)
     labels = np.arange(2000) % 7
     fits = [
@@ -472,3 +455,78 @@ def test_builder_with_ivf_is_deterministic_given_random_state():
 def test_bad_features_or_labels_are_a_clear_error(features, labels, n_classes):
     with pytest.raises(ValueError, match="NaN|labels"):
         NeighborCandidateBuilder(n_neighbors=2).fit(features, labels, n_classes=n_classes)
+
+
+# ----------------------------------------------------------------------------- neighbors=
+
+
+def _cosine_and_euclidean_disagree():
+    """Rows whose nearest row differs by metric: 0's cosine nearest is 1, euclidean 2."""
+    features = np.array([[1.0, 0.0], [10.0, 0.5], [0.8, 0.6], [0.0, 1.0], [0.1, 9.0], [-0.5, 0.9]])
+    return features, np.array([0, 1, 2, 3, 4, 5])
+
+
+def test_a_given_transformer_finds_the_neighbours_that_vote():
+    features, labels = _cosine_and_euclidean_disagree()
+    transformer = KNeighborsTransformer(n_neighbors=1)  # euclidean
+    builder = NeighborCandidateBuilder(n_neighbors=3, neighbors=transformer)
+    builder.fit(features, labels)
+    expected = NearestNeighbors(n_neighbors=1).fit(features).kneighbors()[1]
+    np.testing.assert_array_equal(builder.neighbors_, expected)  # its 1, not n_neighbors=3
+    assert builder.neighbors_[0, 0] == 2
+    default = NeighborCandidateBuilder(n_neighbors=1).fit(features, labels)
+    assert default.neighbors_[0, 0] == 1  # cosine
+    assert builder.candidate_votes_[0].tolist() == [1, 0, 1, 0, 0, 0]  # its neighbour votes
+    np.testing.assert_array_equal(
+        builder.candidate_votes_, candidate_votes(labels, expected, 6, self_weight=1.0)
+    )
+    assert not hasattr(transformer, "n_samples_fit_")  # a clone was fitted, not it
+
+
+def test_a_given_graph_without_kneighbors_is_read_nearest_first():
+    # A pipeline has fit_transform but no kneighbors: the graph route.
+    features = _clustered(60, 4, 3, 0.5)
+    pipeline = make_pipeline(KNeighborsTransformer(n_neighbors=4))
+    assert not hasattr(pipeline, "kneighbors")
+    builder = NeighborCandidateBuilder(neighbors=pipeline).fit(features, np.zeros(60, int))
+    np.testing.assert_array_equal(builder.neighbors_, _brute_force(features, 4, "euclidean"))
+
+
+def test_a_given_graph_with_copies_leaves_each_image_out():
+    # Copies tie at distance 0: a row's graph may hold its copies and not itself.
+    features = np.repeat(np.eye(3), 4, axis=0)
+    graph_only = make_pipeline(KNeighborsTransformer(n_neighbors=2))
+    found = NeighborCandidateBuilder(neighbors=graph_only).fit(features, np.zeros(12, int))
+    assert found.neighbors_.shape == (12, 2)
+    for row, neighbors in enumerate(found.neighbors_):
+        assert row not in neighbors
+        assert set(neighbors) <= set(range(4 * (row // 4), 4 * (row // 4) + 4))
+        assert neighbors.tolist() == sorted(neighbors)  # equal distances: lower index first
+
+
+def test_a_given_nearest_neighbors_object_is_used_through_kneighbors():
+    features = _clustered(50, 6, 4, 0.4)
+    given = NearestNeighbors(n_neighbors=3, metric="cosine", algorithm="brute")
+    builder = NeighborCandidateBuilder(neighbors=given).fit(features, np.zeros(50, int))
+    np.testing.assert_array_equal(builder.neighbors_, _brute_force(features, 3, "cosine"))
+    assert clone(builder).get_params()["neighbors"].get_params() == given.get_params()
+
+
+def test_a_given_graph_of_the_wrong_shape_or_without_neighbours_is_a_clear_error():
+    class Identity:
+        def fit(self, X, y=None):
+            return self
+
+        def transform(self, X):
+            return X
+
+        def get_params(self, deep=True):
+            return {}
+
+    with pytest.raises(ValueError, match=r"gave a graph of shape \(5, 3\); expected \(5, 5\)"):
+        NeighborCandidateBuilder(neighbors=Identity()).fit(np.ones((5, 3)), np.zeros(5, int))
+    far_apart = np.array([[0.0], [0.1], [10.0]])  # 2 has no other row within the radius
+    with pytest.raises(ValueError, match="gave an image no neighbour other than itself"):
+        NeighborCandidateBuilder(neighbors=RadiusNeighborsTransformer(radius=1.0)).fit(
+            far_apart, [0, 0, 1]
+        )
