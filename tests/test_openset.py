@@ -162,9 +162,10 @@ def test_a_higher_known_rate_lowers_the_threshold():
 
 def test_calibrated_probabilities_are_the_tempered_softmax(fitted):
     rows, _ = _rows([0, 1, 2], 10, seed=4)
+    calibrated = copy.deepcopy(fitted).set_params(calibrate_probabilities=True)
     expected = softmax(fitted.decision_function(rows) / fitted.probability_temperature_, axis=1)
-    np.testing.assert_allclose(fitted.predict_proba(rows), expected, rtol=1e-6)
-    raw = copy.deepcopy(fitted).set_params(calibrate_probabilities=False)
+    np.testing.assert_allclose(calibrated.predict_proba(rows), expected, rtol=1e-6)
+    raw = copy.deepcopy(fitted)  # the default
     np.testing.assert_allclose(
         raw.predict_proba(rows), softmax(fitted.decision_function(rows), axis=1), rtol=1e-6
     )
