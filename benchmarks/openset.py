@@ -15,7 +15,8 @@ before and after the fitted temperature (correctness as cACC matches names to cl
 Zero-shot CLIP over the labeler's vocabulary is scored with MCM, its standard score.
 Mean ± sd over seeds::
 
-    python benchmarks/openset.py --labeler strong weak --shots 3 --seeds 10 --threads 1
+    python benchmarks/openset.py --labeler strong weak --shots 1 3 5 --seeds 5 --threads 1 \
+        --reliability docs/img/reliability_garments_strong_m3.png
 """
 
 from __future__ import annotations
@@ -98,12 +99,39 @@ def run_trial(bench, profile, shots, seed, split) -> dict:
     for name, temperature in (("ECE raw", 1.0), ("ECE calibrated", near.probability_temperature_)):
         confidence = softmax(logits[is_known] / temperature, axis=1).max(axis=1)
         row[name] = expected_calibration_error(confidence, correct)
+        row[f"_{name}"] = (confidence, correct)  # for the reliability diagram
     row["temperature"] = near.probability_temperature_
     zs_similarity, _ = zero_shot._similarities(features)
     mcm = softmax(zs_similarity, axis=1).max(axis=1)
     row["zero-shot auroc mcm"] = roc_auc_score(is_known, mcm)
     row["zero-shot fpr95 mcm"] = fpr_at_95_tpr(is_known, mcm)
     return row
+
+
+def plot_reliability(rows, path, title, n_bins: int = 15) -> None:
+    """Accuracy against confidence on the known classes, raw and calibrated, all seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.linspace(0, 1, n_bins + 1)
+    figure, axes = plt.subplots(1, 2, figsize=(8, 4), sharey=True)
+    for axis, name in zip(axes, ("ECE raw", "ECE calibrated"), strict=True):
+        confidence = np.concatenate([row[f"_{name}"][0] for row in rows])
+        correct = np.concatenate([row[f"_{name}"][1] for row in rows])
+        bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+        accuracy = [correct[bins == b].mean() if (bins == b).any() else 0 for b in range(n_bins)]
+        axis.bar(edges[:-1], accuracy, width=1 / n_bins, align="edge", edgecolor="black")
+        axis.plot([0, 1], [0, 1], "k--", linewidth=1)
+        ece = expected_calibration_error(confidence, correct, n_bins)
+        label = "predict_proba" if name == "ECE raw" else "with the fitted temperature"
+        axis.set(title=f"{label}: ECE {ece:.3f}", xlabel="confidence", xlim=(0, 1), ylim=(0, 1))
+    axes[0].set_ylabel("accuracy (names matched as cACC matches them)")
+    figure.suptitle(f"Known garment classes, {title}, {len(rows)} seeds")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    print(f"saved {path}")
 
 
 def main(argv=None):
@@ -115,6 +143,7 @@ def main(argv=None):
     parser.add_argument("--standin", default="garments")
     parser.add_argument("--memory", default="benchmarks/out/openset-cache")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--reliability", help="PNG of the first setting's reliability diagram")
     args = parser.parse_args(argv)
     if args.threads:
         import torch
@@ -128,8 +157,14 @@ def main(argv=None):
                 rows = [run_trial(bench, profile, shots, seed, split) for seed in range(args.seeds)]
                 print(f"\n{profile} labeler, m = {shots}, {split} split, {args.seeds} seeds "
                       f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+                if args.reliability and (profile, shots, split) == (
+                    args.labeler[0],
+                    args.shots[0],
+                    args.split[0],
+                ):
+                    plot_reliability(rows, args.reliability, f"{profile} labeler, m = {shots}")
                 print("| measure | mean ± sd |\n|---|---|")
-                for key in rows[0]:
+                for key in [key for key in rows[0] if not key.startswith("_")]:
                     values = np.array([row[key] for row in rows])
                     print(f"| {key} | {values.mean():.3f} ± {values.std():.3f} |")
 
