@@ -1,36 +1,44 @@
-"""Time, peak memory and recall of candidate sets at 2,000 to 100,000 images, per search.
+"""Time, peak memory and recall of candidate sets at 100,000 images, per search.
 
-``NeighborCandidateBuilder(algorithm=...).fit`` on 512-d float32 features (the size of
-CLIP ViT-B/16's), one search per fresh child process, so that each pays what a user's
-first fit pays: its imports. Features:
+``NeighborCandidateBuilder.fit`` on float32 features of 64 and 512 dimensions (512 is
+CLIP ViT-B/16's), 5 neighbours, one search per fresh child process, so that each pays
+what a user's first fit pays: its imports and any compilation. Features:
 
-* ``blobs``: Gaussian blobs, one per 100 images: well-separated clusters;
+* ``blobs``: Gaussian blobs, one per 100 images: clustered;
 * ``fashion-conv``: Fashion-MNIST photos (Debian's ``dataset-fashion-mnist``, 70,000
   at most) through skvf.bench's ``RandomConvFeatures`` (32 random filters pooled on a
-  4 x 4 grid: 512-d): real images, clustered only as much as the photos are;
-* ``fashion-pca``: the same photos' pixels, PCA'd to 512 dimensions;
+  4 x 4 grid: 512 dimensions only): real images, clustered only as much as they are;
+* ``fashion-pca``: the same photos' pixels, PCA'd to the dimensions asked for;
 * ``gaussian``: isotropic Gaussian noise, the worst case: no structure, every image
   about as far from all the others.
 
-Searches: ``exact`` (skvf's exact search), ``ivf`` (its inverted-file index, at each
-``--n-probe``) and ``full matrix`` (the search skvf had first, one N x N float64
-similarity matrix; only where it fits in ``--max-matrix-gb``).
+Searches:
 
-Columns: seconds to import skvf's candidate module (scikit-learn with it) and to fit,
-their sum, and the CPU seconds the child used in all (user and system, every thread:
-on a machine shared with other jobs, wall time stretches and CPU time much less); the
-child's resident memory before the fit (imports and features) and its
-peak (``VmHWM``); time against ``exact`` at the same size; and, on 1,000 images
+* ``exact``: scikit-learn's brute force (``algorithm="exact"``);
+* ``ivf``: faiss-cpu's inverted-file index (``algorithm="ivf"``, the ``ann`` extra),
+  at each ``--n-probe``;
+* ``pynndescent``: ``neighbors=PyNNDescentTransformer(n_neighbors=5, metric="cosine")``,
+  the object form, in two children: the first with an empty numba cache
+  (``NUMBA_CACHE_DIR`` a new folder), the second with the cache the first left.
+
+Columns: seconds to import skvf's candidate module and the search's library (numba
+compiles pynndescent's cached functions here, or loads them from its cache); the first
+fit, on 500 of the images (where a library compiles on first use, this is where it
+shows); the fit on every image; their sum; the CPU seconds the child used in all (user
+and system, every thread: on a machine shared with other jobs, wall time stretches and
+CPU time much less); the child's resident memory once its features are loaded, its
+peak (``VmHWM``) and the difference (the RSS delta: what the search and the
+candidate votes add); time against ``exact`` at the same size; and, on 1,000 images
 drawn at random, the share of their exact 5 nearest neighbours (float64 brute force)
 the search found (``recall``) and the share of those images whose neighbour set is the
 exact one (``same sets``).
 
-``--in-process`` times the searches instead within one process, alternating, the best
-of ``--repeats``: how ``algorithm="auto"``'s threshold was chosen at small sizes, where
-a fresh process's imports would hide the search.
+``--in-process`` times exact search against the index instead within one process,
+alternating, the best of ``--repeats``: how ``algorithm="auto"``'s threshold was
+chosen at small sizes, where a fresh process's imports would hide the search.
 
-Run: ``python benchmarks/candidate_scale.py [--sizes 2000,10000,30000,100000]
-[--features blobs,fashion-conv] [--n-probe 4] [--exact-max 30000]``, or
+Run: ``python benchmarks/candidate_scale.py [--sizes 100000] [--dims 64,512]
+[--features blobs] [--searches exact,ivf,pynndescent] [--n-probe 8]``, or
 ``python benchmarks/candidate_scale.py --in-process --sizes 1000,2000,4000,8000``.
 """
 
@@ -51,15 +59,16 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 FEATURES = ("blobs", "fashion-conv", "fashion-pca", "gaussian")
-N_FEATURES = 512
+SEARCHES = ("exact", "ivf", "pynndescent")
 N_NEIGHBORS = 5
 N_RECALL_ROWS = 1000
+N_FIRST_FIT = 500
 
 
-def blobs(n_samples: int, seed: int = 0) -> np.ndarray:
+def blobs(n_samples: int, n_features: int, seed: int = 0) -> np.ndarray:
     """Float32 Gaussian blobs, one per 100 images, built a block at a time."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(max(1, n_samples // 100), N_FEATURES)).astype(np.float32)
+    centres = rng.normal(size=(max(1, n_samples // 100), n_features)).astype(np.float32)
     features = centres[rng.integers(0, len(centres), n_samples)]
     for start in range(0, n_samples, 10_000):
         block = features[start : start + 10_000]
@@ -67,10 +76,13 @@ def blobs(n_samples: int, seed: int = 0) -> np.ndarray:
     return features
 
 
-def fashion_features(kind: str) -> np.ndarray:
-    """All 70,000 Fashion-MNIST photos as 512-d float32 features."""
+def fashion_features(kind: str, n_features: int) -> np.ndarray | None:
+    """All 70,000 Fashion-MNIST photos as float32 features; ``None`` where ``kind``
+    has no features of that many dimensions."""
     from skvf.bench.datasets import load_fashion_mnist
 
+    if kind == "fashion-conv" and n_features != 512:
+        return None
     images, _ = load_fashion_mnist("all")
     if kind == "fashion-conv":
         from skvf.bench.encoders import RandomConvFeatures
@@ -82,21 +94,22 @@ def fashion_features(kind: str) -> np.ndarray:
     from sklearn.decomposition import PCA
 
     pixels = images.reshape(len(images), -1).astype(np.float32) / 255
-    return PCA(N_FEATURES, random_state=0).fit_transform(pixels).astype(np.float32)
+    return PCA(n_features, random_state=0).fit_transform(pixels).astype(np.float32)
 
 
-def make_features(kind: str, n_samples: int, cache: dict) -> np.ndarray | None:
-    """``n_samples`` rows of ``kind``; ``None`` where the data set is smaller."""
+def make_features(kind: str, n_samples: int, n_features: int, cache: dict) -> np.ndarray | None:
+    """``n_samples`` rows of ``kind``; ``None`` where the data set has too few."""
     if kind == "blobs":
-        return blobs(n_samples)
+        return blobs(n_samples, n_features)
     if kind == "gaussian":
-        return np.random.default_rng(0).standard_normal((n_samples, N_FEATURES), np.float32)
-    if kind not in cache:
-        cache[kind] = fashion_features(kind)
-    if n_samples > len(cache[kind]):
+        return np.random.default_rng(0).standard_normal((n_samples, n_features), np.float32)
+    if (kind, n_features) not in cache:
+        cache[kind, n_features] = fashion_features(kind, n_features)
+    features = cache[kind, n_features]
+    if features is None or n_samples > len(features):
         return None
-    rows = np.sort(np.random.default_rng(0).choice(len(cache[kind]), n_samples, replace=False))
-    return cache[kind][rows]
+    rows = np.sort(np.random.default_rng(0).choice(len(features), n_samples, replace=False))
+    return features[rows]
 
 
 def exact_sample(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -112,17 +125,6 @@ def exact_sample(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.concatenate(found)
 
 
-def full_matrix_neighbors(features: np.ndarray, n_neighbors: int) -> np.ndarray:
-    """The cosine search skvf had first: every similarity at once, in float64."""
-    features = features.astype(np.float64)
-    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    similarity = unit @ unit.T
-    np.fill_diagonal(similarity, -np.inf)
-    top = np.argpartition(-similarity, n_neighbors - 1, axis=1)[:, :n_neighbors]
-    order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1)
-
-
 def memory_mb(field: str) -> float:
     """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, in MB.
 
@@ -134,40 +136,53 @@ def memory_mb(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def run_child(search: str, n_probe: int, features_path: str, out: str) -> None:
-    """In the child: import, load the features, time one fit, print times and memory."""
-    import resource
-
+def builder_for(search: str, n_probe: int):
+    """The builder a child fits, its search's library imported."""
     from skvf.candidates import NeighborCandidateBuilder
 
+    if search == "pynndescent":
+        from pynndescent import PyNNDescentTransformer
+
+        transformer = PyNNDescentTransformer(n_neighbors=N_NEIGHBORS, metric="cosine")
+        return NeighborCandidateBuilder(neighbors=transformer)
+    if search == "ivf":
+        import faiss  # noqa: F401  (imported here so that its import is timed with the rest)
+
+        return NeighborCandidateBuilder(
+            n_neighbors=N_NEIGHBORS, algorithm="ivf", n_probe=n_probe, random_state=0
+        )
+    return NeighborCandidateBuilder(n_neighbors=N_NEIGHBORS, algorithm="exact")
+
+
+def run_child(search: str, n_probe: int, features_path: str, out: str) -> None:
+    """In the child: import, load the features, time a first fit on a few images and
+    one on all of them, print times and memory."""
+    import resource
+
+    builder = builder_for(search, n_probe)
     imports = time.perf_counter() - _START
     features = np.load(features_path)
     labels = np.arange(len(features)) % 100
     before_mb = memory_mb("VmRSS")
     start = time.perf_counter()
-    if search == "full matrix":
-        neighbors = full_matrix_neighbors(features, N_NEIGHBORS)
-    else:
-        builder = NeighborCandidateBuilder(
-            n_neighbors=N_NEIGHBORS, algorithm=search, random_state=0
-        )
-        if search == "ivf":
-            builder.set_params(n_probe=n_probe)
-        neighbors = builder.fit(features, labels).neighbors_
+    builder.fit(features[:N_FIRST_FIT], labels[:N_FIRST_FIT])
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    neighbors = builder.fit(features, labels).neighbors_
     seconds = time.perf_counter() - start
     np.save(out, neighbors)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"imports": imports, "seconds": seconds, "before_mb": before_mb,
-                      "peak_mb": memory_mb("VmHWM"),
+    print(json.dumps({"imports": imports, "first_fit": first, "seconds": seconds,
+                      "before_mb": before_mb, "peak_mb": memory_mb("VmHWM"),
                       "cpu_seconds": usage.ru_utime + usage.ru_stime}))  # fmt: skip
 
 
-def measure(search, n_probe, features_path, out, timeout) -> dict | None:
+def measure(search, n_probe, features_path, out, timeout, env=None) -> dict | None:
     """One fit in a fresh interpreter; ``None`` when it ran past ``timeout``."""
     command = [sys.executable, __file__, "--child", search, "--n-probe", str(n_probe)]
     command += ["--features-path", features_path, "--out", out]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return None
     if result.returncode:
@@ -182,41 +197,43 @@ def recall_and_same_sets(truth: np.ndarray, found: np.ndarray) -> tuple[float, f
     return float(recall), float(np.mean([set(a) == set(b) for a, b in pairs]))
 
 
-def in_process(sizes, kinds, n_probes, repeats) -> list[dict]:
+def in_process(sizes, dims, kinds, n_probes, repeats) -> list[dict]:
     """Exact search against the index in one process: best of ``repeats``, alternating."""
     from skvf.candidates import nearest_neighbors
 
-    print("| images | features | exact (s) | search | search (s) | exact / search | recall "
-          "| same sets |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("| images | dims | features | exact (s) | search | search (s) | exact / search "
+          "| recall | same sets |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     rows, cache = [], {}
     for n_samples in sizes:
-        for kind in kinds:
-            features = make_features(kind, n_samples, cache)
-            if features is None:
-                continue
-            best, found = {}, {}
-            for _ in range(repeats):
-                for n_probe in [None, *n_probes]:
-                    algorithm = "exact" if n_probe is None else "ivf"
-                    start = time.perf_counter()
-                    found[n_probe] = nearest_neighbors(
-                        features, N_NEIGHBORS, algorithm=algorithm, n_probe=n_probe or 1,
-                        random_state=0,
-                    )  # fmt: skip
-                    seconds = time.perf_counter() - start
-                    best[n_probe] = min(best.get(n_probe, np.inf), seconds)
-            for n_probe in n_probes:
-                recall, same = recall_and_same_sets(found[None], found[n_probe])
-                rows.append({"size": n_samples, "features": kind, "n_probe": n_probe,
-                             "exact_seconds": best[None], "seconds": best[n_probe],
-                             "recall": recall, "same_sets": same})  # fmt: skip
-                print(
-                    f"| {n_samples} | {kind} | {best[None]:.3f} | ivf n_probe={n_probe} "
-                    f"| {best[n_probe]:.3f} | {best[None] / best[n_probe]:.1f} | {recall:.3f} "
-                    f"| {same:.3f} |",
-                    flush=True,
-                )
+        for n_features in dims:
+            for kind in kinds:
+                features = make_features(kind, n_samples, n_features, cache)
+                if features is None:
+                    continue
+                best, found = {}, {}
+                for _ in range(repeats):
+                    for n_probe in [None, *n_probes]:
+                        algorithm = "exact" if n_probe is None else "ivf"
+                        start = time.perf_counter()
+                        found[n_probe] = nearest_neighbors(
+                            features, N_NEIGHBORS, algorithm=algorithm, n_probe=n_probe or 1,
+                            random_state=0,
+                        )  # fmt: skip
+                        seconds = time.perf_counter() - start
+                        best[n_probe] = min(best.get(n_probe, np.inf), seconds)
+                for n_probe in n_probes:
+                    recall, same = recall_and_same_sets(found[None], found[n_probe])
+                    rows.append({"size": n_samples, "dims": n_features, "features": kind,
+                                 "n_probe": n_probe, "exact_seconds": best[None],
+                                 "seconds": best[n_probe], "recall": recall,
+                                 "same_sets": same})  # fmt: skip
+                    print(
+                        f"| {n_samples} | {n_features} | {kind} | {best[None]:.3f} "
+                        f"| ivf n_probe={n_probe} | {best[n_probe]:.3f} "
+                        f"| {best[None] / best[n_probe]:.1f} | {recall:.3f} | {same:.3f} |",
+                        flush=True,
+                    )
     return rows
 
 
@@ -225,16 +242,31 @@ def load_line() -> str:
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
 
 
+def runs_for(searches, n_probes, numba_cache: str) -> list[tuple[str, str, int, dict | None]]:
+    """(label, search, n_probe, environment) of each child, in the order they run."""
+    runs = []
+    for search in searches:
+        if search == "ivf":
+            runs += [(f"ivf n_probe={p}", "ivf", p, None) for p in n_probes]
+        elif search == "pynndescent":
+            for label in ("pynndescent, empty numba cache", "pynndescent, warm numba cache"):
+                runs.append((label, search, 0, {**os.environ, "NUMBA_CACHE_DIR": numba_cache}))
+        else:
+            runs.append((search, search, 0, None))
+    return runs
+
+
 def main(argv=None) -> list[dict]:
-    """Run the benchmark; print one row per size, features and search; return the rows."""
+    """Run the benchmark; print one row per size, dimensions, features and search;
+    return the rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="2000,10000,30000,100000", help="images per fit")
-    parser.add_argument("--features", default="blobs,fashion-conv", help=", ".join(FEATURES))
-    parser.add_argument("--searches", default="exact,ivf", help="exact, ivf, full matrix")
-    parser.add_argument("--n-probe", default="4", help="ivf's n_probe values, comma-separated")
-    parser.add_argument("--exact-max", type=int, default=30_000, help="largest exact search")
-    parser.add_argument("--max-matrix-gb", type=float, default=4.0)
-    parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per fit")
+    parser.add_argument("--sizes", default="100000", help="images per fit, comma-separated")
+    parser.add_argument("--dims", default="64,512", help="feature dimensions, comma-separated")
+    parser.add_argument("--features", default="blobs", help=", ".join(FEATURES))
+    parser.add_argument("--searches", default="exact,ivf,pynndescent", help=", ".join(SEARCHES))
+    parser.add_argument("--n-probe", default="8", help="ivf's n_probe values, comma-separated")
+    parser.add_argument("--exact-max", type=int, default=100_000, help="largest exact search")
+    parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per child")
     parser.add_argument("--in-process", action="store_true", help="time in this process")
     parser.add_argument("--repeats", type=int, default=3, help="with --in-process")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -246,69 +278,70 @@ def main(argv=None) -> list[dict]:
         return []
 
     sizes = [int(v) for v in arguments.sizes.split(",") if v]
+    dims = [int(v) for v in arguments.dims.split(",") if v]
     kinds = [v for v in arguments.features.split(",") if v]
-    unknown = set(kinds) - set(FEATURES)
-    if unknown:
-        parser.error(f"unknown features {sorted(unknown)}; choose from {', '.join(FEATURES)}")
+    searches = [v for v in arguments.searches.split(",") if v]
+    n_probes = [int(p) for p in arguments.n_probe.split(",") if p]
+    for given, known, what in ((kinds, FEATURES, "features"), (searches, SEARCHES, "searches")):
+        unknown = set(given) - set(known)
+        if unknown:
+            parser.error(f"unknown {what} {sorted(unknown)}; choose from {', '.join(known)}")
     if arguments.in_process:
-        n_probes = [int(p) for p in arguments.n_probe.split(",")]
-        return in_process(sizes, kinds, n_probes, arguments.repeats)
-    runs = []  # (label, search, n_probe)
-    for search in (s for s in arguments.searches.split(",") if s):
-        if search == "ivf":
-            runs += [(f"ivf n_probe={p}", "ivf", int(p)) for p in arguments.n_probe.split(",")]
-        else:
-            runs.append((search, search, 4))  # n_probe unused
+        return in_process(sizes, dims, kinds, n_probes, arguments.repeats)
     rows, cache = [], {}
     print(f"Started at {load_line()}.")
     print(
-        "| images | features | search | imports (s) | fit (s) | total (s) | CPU (s) "
-        "| RSS before fit (MB) | peak RSS (MB) | time / exact | recall | same sets |"
+        "| images | dims | features | search | imports (s) | first fit (s) | fit (s) "
+        "| total (s) | CPU (s) | RSS before fit (MB) | peak RSS (MB) | RSS delta (MB) "
+        "| time / exact | recall | same sets |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
         for n_samples in sizes:
-            for kind in kinds:
-                features = make_features(kind, n_samples, cache)
-                if features is None:
-                    continue
-                features_path = str(Path(folder) / "features.npy")
-                np.save(features_path, features)
-                sample = np.random.default_rng(1).choice(n_samples, N_RECALL_ROWS, replace=False)
-                truth = exact_sample(features, sample)
-                exact_seconds = None
-                for label, search, n_probe in runs:
-                    if search == "exact" and n_samples > arguments.exact_max:
+            for n_features in dims:
+                for kind in kinds:
+                    features = make_features(kind, n_samples, n_features, cache)
+                    if features is None:
                         continue
-                    if (
-                        search == "full matrix"
-                        and 16 * n_samples**2 > arguments.max_matrix_gb * 2**30
-                    ):
-                        continue  # the similarity matrix and its negation
-                    out = str(Path(folder) / "neighbors.npy")
-                    row = {"size": n_samples, "features": kind, "search": label}
-                    found = measure(search, n_probe, features_path, out, arguments.timeout)
-                    rows.append(row)
-                    if found is None:
-                        print(f"| {n_samples} | {kind} | {label} | | > {arguments.timeout:.0f} "
-                              "| | | | | | | |")  # fmt: skip
-                        continue
-                    row.update(found)
-                    row["recall"], row["same_sets"] = recall_and_same_sets(
-                        truth, np.load(out)[sample]
+                    features_path = str(Path(folder) / "features.npy")
+                    np.save(features_path, features)
+                    sample = np.random.default_rng(1).choice(
+                        n_samples, N_RECALL_ROWS, replace=False
                     )
-                    if search == "exact":
-                        exact_seconds = row["seconds"]
-                    ratio = row["seconds"] / exact_seconds if exact_seconds else float("nan")
-                    row["time_ratio"] = ratio
-                    print(
-                        f"| {n_samples} | {kind} | {label} | {row['imports']:.1f} "
-                        f"| {row['seconds']:.2f} | {row['imports'] + row['seconds']:.1f} "
-                        f"| {row['cpu_seconds']:.1f} "
-                        f"| {row['before_mb']:.0f} | {row['peak_mb']:.0f} | {ratio:.3f} "
-                        f"| {row['recall']:.3f} | {row['same_sets']:.3f} |",
-                        flush=True,
-                    )
+                    truth = exact_sample(features, sample)
+                    numba_cache = tempfile.mkdtemp(dir=folder)  # empty for the first child
+                    exact_seconds = None
+                    for label, search, n_probe, env in runs_for(searches, n_probes, numba_cache):
+                        if search == "exact" and n_samples > arguments.exact_max:
+                            continue
+                        out = str(Path(folder) / "neighbors.npy")
+                        row = {"size": n_samples, "dims": n_features, "features": kind,
+                               "search": label}  # fmt: skip
+                        found = measure(search, n_probe, features_path, out, arguments.timeout, env)
+                        rows.append(row)
+                        if found is None:
+                            print(f"| {n_samples} | {n_features} | {kind} | {label} | | | "
+                                  f"> {arguments.timeout:.0f} | | | | | | | | |")  # fmt: skip
+                            continue
+                        row.update(found)
+                        row["total"] = row["imports"] + row["first_fit"] + row["seconds"]
+                        row["delta_mb"] = row["peak_mb"] - row["before_mb"]
+                        row["recall"], row["same_sets"] = recall_and_same_sets(
+                            truth, np.load(out)[sample]
+                        )
+                        if search == "exact":
+                            exact_seconds = row["seconds"]
+                        ratio = row["seconds"] / exact_seconds if exact_seconds else float("nan")
+                        row["time_ratio"] = ratio
+                        print(
+                            f"| {n_samples} | {n_features} | {kind} | {label} "
+                            f"| {row['imports']:.1f} | {row['first_fit']:.2f} "
+                            f"| {row['seconds']:.2f} | {row['total']:.1f} "
+                            f"| {row['cpu_seconds']:.1f} | {row['before_mb']:.0f} "
+                            f"| {row['peak_mb']:.0f} | {row['delta_mb']:.0f} | {ratio:.3f} "
+                            f"| {row['recall']:.3f} | {row['same_sets']:.3f} |",
+                            flush=True,
+                        )
     print(f"Ended at {load_line()}.")
     return rows
 

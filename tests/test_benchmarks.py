@@ -110,33 +110,56 @@ def test_noise_split_benchmark_scores_both_splits(capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_candidate_scale_benchmark_compares_the_index_with_exact_search(capsys):
+    pytest.importorskip("faiss")
     benchmark = _load("candidate_scale")
-    rows = benchmark.main(["--sizes", "1500", "--features", "blobs", "--n-probe", "1,4"])
+    rows = benchmark.main(
+        ["--sizes", "1500", "--dims", "32", "--searches", "exact,ivf", "--n-probe", "1,8"]
+    )
     out = capsys.readouterr().out
-    assert [r["search"] for r in rows] == ["exact", "ivf n_probe=1", "ivf n_probe=4"]
-    exact, one, four = rows
+    assert [r["search"] for r in rows] == ["exact", "ivf n_probe=1", "ivf n_probe=8"]
+    exact, one, eight = rows
     assert exact["recall"] == 1.0 and exact["same_sets"] == 1.0 and exact["time_ratio"] == 1.0
-    assert four["recall"] > one["recall"]  # probing more lists finds more neighbours
-    assert four["recall"] > 0.99  # separated clusters
+    assert eight["recall"] > one["recall"]  # probing more lists finds more neighbours
+    assert eight["recall"] > 0.99  # separated clusters
     for row in rows:
-        assert 0 < row["before_mb"] <= row["peak_mb"]
+        assert row["dims"] == 32 and 0 < row["before_mb"] <= row["peak_mb"]
+        assert row["delta_mb"] == pytest.approx(row["peak_mb"] - row["before_mb"])
         assert row["seconds"] > 0 and row["imports"] > 0 and row["cpu_seconds"] > 0
+        assert row["total"] == pytest.approx(row["imports"] + row["first_fit"] + row["seconds"])
         assert row["time_ratio"] == pytest.approx(row["seconds"] / exact["seconds"])
-    assert out.splitlines()[3].startswith("| 1500 | blobs | exact | ")
+    assert out.splitlines()[3].startswith("| 1500 | 32 | blobs | exact | ")
+    del sys.modules["candidate_scale"]
+
+
+def test_candidate_scale_runs_pynndescent_first_with_an_empty_numba_cache():
+    benchmark = _load("candidate_scale")
+    runs = benchmark.runs_for(["exact", "ivf", "pynndescent"], [4, 8], "/tmp/numba-cache")
+    assert [label for label, *_ in runs] == [
+        "exact",
+        "ivf n_probe=4",
+        "ivf n_probe=8",
+        "pynndescent, empty numba cache",
+        "pynndescent, warm numba cache",
+    ]
+    assert [n_probe for _, _, n_probe, _ in runs[1:3]] == [4, 8]
+    assert all(env is None for *_, env in runs[:3])
+    assert all(env["NUMBA_CACHE_DIR"] == "/tmp/numba-cache" for *_, env in runs[3:])
     del sys.modules["candidate_scale"]
 
 
 def test_candidate_scale_in_process_rows(capsys):
+    pytest.importorskip("faiss")
     benchmark = _load("candidate_scale")
     rows = benchmark.main(
-        ["--in-process", "--sizes", "800", "--features", "blobs,gaussian", "--repeats", "1"]
-    )
-    assert [(r["features"], r["n_probe"]) for r in rows] == [("blobs", 4), ("gaussian", 4)]
+        ["--in-process", "--sizes", "800", "--dims", "64", "--features", "blobs,gaussian",
+         "--repeats", "1"]
+    )  # fmt: skip
+    assert [(r["features"], r["n_probe"]) for r in rows] == [("blobs", 8), ("gaussian", 8)]
     blobs, gaussian = rows
     assert blobs["exact_seconds"] > 0 and blobs["seconds"] > 0
     assert blobs["recall"] > 0.95
     assert gaussian["recall"] < blobs["recall"] - 0.2  # no structure: the worst case
-    assert capsys.readouterr().out.splitlines()[2].startswith("| 800 | blobs | ")
+    assert capsys.readouterr().out.splitlines()[2].startswith("| 800 | 64 | blobs | ")
     del sys.modules["candidate_scale"]
 
 

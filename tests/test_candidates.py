@@ -229,12 +229,17 @@ def test_ivf_probing_every_list_is_the_exact_search(faiss, metric, dtype):
     np.testing.assert_array_equal(found, exact)
 
 
-def test_ivf_is_deterministic_given_its_seed(faiss):
+def test_ivf_is_deterministic_given_its_seed_and_the_same_on_one_thread(faiss):
+    from threadpoolctl import threadpool_limits
+
     features = _clustered(3000, 32, 30, 1.0).astype(np.float32)
     first = nearest_neighbors(features, 5, algorithm="ivf", n_probe=1, random_state=3)
     np.testing.assert_array_equal(
         nearest_neighbors(features, 5, algorithm="ivf", n_probe=1, random_state=3), first
     )
+    with threadpool_limits(1):  # faiss's OpenMP threads and its BLAS
+        serial = nearest_neighbors(features, 5, algorithm="ivf", n_probe=1, random_state=3)
+    np.testing.assert_array_equal(serial, first)
     other_seed = nearest_neighbors(features, 5, algorithm="ivf", n_probe=1, random_state=4)
     assert not np.array_equal(other_seed, first)  # the seed picks the lists
 
