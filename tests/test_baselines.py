@@ -136,6 +136,8 @@ def test_method_configs_change_only_their_stage():
         "NeaR w/o label filter",
         "NeaR w/o name merging",
         "NeaR w/o prior correction",
+        "NeaR w/o image prototypes",
+        "NeaR w/o prototype refinement",
     ]
     assert configs["NeaR"] == {}
     assert configs["CoOp on raw names"] == {
@@ -143,7 +145,10 @@ def test_method_configs_change_only_their_stage():
         "label_filter": "passthrough",
         "prior_correction": 0.0,
         "ctx_init": None,  # CoOp's random context, not NeaR's "auto"
+        "prototype_weight": 0.0,  # text prompts only
     }
+    assert configs["NeaR w/o image prototypes"] == {"prototype_weight": 0.0}
+    assert configs["NeaR w/o prototype refinement"] == {"prototype_iterations": 0}
     assert configs["NeaR w/o prior correction"] == {"prior_correction": 0.0}
     assert configs["NeaR w/o candidates"] == {"candidate_builder": "passthrough"}
     assert configs["NeaR w/o label filter"] == {"label_filter": "passthrough"}
