@@ -30,15 +30,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from skvf.bench.datasets import (
+from skvf.metrics import cluster_accuracy
+from skvf.serialization import dump, load
+from skvf_bench.datasets import (
     few_shot_split,
     load_digits_images,
     load_flat_folder,
     load_image_folder,
 )
-from skvf.bench.demo import offline_demo_classifier
-from skvf.metrics import cluster_accuracy
-from skvf.serialization import dump, load
+from skvf_bench.demo import offline_demo_classifier
 
 
 def write_photo_folders(root: Path, shots: int, seed: int = 0) -> None:

@@ -105,7 +105,7 @@ def trusted_types() -> list[str]:
     Covers every class registered with :func:`register_trusted_type`:
     :class:`~skvf.NeaRClassifier` and its components (``NeighborCandidateBuilder``,
     ``GMMNoiseSplitter``, ``FixedNoiseSplitter``, ``LabelFilter``, ``MLLMLabeler``), the
-    evaluation harness's simulated labelers and offline encoders once :mod:`skvf.bench`
+    evaluation harness's simulated labelers and offline encoders once :mod:`skvf_bench`
     has been imported, and :mod:`pathlib` paths, which parameters such as ``pretrained``,
     ``memory`` and ``MLLMLabeler(cache=...)`` accept. scikit-learn estimators (a
     ``Pipeline``, ``PCA``) and numpy arrays are trusted by skops already. Anything else

@@ -21,16 +21,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skvf.bench.datasets import load_image_folder
-from skvf.bench.demo import run_digits_demo
-from skvf.bench.encoders import HOGFeatures, ImagePixels
-from skvf.bench.simulation import NoisyOracleLabeler
 from skvf.candidates import NeighborCandidateBuilder
 from skvf.classifier import NeaRClassifier
 from skvf.cli import build_parser, main
 from skvf.labeling import MLLMLabeler
 from skvf.metrics import cluster_accuracy, semantic_accuracy
 from skvf.serialization import dump, load
+from skvf_bench.datasets import load_image_folder
+from skvf_bench.demo import run_digits_demo
+from skvf_bench.encoders import HOGFeatures, ImagePixels
+from skvf_bench.simulation import NoisyOracleLabeler
 
 COLOURS = ("red", "green", "blue", "yellow")
 KEY_ENV = "SKVF_CLI_TEST_KEY"

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import skvf.bench.demo
 import skvf.serialization
-from skvf.bench.datasets import IMAGE_EXTENSIONS
+import skvf_bench.demo
 from skvf.classifier import NeaRClassifier
 from skvf.cli import EXIT_OK, EXIT_USAGE, _commands, main
+from skvf_bench.datasets import IMAGE_EXTENSIONS
 
 SIMULATED = ["--labeler", "simulated", "--simulated-noise", "0"]
 OFFLINE = [*SIMULATED, "--image-encoder", "pixels"]  # fit's
@@ -64,7 +64,7 @@ def no_work(monkeypatch):
     monkeypatch.setattr(_commands, "_labeler", forbidden)
     monkeypatch.setattr(skvf.serialization, "load", forbidden)
     monkeypatch.setattr(NeaRClassifier, "fit", forbidden)
-    monkeypatch.setattr(skvf.bench.demo, "run_digits_demo", forbidden)
+    monkeypatch.setattr(skvf_bench.demo, "run_digits_demo", forbidden)
 
 
 def refused(argv: list[str], capsys) -> str:

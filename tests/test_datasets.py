@@ -7,7 +7,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from skvf._images import load_image
-from skvf.bench.datasets import (
+from skvf_bench.datasets import (
     DIGIT_NAMES,
     FASHION_MNIST_HOME,
     FASHION_MNIST_NAMES,

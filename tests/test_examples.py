@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from skvf.bench.baselines import method_configs
-from skvf.bench.datasets import few_shot_split, load_digits_images, load_image_folder
-from skvf.bench.demo import offline_demo_classifier
-from skvf.bench.simulation import NoisyOracleLabeler, digits_confusions, make_oracle
 from skvf.metrics import cluster_accuracy
 from skvf.serialization import load
+from skvf_bench.baselines import method_configs
+from skvf_bench.datasets import few_shot_split, load_digits_images, load_image_folder
+from skvf_bench.demo import offline_demo_classifier
+from skvf_bench.simulation import NoisyOracleLabeler, digits_confusions, make_oracle
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 

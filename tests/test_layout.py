@@ -1,7 +1,7 @@
 """The package's layout is its architecture: the rules it keeps, checked on the code.
 
 - The product (what ``fit`` and ``predict`` run) never imports the evaluation harness
-  (``skvf.bench``) or the app (``skvf.cli``, ``skvf.plotting``), not even lazily inside a
+  (``skvf_bench``) or the app (``skvf.cli``, ``skvf.plotting``), not even lazily inside a
   function.
 - Private scikit-learn API is imported in one module, ``skvf._sklearn_compat``.
 """
@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "skvf"
-HARNESS_AND_APP = ("skvf.bench", "skvf.cli", "skvf.plotting")
+HARNESS_AND_APP = ("skvf_bench", "skvf.cli", "skvf.plotting")
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -39,7 +39,7 @@ def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
             else:
                 target = node.module
             found.add(target)
-            # "from skvf import bench" imports the module skvf.bench
+            # "from skvf import cli" imports the module skvf.cli
             found.update(f"{target}.{alias.name}" for alias in node.names)
     return found
 
@@ -73,9 +73,9 @@ def test_the_walk_sees_lazy_and_relative_imports(tmp_path):
     # The checker itself: an import inside a function, relative, must be seen.
     (tmp_path / "skvf").mkdir()
     sample = tmp_path / "skvf" / "sample.py"
-    sample.write_text("def f():\n    from .bench import demo\n    from . import cli\n")
+    sample.write_text("def f():\n    from skvf_bench import demo\n    from . import cli\n")
     found = imported_modules(sample, root=tmp_path)
-    assert {"skvf.bench", "skvf.bench.demo", "skvf.cli"} <= found
+    assert {"skvf_bench", "skvf_bench.demo", "skvf.cli"} <= found
 
 
 def private_sklearn_imports(path: Path) -> list[str]:
@@ -98,7 +98,7 @@ def private_sklearn_imports(path: Path) -> list[str]:
 
 def test_private_sklearn_api_is_imported_in_one_module():
     importers = {}
-    for folder in ("skvf", "tests", "benchmarks", "examples"):
+    for folder in ("skvf", "skvf_bench", "tests", "benchmarks", "examples"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             found = private_sklearn_imports(path)
             if found:

@@ -24,13 +24,13 @@ from skops.io.exceptions import UntrustedTypesFoundException
 import skvf
 from skvf import NeaRClassifier, _backbone
 from skvf._backbone import build_backbone
-from skvf.bench.datasets import load_digits_images
-from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_PARAMS
-from skvf.bench.demo import TINY_BACKBONE_KWARGS as TINY
-from skvf.bench.encoders import ImagePixels
-from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 from skvf.exceptions import BackboneError
 from skvf.serialization import dump, load, register_trusted_type, trusted_types
+from skvf_bench.datasets import load_digits_images
+from skvf_bench.demo import TINY_BACKBONE, TINY_BACKBONE_PARAMS
+from skvf_bench.demo import TINY_BACKBONE_KWARGS as TINY
+from skvf_bench.encoders import ImagePixels
+from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
 
 #: Where a fitted model's types may come from: no torch, nothing else.
 ALLOWED_MODULE_PREFIXES = ("builtins", "numpy", "sklearn.", "skvf.", "pathlib")
@@ -104,13 +104,13 @@ PRODUCT_TYPES = {
     "pathlib.WindowsPath",
 }
 HARNESS_TYPES = {
-    "skvf.bench.simulation.NoisyOracleLabeler",
-    "skvf.bench.encoders.ImagePixels",
-    "skvf.bench.encoders.RandomConvFeatures",
-    "skvf.bench.encoders.HOGFeatures",
-    "skvf.bench.baselines.LabelerDirect",
-    "skvf.bench.baselines.ZeroShotCLIP",
-    "skvf.bench.simulated_mllm.SimulatedMLLM",
+    "skvf_bench.simulation.NoisyOracleLabeler",
+    "skvf_bench.encoders.ImagePixels",
+    "skvf_bench.encoders.RandomConvFeatures",
+    "skvf_bench.encoders.HOGFeatures",
+    "skvf_bench.baselines.LabelerDirect",
+    "skvf_bench.baselines.ZeroShotCLIP",
+    "skvf_bench.simulated_mllm.SimulatedMLLM",
 }
 
 
@@ -119,7 +119,7 @@ def test_trusted_types_names_the_built_in_components():
     # imported, and importing the harness adds its own (each module registers itself).
     script = (
         "import json, skvf.serialization as s; before = s.trusted_types(); "
-        "import skvf.bench; print(json.dumps([before, s.trusted_types()]))"
+        "import skvf_bench; print(json.dumps([before, s.trusted_types()]))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True

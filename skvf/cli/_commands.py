@@ -50,7 +50,7 @@ def _image_paths(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
     Image files named on the command line and those under named folders, sorted; and one
     line per input that is missing or is a folder without images.
     """
-    from ..bench.datasets import load_flat_folder
+    from skvf_bench.datasets import load_flat_folder
 
     paths: list[str] = []
     problems: list[str] = []
@@ -229,7 +229,7 @@ def _labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str):
         return MLLMLabeler(
             max_cost=args.max_cost, on_error=on_error, verbose=args.verbose, **params
         )
-    from ..bench.simulation import folder_labeler
+    from skvf_bench.simulation import folder_labeler
 
     try:
         seed = getattr(args, "seed", 0)
@@ -274,7 +274,8 @@ def run_fit(args: argparse.Namespace) -> None:
     Fit a NeaRClassifier on the images (sub-folders included; folder names are ignored
     except by --labeler simulated) and save it with skops.
     """
-    from ..bench.demo import TINY_BACKBONE_PARAMS, offline_image_encoder
+    from skvf_bench.demo import TINY_BACKBONE_PARAMS, offline_image_encoder
+
     from ..classifier import NeaRClassifier
     from ..serialization import dump
 
@@ -319,7 +320,8 @@ def _load_and_predict(args: argparse.Namespace, paths: Sequence[str]):
     """The model of ``args.model`` and its probabilities of ``paths`` (NaN: unreadable)."""
     import numpy as np
 
-    from .. import bench  # noqa: F401  (registers the harness's types: models fitted with --labeler simulated)
+    import skvf_bench  # noqa: F401  (registers the harness's types: models fitted with --labeler simulated)
+
     from ..serialization import load, trusted_types
 
     model = load(Path(args.model).expanduser(), trusted=trusted_types() + list(args.trust))
@@ -394,7 +396,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     """
     import numpy as np
 
-    from ..bench.datasets import load_image_folder
+    from skvf_bench.datasets import load_image_folder
+
     from ..metrics import DEFAULT_SENTENCE_MODEL, name_scores
 
     try:
@@ -429,7 +432,7 @@ def run_demo(args: argparse.Namespace) -> None:
     with noise-rate wrong names (pixels -> PCA features, a tiny random-init CLIP text
     tower). Prints cluster accuracies.
     """
-    from ..bench.demo import run_digits_demo
+    from skvf_bench.demo import run_digits_demo
 
     _check(args, [])
     results = run_digits_demo(

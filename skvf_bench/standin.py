@@ -4,8 +4,8 @@ No pretrained CLIP weights can be downloaded on the machines skvf is measured on
 random-init CLIP is not what users run: its towers are not aligned, zero-shot is at
 chance and a prompt's initial words mean nothing. This module pretrains a small
 open_clip ``CLIP`` (both towers, open_clip's own tokenizer) on the ``"pretraining"``
-pool of the fine-grained garment benchmark (:mod:`skvf.bench.finegrained`), with
-web-like captions (:mod:`skvf.bench.captions`), so that on the ``"benchmark"`` pool it
+pool of the fine-grained garment benchmark (:mod:`skvf_bench.finegrained`), with
+web-like captions (:mod:`skvf_bench.captions`), so that on the ``"benchmark"`` pool it
 behaves as a pretrained CLIP: its towers are aligned, zero-shot with the true names
 works (.70 on 160 classes; real CLIP ViT-B/16 is about .55-.65 on the paper's sets),
 neighbours in its image space share a class 66% of the time, and its image tower tells
@@ -85,7 +85,7 @@ class StandInRecipe:
         Peak AdamW learning rate (linear warm-up over 5% of the steps, then cosine).
     weight_decay : float
     caption_kwargs : dict
-        Parameters of :func:`skvf.bench.captions.garment_captions`.
+        Parameters of :func:`skvf_bench.captions.garment_captions`.
     garments : tuple of str or None
         Garment types of the pool (``None``: all ten).
     random_state : int
@@ -234,7 +234,7 @@ def pretraining_pool(recipe="garments"):
     Returns
     -------
     FineGarments
-        The pool of :func:`~skvf.bench.finegrained.load_fine_garments` at the recipe's
+        The pool of :func:`~skvf_bench.finegrained.load_fine_garments` at the recipe's
         size, garment types, render size and seed.
 
     Examples

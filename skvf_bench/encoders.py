@@ -27,10 +27,10 @@ from sklearn.base import (
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._images import as_image_list, describe_item, load_image
-from .._sklearn_compat import Interval, fit_context
-from ..exceptions import ImageInputError
-from ..serialization import register_trusted_type
+from skvf._images import as_image_list, describe_item, load_image
+from skvf._sklearn_compat import Interval, fit_context
+from skvf.exceptions import ImageInputError
+from skvf.serialization import register_trusted_type
 
 __all__ = ["ImagePixels", "RandomConvFeatures", "HOGFeatures"]
 

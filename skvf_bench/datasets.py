@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from sklearn.utils import check_random_state
 
-from ..names import normalize_name
+from skvf.names import normalize_name
 
 __all__ = [
     "DIGIT_NAMES",
