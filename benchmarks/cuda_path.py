@@ -55,9 +55,10 @@ def check_load(model_path: str, expected_path: str) -> dict:
     import torch
 
     from skvf.serialization import load
+    from skvf_bench import trusted_types
     from skvf_bench.standin import standin_params
 
-    model = load(model_path)
+    model = load(model_path, trusted=trusted_types())  # its labeler is a simulated one
     if not Path(model.pretrained).is_file():  # fitted on another machine: same weights here
         model.set_params(pretrained=standin_params()["pretrained"])
     expected = np.load(expected_path, allow_pickle=False)

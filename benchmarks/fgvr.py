@@ -176,7 +176,8 @@ def load_data(dataset: str, max_per_class: int | None):
     The name model holds the ``confusions``, ``synonyms`` and ``generic_name`` of
     :class:`~skvf_bench.simulation.NoisyOracleLabeler` for the data set.
     """
-    from skvf_bench.datasets import load_digits_images, load_fashion_mnist, load_image_folder
+    from skvf.folders import load_image_folder
+    from skvf_bench.datasets import load_digits_images, load_fashion_mnist
     from skvf_bench.simulation import (
         digits_confusions,
         digits_synonyms,

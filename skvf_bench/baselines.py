@@ -28,7 +28,6 @@ from skvf._sklearn_compat import HasMethods, Interval, fit_context
 from skvf.metrics import NameClassifierMixin
 from skvf.names import normalize_name
 from skvf.noise import FixedNoiseSplitter
-from skvf.serialization import register_trusted_type
 
 __all__ = ["LabelerDirect", "ZeroShotCLIP", "method_configs"]
 
@@ -50,7 +49,6 @@ def _n_items(X) -> int:
     return len(X) if is_feature_matrix(X) else len(as_image_list(X))
 
 
-@register_trusted_type
 class LabelerDirect(NameClassifierMixin, BaseEstimator):
     """The labeler names every image itself, at prediction time.
 
@@ -136,7 +134,6 @@ class LabelerDirect(NameClassifierMixin, BaseEstimator):
         return names
 
 
-@register_trusted_type
 class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     """Frozen CLIP over the labeler's vocabulary, with no tuning.
 

@@ -52,7 +52,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from skvf._sklearn_compat import Interval, StrOptions, fit_context
 from skvf.names import normalize_name
-from skvf.serialization import register_trusted_type
 
 from .finegrained import FineGarments
 from .garment_names import taxonomy_variants
@@ -91,7 +90,6 @@ _OTHER_RATES = ("variant_rate", "choice_accuracy")
 _FIRST_PARTIAL_LEVEL = 2
 
 
-@register_trusted_type
 class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     """A simulated vision LLM: fine names, generic names and near misses, per profile.
 

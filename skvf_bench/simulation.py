@@ -45,7 +45,6 @@ from skvf._images import (
 from skvf._sklearn_compat import Interval, StrOptions, fit_context
 from skvf._warnings import warn
 from skvf.exceptions import ImageInputError
-from skvf.serialization import register_trusted_type
 
 from .datasets import DIGIT_NAMES
 
@@ -293,7 +292,6 @@ class OracleLabelerMixin:
         return name
 
 
-@register_trusted_type
 class NoisyOracleLabeler(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     """A simulated labeler: the true name of each image, corrupted at chosen rates.
 
@@ -493,7 +491,7 @@ def folder_labeler(paths: Sequence[str], random_state: int = 0, **params) -> Noi
 
     For offline trials on ``ROOT/<class>/<image>`` folders (``skvf fit --labeler
     simulated``): the true name of an image is its folder's name
-    (:func:`skvf_bench.datasets.folder_class_name`), and the labeler answers it with the
+    (:func:`skvf.folders.folder_class_name`), and the labeler answers it with the
     noise of a :class:`NoisyOracleLabeler`.
 
     Parameters
@@ -516,7 +514,7 @@ def folder_labeler(paths: Sequence[str], random_state: int = 0, **params) -> Noi
     """
     from pathlib import Path
 
-    from .datasets import folder_class_name
+    from skvf.folders import folder_class_name
 
     names = [folder_class_name(Path(path).parent.name) for path in paths]
     if len(set(names)) < 2:

@@ -134,6 +134,9 @@ _OPTIONS: dict[str, dict] = {
     "model": dict(flags=["model"], metavar="MODEL.skops", help="a model saved by 'skvf fit'"),
     "trust": dict(action="append", default=[], metavar="TYPE", help="also trust this type when "
                   "loading (repeatable); review skops.io.get_untrusted_types(file=...) first"),
+    "trust_harness": dict(action="store_true", help="also trust the evaluation harness's "
+                          "estimators: models fitted with --labeler simulated or "
+                          "--image-encoder pixels|hog"),
     "backbone": dict(owner="NeaRClassifier", default=None, metavar="NAME",
                      help="open_clip model name (default: {default})"),
     "pretrained": dict(owner="NeaRClassifier", default=None, metavar="WEIGHTS",
