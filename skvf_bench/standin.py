@@ -17,7 +17,8 @@ tuning's lead over zero-shot is small (docs/results.md, "the stand-in CLIP").
 - :data:`RECIPES` holds the training recipes: ``"garments"`` (the benchmark's stand-in,
   an open_clip ResNet CLIP of 2.3M parameters besides its token embedding, pretrained
   for 2,000 steps of 128 pairs, 15-30 minutes on one CPU core; its weights are
-  committed, 18 MB) and ``"tiny"`` (for tests, seconds).
+  committed to the repository, 18 MB, and left out of the wheel) and ``"tiny"`` (for
+  tests, seconds).
 - :func:`pretrain_standin` trains one, deterministically, and saves its weights.
 - :func:`standin_params` returns the :class:`~skvf.NeaRClassifier` parameters that load
   it through the real path (``backbone``, ``pretrained=<file>``, ``backbone_kwargs``),
@@ -468,17 +469,19 @@ def standin_params(recipe="garments", cache_dir=None, verbose: int = 0) -> dict:
     The weights load through the real path: ``backbone`` names the open_clip config,
     ``backbone_kwargs`` shrinks it, and ``pretrained`` is the weights file, so the
     classifier uses the stand-in's own image tower by default. A recipe with a
-    recorded digest ships its weights beside this module; they are checked against the
-    digest. Otherwise (or when the file is missing) the weights are built on first use
-    with :func:`pretrain_standin` into ``cache_dir``, with their digest beside them; a
-    cached file that no longer matches its digest is built again.
+    recorded digest keeps its weights beside this module in the repository; they are
+    checked against the digest. Otherwise, or when the file is missing (installed from
+    a wheel, which leaves the weights out), the weights are built on first use with
+    :func:`pretrain_standin` into ``cache_dir``, with their digest beside them; a cached
+    file that no longer matches its digest is built again.
 
     Parameters
     ----------
     recipe : str or StandInRecipe, default="garments"
         A key of :data:`RECIPES` or a recipe.
     cache_dir : str, os.PathLike or None, default=None
-        Where weights built on first use go; ``None``: ``<skvf's cache>/standin``.
+        Where weights built on first use go; ``None``: ``standin`` in skvf's user cache
+        folder (``~/.cache/skvf/standin`` on Linux), never beside the installed module.
     verbose : int, default=0
         Passed to :func:`pretrain_standin` when the weights are built.
 

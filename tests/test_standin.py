@@ -172,6 +172,32 @@ def test_committed_weights_with_another_digest_are_refused(tiny_weights, tmp_pat
     assert standin_params("shipped")["pretrained"] == str(committed / "shipped.pt")
 
 
+def test_weights_not_shipped_are_built_in_the_user_cache(tiny_weights, tmp_path, monkeypatch):
+    # Installed from a wheel: no weights beside the module, so even a recipe with a
+    # recorded digest builds them on first use into the user cache folder.
+    _, params = tiny_weights
+    digest = standin._file_sha256(params["pretrained"])
+    monkeypatch.setattr(standin, "WEIGHTS_DIR", tmp_path / "site-packages" / "weights")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    recipe = dataclasses.replace(RECIPES["tiny"], sha256=digest)
+    monkeypatch.setitem(RECIPES, "shipped", recipe)
+    built = []
+
+    def pretrain(path, *args, **kwargs):
+        built.append(path)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(open(params["pretrained"], "rb").read())
+        return digest
+
+    monkeypatch.setattr(standin, "pretrain_standin", pretrain)
+    expected = tmp_path / "cache" / "skvf" / "standin" / f"shipped-{recipe.fingerprint()}.pt"
+    assert standin_params("shipped")["pretrained"] == str(expected)
+    assert built == [expected]
+    assert standin_params("shipped")["pretrained"] == str(expected)  # not built again
+    assert built == [expected]
+    assert not (tmp_path / "site-packages").exists()
+
+
 def test_unknown_recipe_is_named():
     with pytest.raises(ValueError, match=r"recipe must be one of \['garments', 'tiny'\]"):
         standin_params("huge")
