@@ -6,7 +6,7 @@ what a user's first fit pays: its imports and any compilation. Features:
 
 * ``blobs``: Gaussian blobs, one per 100 images: clustered;
 * ``fashion-conv``: Fashion-MNIST photos (Debian's ``dataset-fashion-mnist``, 70,000
-  at most) through skvf.bench's ``RandomConvFeatures`` (32 random filters pooled on a
+  at most) through skvf_bench's ``RandomConvFeatures`` (32 random filters pooled on a
   4 x 4 grid: 512 dimensions only): real images, clustered only as much as they are;
 * ``fashion-pca``: the same photos' pixels, PCA'd to the dimensions asked for;
 * ``gaussian``: isotropic Gaussian noise, the worst case: no structure, every image
@@ -81,13 +81,13 @@ def blobs(n_samples: int, n_features: int, seed: int = 0) -> np.ndarray:
 def fashion_features(kind: str, n_features: int) -> np.ndarray | None:
     """All 70,000 Fashion-MNIST photos as float32 features; ``None`` where ``kind``
     has no features of that many dimensions."""
-    from skvf.bench.datasets import load_fashion_mnist
+    from skvf_bench.datasets import load_fashion_mnist
 
     if kind == "fashion-conv" and n_features != 512:
         return None
     images, _ = load_fashion_mnist("all")
     if kind == "fashion-conv":
-        from skvf.bench.encoders import RandomConvFeatures
+        from skvf_bench.encoders import RandomConvFeatures
 
         encoder = RandomConvFeatures(n_filters=32, grid=4, random_state=0).fit(images[:1])
         return np.concatenate(

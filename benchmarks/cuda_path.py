@@ -41,8 +41,8 @@ POOL = dict(n_per_class=20, random_state=0)  # prepare_benchmark's defaults
 
 def _test_images(test_index: np.ndarray) -> np.ndarray:
     """The benchmark pool's images at ``test_index``, as prepare_benchmark builds them."""
-    from skvf.bench.finegrained import load_fine_garments
-    from skvf.bench.standin import standin_params
+    from skvf_bench.finegrained import load_fine_garments
+    from skvf_bench.standin import standin_params
 
     image_size = int(standin_params()["backbone_kwargs"]["vision_cfg"]["image_size"])
     return load_fine_garments("benchmark", image_size=image_size, **POOL).images[test_index]
@@ -54,10 +54,11 @@ def check_load(model_path: str, expected_path: str) -> dict:
 
     import torch
 
-    from skvf.bench.standin import standin_params
     from skvf.serialization import load
+    from skvf_bench import trusted_types
+    from skvf_bench.standin import standin_params
 
-    model = load(model_path)
+    model = load(model_path, trusted=trusted_types())  # its labeler is a simulated one
     if not Path(model.pretrained).is_file():  # fitted on another machine: same weights here
         model.set_params(pretrained=standin_params()["pretrained"])
     expected = np.load(expected_path, allow_pickle=False)
@@ -109,16 +110,16 @@ def main(argv=None) -> list[dict]:
     import torch
 
     from skvf._device import resolve_device
-    from skvf.bench.reporting import paired_differences
-    from skvf.bench.runner import (
+    from skvf.metrics import cluster_accuracy
+    from skvf.serialization import dump
+    from skvf_bench.reporting import paired_differences
+    from skvf_bench.runner import (
         build_methods,
         draw_split,
         predict_from_features,
         prepare_benchmark,
     )
-    from skvf.bench.simulated_mllm import make_simulated_mllm
-    from skvf.metrics import cluster_accuracy
-    from skvf.serialization import dump
+    from skvf_bench.simulated_mllm import make_simulated_mllm
 
     gpu = resolve_device(arguments.gpu)  # a clear error where torch sees no GPU
     out = Path(arguments.out)

@@ -9,12 +9,12 @@ the name-noise rate and m for a few methods and saves plots of accuracy against 
 
 Methods: ``labeler direct`` (the labeler names every test image: one call per
 prediction), ``zero-shot CLIP`` over the labeler's vocabulary, and the
-:class:`~skvf.NeaRClassifier` configurations of :func:`skvf.bench.baselines.method_configs`
+:class:`~skvf.NeaRClassifier` configurations of :func:`skvf_bench.baselines.method_configs`
 (CoOp on the labeler's raw names, NeaR, NeaR without candidate sets / GMM / label
 filter).
 
 Offline (the defaults): real images (scikit-learn's digits or Debian's Fashion-MNIST),
-a **simulated** labeler (:class:`~skvf.bench.simulation.NoisyOracleLabeler`: the true name,
+a **simulated** labeler (:class:`~skvf_bench.simulation.NoisyOracleLabeler`: the true name,
 replaced by a wrong one for ``--noise`` of the images, mostly a confusable class),
 pixels -> PCA, HOG -> PCA or random-conv image features, and a tiny random-init CLIP
 text tower.
@@ -30,12 +30,12 @@ times exclude image encoding, which costs all methods alike. An LLM labeler name
 image once (answers are cached on disk by :class:`~skvf.MLLMLabeler`); the methods then
 read its answers, and the table reports the calls and cost each method would incur.
 
-**The paper's regime, offline** (``--dataset fine-garments``, :mod:`skvf.bench.runner`):
-the 160-class garment benchmark (:mod:`skvf.bench.finegrained`; a pool of
+**The paper's regime, offline** (``--dataset fine-garments``, :mod:`skvf_bench.runner`):
+the 160-class garment benchmark (:mod:`skvf_bench.finegrained`; a pool of
 ``--pool-per-class`` images per class, ``--test-per-class`` of each class's held-out ones
 scored), named by a simulated MLLM (``--labeler simulated-strong`` or ``simulated-weak``,
-:mod:`skvf.bench.simulated_mllm`), seen through a stand-in CLIP pretrained here
-(``--standin``, :mod:`skvf.bench.standin`) by its **own image tower**: no
+:mod:`skvf_bench.simulated_mllm`), seen through a stand-in CLIP pretrained here
+(``--standin``, :mod:`skvf_bench.standin`) by its **own image tower**: no
 ``image_encoder``. The methods add two references that know the true names: zero-shot
 CLIP and CoOp on the true names (the ceiling NeaR's gap is reported against). sACC is
 FineR's: the mean over images of the raw cosine between sentence embeddings of the
@@ -74,7 +74,7 @@ Re-asking (``NeaRClassifier(reask=...)``) is measured the same way. The notes un
 table then give, per re-asking method, the images re-asked per seed (also counted in
 the labeler calls in fit) and the precision and recall of that selection against the
 first names' errors, which do not depend on the simulated labeler's assumed accuracy of
-choosing (:mod:`skvf.bench.simulated_mllm`); the accuracies do::
+choosing (:mod:`skvf_bench.simulated_mllm`); the accuracies do::
 
     python benchmarks/fgvr.py --dataset fine-garments --labeler simulated-strong --shots 3 \\
         --seeds 10 --threads 1 --methods "zero-shot CLIP,NeaR" \\
@@ -100,14 +100,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from skvf.bench.reporting import (
+from skvf_bench.reporting import (
     markdown_table,
     paired_table,
     plot_curves,
     plot_sweep,
     write_csv,
 )
-from skvf.bench.runner import (
+from skvf_bench.runner import (
     COOP_TRUE,
     LABELER_DIRECT,
     NO_NAME,
@@ -125,7 +125,7 @@ class AnswerLookup(BaseEstimator):
     Parameters
     ----------
     answers : dict
-        ``{skvf.bench.simulation.item_keys key: name, or None for no usable name}``.
+        ``{skvf_bench.simulation.item_keys key: name, or None for no usable name}``.
     """
 
     def __init__(self, answers: dict):
@@ -137,7 +137,7 @@ class AnswerLookup(BaseEstimator):
 
     def label(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Return the stored ``(names, valid)`` of the items of ``X``."""
-        from skvf.bench.simulation import item_keys
+        from skvf_bench.simulation import item_keys
 
         names = np.asarray([self.answers[key] for key in item_keys(X)], dtype=object)
         return names, np.asarray([name is not None for name in names])
@@ -174,10 +174,11 @@ def load_data(dataset: str, max_per_class: int | None):
     """Return (images, true names, the simulated labeler's name model) of ``dataset``.
 
     The name model holds the ``confusions``, ``synonyms`` and ``generic_name`` of
-    :class:`~skvf.bench.simulation.NoisyOracleLabeler` for the data set.
+    :class:`~skvf_bench.simulation.NoisyOracleLabeler` for the data set.
     """
-    from skvf.bench.datasets import load_digits_images, load_fashion_mnist, load_image_folder
-    from skvf.bench.simulation import (
+    from skvf.folders import load_image_folder
+    from skvf_bench.datasets import load_digits_images, load_fashion_mnist
+    from skvf_bench.simulation import (
         digits_confusions,
         digits_synonyms,
         fashion_mnist_confusions,
@@ -200,7 +201,7 @@ def load_data(dataset: str, max_per_class: int | None):
 
 def frozen_features(arguments, images) -> np.ndarray:
     """The part of the image encoder that learns nothing, run once over every image."""
-    from skvf.bench.encoders import HOGFeatures, ImagePixels, RandomConvFeatures
+    from skvf_bench.encoders import HOGFeatures, ImagePixels, RandomConvFeatures
 
     if arguments.encoder == "pca":
         return ImagePixels(size=16).fit_transform(images)
@@ -227,7 +228,7 @@ def frozen_features(arguments, images) -> np.ndarray:
 
 def backbone_kwargs(arguments) -> dict | None:
     """The tiny test config for the offline default backbone, else none."""
-    from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+    from skvf_bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
 
     if arguments.backbone == TINY_BACKBONE and arguments.pretrained is None:
         return TINY_BACKBONE_KWARGS
@@ -251,7 +252,7 @@ def make_labeler(setting: Setting, rows, indices, noise: float, seed: int):
     ``rows`` are the feature rows of the images at ``indices``; labelers key items by
     content, so the methods can pass them the rows.
     """
-    from skvf.bench.simulation import NoisyOracleLabeler, item_keys, make_oracle
+    from skvf_bench.simulation import NoisyOracleLabeler, item_keys, make_oracle
 
     if setting.labeler == "simulated":
         variants = {}
@@ -299,7 +300,7 @@ def build_methods(setting: Setting, labeler, seed: int, names: list[str]) -> dic
     from sklearn.preprocessing import FunctionTransformer
 
     from skvf import GMMNoiseSplitter, NeaRClassifier, NeighborCandidateBuilder
-    from skvf.bench.baselines import LabelerDirect, ZeroShotCLIP, method_configs
+    from skvf_bench.baselines import LabelerDirect, ZeroShotCLIP, method_configs
 
     # Seeded stages: NeaRClassifier draws a seed for each unseeded stage from the stream
     # that also seeds the prompt context, so without them an ablation would change the
@@ -332,8 +333,8 @@ def build_methods(setting: Setting, labeler, seed: int, names: list[str]) -> dic
 
 def run_trial(setting: Setting, arguments, methods: list[str], seed: int, noise: float, shots):
     """Fit and score every method on one split; returns one result dict per method."""
-    from skvf.bench.datasets import few_shot_split
     from skvf.metrics import cluster_accuracy, semantic_accuracy
+    from skvf_bench.datasets import few_shot_split
 
     fit_index, test_index = few_shot_split(
         setting.names, shots, random_state=seed, max_test_per_class=setting.test_per_class
@@ -409,10 +410,10 @@ _FINE_REFERENCES = [ZERO_SHOT, TRAINING_FREE, "CoOp on raw names", LABELER_DIREC
 
 def parse_arguments(argv):
     """The command line; see ``--help``."""
-    from skvf.bench.demo import TINY_BACKBONE
-    from skvf.bench.garment_names import GARMENTS
-    from skvf.bench.runner import method_names, parse_draw, parse_params, parse_variant
-    from skvf.bench.standin import RECIPES
+    from skvf_bench.demo import TINY_BACKBONE
+    from skvf_bench.garment_names import GARMENTS
+    from skvf_bench.runner import method_names, parse_draw, parse_params, parse_variant
+    from skvf_bench.standin import RECIPES
 
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -516,7 +517,7 @@ def parse_arguments(argv):
         "--standin",
         choices=sorted(RECIPES),
         default="garments",
-        help="the stand-in CLIP's recipe (skvf.bench.standin); its weights are built on "
+        help="the stand-in CLIP's recipe (skvf_bench.standin); its weights are built on "
         "first use: 'tiny' in seconds, 'garments' in about 20 minutes",
     )
     garments.add_argument(
@@ -629,7 +630,7 @@ def parse_arguments(argv):
 
 def all_methods() -> list[str]:
     """The methods of the digits, Fashion-MNIST and folder modes."""
-    from skvf.bench.baselines import method_configs
+    from skvf_bench.baselines import method_configs
 
     return [LABELER_DIRECT, ZERO_SHOT, *method_configs()]
 
@@ -722,7 +723,7 @@ def main(argv=None) -> list[dict]:
 
 def fine_garments(arguments, command: str) -> list[dict]:
     """The paper's table (and, with ``--curves``, its curves) on the garment benchmark."""
-    from skvf.bench import runner
+    from skvf_bench import runner
 
     started = time.perf_counter()
     profile = arguments.labeler.removeprefix("simulated-")
@@ -866,7 +867,7 @@ def _reask_notes(results, methods) -> list[str]:
             "the re-asked images whose first name was wrong), recall "
             f"{mean_sd([r['reask_recall'] for r in rows])} (share of the wrong first names "
             "that were re-asked). These do not depend on how well the simulated labeler "
-            "chooses (an assumption of skvf.bench.simulated_mllm); the accuracies do."
+            "chooses (an assumption of skvf_bench.simulated_mllm); the accuracies do."
         )
     return lines
 

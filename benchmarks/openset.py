@@ -33,9 +33,9 @@ from scipy.special import softmax  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from skvf._openset import KNOWN_SCORES, expected_calibration_error, known_scores  # noqa: E402
-from skvf.bench.runner import ZERO_SHOT, build_methods, draw_split, prepare_benchmark  # noqa: E402
-from skvf.bench.simulated_mllm import make_simulated_mllm  # noqa: E402
 from skvf.metrics import cluster_accuracy  # noqa: E402
+from skvf_bench.runner import ZERO_SHOT, build_methods, draw_split, prepare_benchmark  # noqa: E402
+from skvf_bench.simulated_mllm import make_simulated_mllm  # noqa: E402
 
 
 def held_out_classes(data, split: str, seed: int, share: float = 0.2) -> np.ndarray:

@@ -45,7 +45,7 @@ def write_images(folder: Path, n_images: int, side: int) -> list[str]:
     """``n_images`` JPEG photos of ``side`` pixels (upscaled digits) in ``folder``."""
     from PIL import Image
 
-    from skvf.bench.datasets import load_digits_images
+    from skvf_bench.datasets import load_digits_images
 
     images, _ = load_digits_images(scale=side // 8)
     paths = []
@@ -62,9 +62,9 @@ def measure(name, kwargs, paths, batch_size, repeats, device) -> dict:
     from PIL import Image
 
     from skvf._backbone import build_backbone
-    from skvf.bench.baselines import ZeroShotCLIP
-    from skvf.bench.datasets import load_digits_images
-    from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
+    from skvf_bench.baselines import ZeroShotCLIP
+    from skvf_bench.datasets import load_digits_images
+    from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
 
     train, names = load_digits_images(scale=1)
     labeler = NoisyOracleLabeler(make_oracle(train[:10], names[:10]), noise_rate=0.0)

@@ -39,9 +39,9 @@ def main(argv=None) -> dict:
     import dask.array as da
     import distributed
 
-    from skvf.bench.baselines import ZeroShotCLIP
-    from skvf.bench.datasets import load_digits_images
-    from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
+    from skvf_bench.baselines import ZeroShotCLIP
+    from skvf_bench.datasets import load_digits_images
+    from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)

@@ -30,15 +30,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from skvf.bench.datasets import (
-    few_shot_split,
-    load_digits_images,
-    load_flat_folder,
-    load_image_folder,
-)
-from skvf.bench.demo import offline_demo_classifier
+from skvf.folders import load_flat_folder, load_image_folder
 from skvf.metrics import cluster_accuracy
 from skvf.serialization import dump, load
+from skvf_bench import trusted_types
+from skvf_bench.datasets import few_shot_split, load_digits_images
+from skvf_bench.demo import offline_demo_classifier
 
 
 def write_photo_folders(root: Path, shots: int, seed: int = 0) -> None:
@@ -82,10 +79,11 @@ def main(
     print(f"fitted on {len(train_paths)} unlabeled photos: {len(clf.classes_)} classes")
     print(f"  classes_: {', '.join(clf.classes_)}")
 
-    # 2. Save with skops; load back with the trusted types (the default of load).
+    # 2. Save with skops; load back trusting the product's types and, since this model
+    #    holds the harness's simulated labeler and pixel encoder, the harness's too.
     model_path = workdir / "digits.skops"
     dump(clf, model_path)
-    loaded = load(model_path)
+    loaded = load(model_path, trusted=trusted_types())
     print(f"saved and loaded {model_path.name} ({model_path.stat().st_size / 1024:.0f} KiB)")
 
     # 3. Name the test photos.

@@ -21,9 +21,9 @@ import tempfile
 import numpy as np
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from skvf.bench.datasets import few_shot_split, load_digits_images
-from skvf.bench.demo import offline_demo_classifier
 from skvf.metrics import cluster_accuracy_scorer
+from skvf_bench.datasets import few_shot_split, load_digits_images
+from skvf_bench.demo import offline_demo_classifier
 
 
 def main(

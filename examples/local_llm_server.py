@@ -29,8 +29,8 @@ from pathlib import Path
 from PIL import Image
 
 from skvf import MLLMLabeler, NeaRClassifier
-from skvf.bench.datasets import load_flat_folder
-from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+from skvf.folders import load_flat_folder
+from skvf_bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
 
 DEMO_KEY_ENV = "SKVF_DEMO_KEY"
 

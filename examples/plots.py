@@ -23,13 +23,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no window, works on a headless machine
 
-from skvf.bench.datasets import few_shot_split, load_digits_images  # noqa: E402 - after the backend
-from skvf.bench.demo import offline_demo_classifier  # noqa: E402
 from skvf.plotting import (  # noqa: E402
     plot_name_frequencies,
     plot_name_mapping,
     plot_training_history,
 )
+from skvf_bench.datasets import few_shot_split, load_digits_images  # noqa: E402 - after the backend
+from skvf_bench.demo import offline_demo_classifier  # noqa: E402
 
 
 def main(out: Path, shots: int = 30, max_epochs: int = 200, seed: int = 0) -> list[Path]:

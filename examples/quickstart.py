@@ -10,8 +10,8 @@ What is real and what is simulated here:
   weights), and CLIP's text tower is a tiny random-init open_clip model, since no
   pretrained CLIP weights can be downloaded on this machine.
 
-:func:`skvf.bench.demo.offline_demo_classifier` builds that setup, and
-:func:`skvf.bench.demo.run_digits_demo` (also behind ``skvf demo``) fits and scores it.
+:func:`skvf_bench.demo.offline_demo_classifier` builds that setup, and
+:func:`skvf_bench.demo.run_digits_demo` (also behind ``skvf demo``) fits and scores it.
 With a real LLM and real CLIP weights, the same code is::
 
     NeaRClassifier(labeler=MLLMLabeler(model="gpt-4o-mini", domain="handwritten digit"),
@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from skvf.bench.demo import run_digits_demo
+from skvf_bench.demo import run_digits_demo
 
 
 def main(shots: int = 30, noise_rate: float = 0.4, seed: int = 0, max_epochs: int = 200) -> dict:

@@ -5,7 +5,7 @@ given: a multimodal LLM names a small training set, nearest neighbours in a froz
 image-feature space refine those noisy names, and a prompt-tuned CLIP predicts alone.
 
 The evaluation harness (simulated labelers, data sets, offline encoders, baselines,
-demo builders) is :mod:`skvf.bench`; nothing here imports it.
+demo builders) is the package ``skvf_bench`` beside this one; nothing here imports it.
 
 Heavy dependencies (torch, open_clip, LiteLLM, skops) are imported on first
 use, so ``import skvf`` stays fast.

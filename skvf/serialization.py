@@ -104,14 +104,14 @@ def trusted_types() -> list[str]:
 
     Covers every class registered with :func:`register_trusted_type`:
     :class:`~skvf.NeaRClassifier` and its components (``NeighborCandidateBuilder``,
-    ``GMMNoiseSplitter``, ``FixedNoiseSplitter``, ``LabelFilter``, ``MLLMLabeler``), the
-    evaluation harness's simulated labelers and offline encoders once :mod:`skvf.bench`
-    has been imported, and :mod:`pathlib` paths, which parameters such as ``pretrained``,
-    ``memory`` and ``MLLMLabeler(cache=...)`` accept. scikit-learn estimators (a
-    ``Pipeline``, ``PCA``) and numpy arrays are trusted by skops already. Anything else
-    in the file, such as a component of your own or a ``joblib.Memory`` passed as
-    ``memory``, is not covered: review ``skops.io.get_untrusted_types(file=...)`` and add
-    those names yourself.
+    ``GMMNoiseSplitter``, ``FixedNoiseSplitter``, ``LabelFilter``, ``MLLMLabeler``), and
+    :mod:`pathlib` paths, which parameters such as ``pretrained``, ``memory`` and
+    ``MLLMLabeler(cache=...)`` accept. scikit-learn estimators (a ``Pipeline``, ``PCA``)
+    and numpy arrays are trusted by skops already. Anything else in the file, such as a
+    component of your own or a ``joblib.Memory`` passed as ``memory``, is not covered:
+    review ``skops.io.get_untrusted_types(file=...)`` and add those names yourself. The
+    list does not depend on what has been imported before: the evaluation harness's
+    estimators are trusted only through ``skvf_bench.trusted_types()``, asked for by name.
 
     Returns
     -------

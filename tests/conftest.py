@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS, TINY_BACKBONE_PARAMS
+from skvf_bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS, TINY_BACKBONE_PARAMS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,9 +35,9 @@ def digit_zero_shot():
 
     Shared by the session: take ``copy.deepcopy`` before changing a parameter.
     """
-    from skvf.bench.baselines import ZeroShotCLIP
-    from skvf.bench.datasets import load_digits_images
-    from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
+    from skvf_bench.baselines import ZeroShotCLIP
+    from skvf_bench.datasets import load_digits_images
+    from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
 
     images, names = load_digits_images(scale=1)
     labeler = NoisyOracleLabeler(make_oracle(images[:10], names[:10]), noise_rate=0.0)

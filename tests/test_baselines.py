@@ -6,11 +6,11 @@ from sklearn.base import clone
 from sklearn.preprocessing import FunctionTransformer
 
 from skvf import NeaRClassifier
-from skvf.bench.baselines import LabelerDirect, ZeroShotCLIP, method_configs
-from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
-from skvf.bench.demo import TINY_BACKBONE_PARAMS as TINY
-from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 from skvf.noise import FixedNoiseSplitter
+from skvf_bench.baselines import LabelerDirect, ZeroShotCLIP, method_configs
+from skvf_bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+from skvf_bench.demo import TINY_BACKBONE_PARAMS as TINY
+from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
 
 
 class CountingLabeler(NoisyOracleLabeler):

@@ -171,9 +171,9 @@ def test_candidate_scale_in_process_rows(capsys):
 def test_fine_garments_table_scores_its_predictions_and_encodes_once(fgvr, capsys, tmp_path):
     import csv
 
-    from skvf.bench.finegrained import load_fine_garments
-    from skvf.bench.runner import prepare_benchmark
     from skvf.metrics import cluster_accuracy, semantic_accuracy
+    from skvf_bench.finegrained import load_fine_garments
+    from skvf_bench.runner import prepare_benchmark
 
     methods = [
         "labeler direct",
@@ -313,7 +313,7 @@ def test_fine_garments_variants_are_paired_with_their_method(fgvr, capsys, tmp_p
 
 
 def test_a_variants_nested_parameters_stay_out_of_the_other_methods_stages(tmp_path):
-    from skvf.bench.runner import Benchmark, build_methods
+    from skvf_bench.runner import Benchmark, build_methods
 
     bench = Benchmark(
         data=None,
@@ -356,10 +356,10 @@ def test_cuda_path_check_load_relocates_the_standin_and_compares_outputs(tmp_pat
     """The GPU-fitted model's check, run on a model fitted here with a moved weights file."""
     import shutil
 
-    from skvf.bench import ZeroShotCLIP, make_oracle
-    from skvf.bench.simulation import NoisyOracleLabeler
-    from skvf.bench.standin import standin_params
     from skvf.serialization import dump
+    from skvf_bench import ZeroShotCLIP, make_oracle
+    from skvf_bench.simulation import NoisyOracleLabeler
+    from skvf_bench.standin import standin_params
 
     cuda_path = _load("cuda_path")
     params = standin_params()

@@ -12,12 +12,12 @@ from PIL import Image
 from sklearn.model_selection import GridSearchCV
 
 from skvf import LabelFilter, NeaRClassifier
-from skvf.bench.datasets import few_shot_split, load_digits_images
-from skvf.bench.demo import offline_demo_classifier
-from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 from skvf.exceptions import ImageInputError
 from skvf.metrics import cluster_accuracy
 from skvf.noise import FixedNoiseSplitter
+from skvf_bench.datasets import few_shot_split, load_digits_images
+from skvf_bench.demo import offline_demo_classifier
+from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
 
 
 @pytest.fixture(autouse=True)

@@ -21,16 +21,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skvf.bench.datasets import load_image_folder
-from skvf.bench.demo import run_digits_demo
-from skvf.bench.encoders import HOGFeatures, ImagePixels
-from skvf.bench.simulation import NoisyOracleLabeler
 from skvf.candidates import NeighborCandidateBuilder
 from skvf.classifier import NeaRClassifier
 from skvf.cli import build_parser, main
+from skvf.folders import load_image_folder
 from skvf.labeling import MLLMLabeler
 from skvf.metrics import cluster_accuracy, semantic_accuracy
 from skvf.serialization import dump, load
+from skvf_bench import trusted_types as harness_types
+from skvf_bench.demo import run_digits_demo
+from skvf_bench.encoders import HOGFeatures, ImagePixels
+from skvf_bench.simulation import NoisyOracleLabeler
 
 COLOURS = ("red", "green", "blue", "yellow")
 KEY_ENV = "SKVF_CLI_TEST_KEY"
@@ -172,6 +173,23 @@ def test_evaluate_reports_cluster_accuracy_in_process(fitted_model, colour_folde
     }
 
 
+def test_predict_and_evaluate_run_without_the_harness(fitted_model, colour_folder, child_env):
+    # A fresh process: a model fitted with a real labeler is used without importing the
+    # evaluation harness, whatever the product imports on the way.
+    model, _ = fitted_model
+    code = (
+        "import sys; from skvf.cli import main; "
+        f"predicted = main(['predict', {str(model)!r}, {str(colour_folder)!r}, '-q']); "
+        f"scored = main(['evaluate', {str(model)!r}, {str(colour_folder)!r}, '--no-semantic']); "
+        "print(predicted, scored, 'skvf_bench' in sys.modules, file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=child_env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == "0 0 False"
+
+
 def test_labeler_failure_exits_1_with_one_line_and_no_key(colour_folder, child_env, fake_server):
     # The server wants another key: a 401, which fails at once without retries.
     with fake_server.serve(fake_server.FakeVLM(api_key="sk-the-right-one")) as url:
@@ -220,8 +238,17 @@ def test_fit_with_the_simulated_labeler_in_process(
     assert status == 0, captured.err
     assert captured.out == ""
     assert "classes from 16 training image(s) (4 distinct labeler names)" in captured.err
-    steps = load(model).image_encoder_.steps
+    steps = load(model, trusted=harness_types()).image_encoder_.steps
     assert isinstance(steps[0][1], first_step) and steps[1][1].n_components_ == 15
+
+    # Its simulated labeler and offline encoder are trusted only when asked for.
+    image = str(colour_folder / "red" / "0.png")
+    assert main(["predict", str(model), image, "-q"]) == 1
+    error = capsys.readouterr().err
+    assert "skvf_bench.simulation.NoisyOracleLabeler" in error
+    assert "--trust-harness for the evaluation harness's estimators" in error
+    assert main(["predict", str(model), image, "-q", "--trust-harness"]) == 0
+    assert capsys.readouterr().out.startswith("path,name,probability\n")
 
 
 def test_import_is_light_and_help_works():
@@ -351,11 +378,12 @@ def test_predict_unknown_names_the_images_below_the_models_threshold(
     fit = ["fit", str(colour_folder), "-o", str(model), "--labeler", "simulated"]
     assert main([*fit, "--simulated-noise", "0", *TINY_FIT]) == 0, capsys.readouterr().err
     paths = sorted(str(path) for path in colour_folder.rglob("*.png"))
-    fitted = load(model)
+    fitted = load(model, trusted=harness_types())
     known = fitted.score_samples(paths)
     fitted.unknown_threshold_ = float(np.median(known))  # half the images fall below it
     dump(fitted, model)
-    status = main(["predict", str(model), *paths, "--unknown", "not seen", "-o", str(out)])
+    predict = ["predict", str(model), *paths, "--unknown", "not seen", "--trust-harness"]
+    status = main([*predict, "-o", str(out)])
     assert status == 0, capsys.readouterr().err
     names = [row["name"] for row in csv.DictReader(out.open())]
     assert names == list(fitted.set_params(unknown_label="not seen").predict(paths))

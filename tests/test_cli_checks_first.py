@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import skvf.bench.demo
 import skvf.serialization
-from skvf.bench.datasets import IMAGE_EXTENSIONS
+import skvf_bench.demo
 from skvf.classifier import NeaRClassifier
 from skvf.cli import EXIT_OK, EXIT_USAGE, _commands, main
+from skvf.folders import IMAGE_EXTENSIONS
 
 SIMULATED = ["--labeler", "simulated", "--simulated-noise", "0"]
 OFFLINE = [*SIMULATED, "--image-encoder", "pixels"]  # fit's
@@ -64,7 +64,7 @@ def no_work(monkeypatch):
     monkeypatch.setattr(_commands, "_labeler", forbidden)
     monkeypatch.setattr(skvf.serialization, "load", forbidden)
     monkeypatch.setattr(NeaRClassifier, "fit", forbidden)
-    monkeypatch.setattr(skvf.bench.demo, "run_digits_demo", forbidden)
+    monkeypatch.setattr(skvf_bench.demo, "run_digits_demo", forbidden)
 
 
 def refused(argv: list[str], capsys) -> str:
@@ -249,7 +249,8 @@ def odd_folder(tmp_path_factory, folder) -> Path:
 
 def test_predict_csv_keeps_a_file_name_that_is_not_utf8(model, odd_folder, tmp_path, capsys):
     output = tmp_path / "names.csv"
-    assert main(["predict", str(model), str(odd_folder), "-o", str(output)]) == EXIT_OK
+    argv = ["predict", str(model), str(odd_folder), "-o", str(output), "--trust-harness"]
+    assert main(argv) == EXIT_OK
     data = output.read_bytes()
     assert os.path.join(os.fsencode(odd_folder / "dark"), NOT_UTF8) + b"," in data
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8", errors="surrogateescape"))))
@@ -259,7 +260,8 @@ def test_predict_csv_keeps_a_file_name_that_is_not_utf8(model, odd_folder, tmp_p
 
 def test_predict_jsonl_escapes_a_file_name_that_is_not_utf8(model, odd_folder, tmp_path):
     output = tmp_path / "names.jsonl"
-    assert main(["predict", str(model), str(odd_folder), "-o", str(output)]) == EXIT_OK
+    argv = ["predict", str(model), str(odd_folder), "-o", str(output), "--trust-harness"]
+    assert main(argv) == EXIT_OK
     records = [json.loads(line) for line in output.read_text("utf-8").splitlines()]  # strict
     assert len(records) == 7
     assert os.fsdecode(NOT_UTF8) in {Path(r["path"]).name for r in records}

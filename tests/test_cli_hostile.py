@@ -64,7 +64,7 @@ def test_label_with_a_simulated_labeler_skips_and_says_why(folders, capsys):
 
 def test_predict_says_why_each_image_was_unreadable(model, folders, capsys):
     # (21) including broken links, which used to be left out of the listing silently.
-    status = main(["predict", str(model), str(folders), "--on-error", "skip"])
+    status = main(["predict", str(model), str(folders), "--on-error", "skip", "--trust-harness"])
     captured = capsys.readouterr()
     assert status == EXIT_OK, captured.err
     rows = list(csv.DictReader(io.StringIO(captured.out)))
@@ -78,7 +78,7 @@ def test_predict_says_why_each_image_was_unreadable(model, folders, capsys):
 
 def test_predict_error_names_the_flag_not_the_parameter(model, folders, capsys):
     # (17) the library says on_error='skip'; the user typed flags.
-    status = main(["predict", str(model), str(folders)])
+    status = main(["predict", str(model), str(folders), "--trust-harness"])
     err = capsys.readouterr().err
     assert status == EXIT_FAILURE
     assert "pass --on-error skip" in err and "on_error=" not in err

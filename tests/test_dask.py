@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skvf.bench.datasets import load_digits_images
+from skvf_bench.datasets import load_digits_images
 
 da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")

@@ -65,13 +65,16 @@ def test_api_page_documents_every_public_module(site):
         "skvf.candidates.build_candidate_votes",
         "skvf.filtering.filter_vocabulary",
         "skvf.names.normalize_name",
+        "skvf.folders.load_flat_folder",
+        "skvf.folders.load_image_folder",
         "skvf.metrics.NameClassifierMixin",
         "skvf._process_cache.clear_caches",
-        "skvf.bench.simulation.NoisyOracleLabeler",
-        "skvf.bench.encoders.ImagePixels",
-        "skvf.bench.baselines.method_configs",
-        "skvf.bench.datasets.few_shot_split",
-        "skvf.bench.demo.offline_demo_classifier",
+        "skvf_bench.simulation.NoisyOracleLabeler",
+        "skvf_bench.encoders.ImagePixels",
+        "skvf_bench.baselines.method_configs",
+        "skvf_bench.datasets.few_shot_split",
+        "skvf_bench.demo.offline_demo_classifier",
+        "skvf_bench.trusted_types",
     ):
         assert f'id="{anchor}"' in api, anchor
 

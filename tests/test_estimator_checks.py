@@ -41,14 +41,14 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from skvf.bench.baselines import LabelerDirect, ZeroShotCLIP
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
-from skvf.bench.encoders import HOGFeatures, ImagePixels, RandomConvFeatures
-from skvf.bench.simulation import NoisyOracleLabeler
 from skvf.candidates import NeighborCandidateBuilder
 from skvf.filtering import LabelFilter
 from skvf.labeling import MLLMLabeler
 from skvf.noise import FixedNoiseSplitter, GMMNoiseSplitter
+from skvf_bench.baselines import LabelerDirect, ZeroShotCLIP
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
+from skvf_bench.encoders import HOGFeatures, ImagePixels, RandomConvFeatures
+from skvf_bench.simulation import NoisyOracleLabeler
 
 ROW_NAMES = np.asarray(["class a", "class b", "class c"], dtype=object)
 

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from skvf.bench.baselines import method_configs
-from skvf.bench.datasets import few_shot_split, load_digits_images, load_image_folder
-from skvf.bench.demo import offline_demo_classifier
-from skvf.bench.simulation import NoisyOracleLabeler, digits_confusions, make_oracle
+from skvf.folders import load_image_folder
 from skvf.metrics import cluster_accuracy
 from skvf.serialization import load
+from skvf_bench import trusted_types as harness_types
+from skvf_bench.baselines import method_configs
+from skvf_bench.datasets import few_shot_split, load_digits_images
+from skvf_bench.demo import offline_demo_classifier
+from skvf_bench.simulation import NoisyOracleLabeler, digits_confusions, make_oracle
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -97,7 +99,7 @@ def test_folder_of_photos(tmp_path):
     assert "accuracies mean nothing" in out
 
     # The saved model, loaded here, scores on the test folder what the example printed.
-    model = load(workdir / "digits.skops")
+    model = load(workdir / "digits.skops", trusted=harness_types())
     test_paths, true_names = load_image_folder(workdir / "test")
     predicted_score = cluster_accuracy(true_names, model.predict(test_paths))
     assert scores["NeaR predictions (test)"] == f"{predicted_score:.3f}"

@@ -3,14 +3,14 @@ import re
 import numpy as np
 import pytest
 
-from skvf.bench.captions import garment_captions
-from skvf.bench.finegrained import (
+from skvf_bench.captions import garment_captions
+from skvf_bench.finegrained import (
     few_shot_draws,
     imbalanced_split,
     load_fine_garments,
     nearest_neighbour_agreement,
 )
-from skvf.bench.garment_names import (
+from skvf_bench.garment_names import (
     GARMENTS,
     PATTERN_WORDS,
     PATTERNS,
@@ -109,7 +109,7 @@ def test_imbalanced_split_draws_between_one_and_ten_per_class():
 
 
 def test_neighbours_share_the_garment_more_often_than_the_fine_class(pool):
-    from skvf.bench.encoders import HOGFeatures
+    from skvf_bench.encoders import HOGFeatures
 
     features = HOGFeatures(size=24).fit_transform(pool.images)
     agreement = nearest_neighbour_agreement(features, pool)

@@ -16,7 +16,7 @@ import pytest
 
 from skvf import NeaRClassifier
 from skvf._store import CacheWarning, ItemStore
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 
 class FirstPixelNamer:

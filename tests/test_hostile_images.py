@@ -19,8 +19,8 @@ from PIL import Image, ImageFile
 
 from skvf import NeaRClassifier
 from skvf._images import as_image_list, load_image, load_images
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
 from skvf.exceptions import ImageInputError
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
 

@@ -11,8 +11,8 @@ from sklearn.preprocessing import StandardScaler
 
 from skvf import NeaRClassifier
 from skvf._sklearn_compat import InvalidParameterError
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
 from skvf.serialization import dump, load, trusted_types
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 
 class BrightnessNamer(BaseEstimator, TransformerMixin):

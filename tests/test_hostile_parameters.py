@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import StandardScaler
 
 from skvf import NeaRClassifier
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 ROWS = np.random.default_rng(0).normal(size=(12, 6))
 

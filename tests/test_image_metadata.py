@@ -18,8 +18,8 @@ from PIL import Image, ImageOps
 
 from skvf import NeaRClassifier
 from skvf._images import load_image, load_images
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
 from skvf.exceptions import ImageInputError
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 ORIENTATION, STRIP_OFFSETS, X_RESOLUTION, RESOLUTION_UNIT = 0x0112, 0x0111, 0x011A, 0x0128
 SHORT, ASCII, LONG = 3, 2, 4  # TIFF field types

@@ -18,8 +18,8 @@ from skvf._openset import (
     leave_one_out_prototype_similarity,
 )
 from skvf._prototypes import image_prototypes
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
 from skvf.serialization import dump, load, trusted_types
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 CENTRES = 4.0 * np.eye(4)
 NAMES = np.array(["north", "east", "south", "west"], dtype=object)

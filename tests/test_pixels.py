@@ -8,9 +8,9 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 
-from skvf.bench.datasets import load_digits_images
-from skvf.bench.encoders import HOGFeatures, ImagePixels, RandomConvFeatures
 from skvf.exceptions import ImageInputError
+from skvf_bench.datasets import load_digits_images
+from skvf_bench.encoders import HOGFeatures, ImagePixels, RandomConvFeatures
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from sklearn.decomposition import PCA
 from sklearn.pipeline import make_pipeline
 
 from skvf import NeaRClassifier
-from skvf.bench.datasets import few_shot_split, load_digits_images
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
-from skvf.bench.encoders import ImagePixels
-from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
+from skvf_bench.datasets import few_shot_split, load_digits_images
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
+from skvf_bench.encoders import ImagePixels
+from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
 
 matplotlib = pytest.importorskip("matplotlib")
 plt = pytest.importorskip("matplotlib.pyplot")

@@ -13,8 +13,8 @@ from PIL import Image
 from skvf import _prediction
 from skvf._features import preprocess_images
 from skvf._images import iter_image_chunks, load_image
-from skvf.bench.datasets import load_digits_images
 from skvf.exceptions import ImageInputError
+from skvf_bench.datasets import load_digits_images
 
 
 @pytest.fixture(autouse=True)

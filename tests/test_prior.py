@@ -9,8 +9,8 @@ from skvf import NeaRClassifier
 from skvf._prior import PRIOR_PSEUDO_COUNT, name_prior, prior_offsets
 from skvf._sklearn_compat import InvalidParameterError
 from skvf._training import softmax
-from skvf.bench.demo import TINY_BACKBONE_PARAMS as TINY
-from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
+from skvf_bench.demo import TINY_BACKBONE_PARAMS as TINY
+from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
 
 
 def test_name_prior_renormalises_rows_and_bounds_unpredicted_names():

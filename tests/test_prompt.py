@@ -283,7 +283,7 @@ def test_shared_prefix_is_computed_once_and_changes_nothing(backbone):
 )
 def test_a_fit_shares_the_prefix_on_cpu_and_encodes_whole_prompts_on_cuda(device):
     from skvf._backbone import build_backbone
-    from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
+    from skvf_bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
 
     backbone = build_backbone(TINY_BACKBONE, None, TINY_BACKBONE_KWARGS, device=device)
     learner = build_prompt_learner(backbone, ["a", "b"], 4, None, False, device, seed=0)

@@ -13,9 +13,9 @@ from skvf import NeaRClassifier
 from skvf._features import to_embedding_space
 from skvf._prototypes import image_prototypes, mixed_similarity, refine_prototypes
 from skvf._sklearn_compat import InvalidParameterError
-from skvf.bench.baselines import ZeroShotCLIP
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
 from skvf.serialization import dump, load, trusted_types
+from skvf_bench.baselines import ZeroShotCLIP
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 CENTRES = np.array([[4.0, 0, 0, 0], [0, 4.0, 0, 0], [0, 0, 4.0, 0], [0, 0, 0, 4.0]])
 NAMES = np.array(["north", "east", "south", "west"], dtype=object)

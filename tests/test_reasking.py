@@ -9,10 +9,6 @@ import pytest
 from sklearn.base import BaseEstimator
 
 from skvf import NeaRClassifier
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
-from skvf.bench.finegrained import load_fine_garments
-from skvf.bench.simulated_mllm import make_simulated_mllm
-from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 from skvf.labeling import cached_choices, cached_labels
 from skvf.reasking import (
     check_reask_labeler,
@@ -22,6 +18,10 @@ from skvf.reasking import (
     reask_contradicted,
     select_for_reasking,
 )
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
+from skvf_bench.finegrained import load_fine_garments
+from skvf_bench.simulated_mllm import make_simulated_mllm
+from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
 
 # Four images, three names; self weight 1 and three neighbours each.
 LABELS = np.array([0, 0, 1, 2])

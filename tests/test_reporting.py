@@ -1,11 +1,11 @@
-"""Benchmark reporting (skvf.bench.reporting): paired differences by seed and their tables."""
+"""Benchmark reporting (skvf_bench.reporting): paired differences by seed and their tables."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from skvf.bench.reporting import paired_differences, paired_table
+from skvf_bench.reporting import paired_differences, paired_table
 
 
 def _rows(method, scores):

@@ -24,16 +24,17 @@ from skops.io.exceptions import UntrustedTypesFoundException
 import skvf
 from skvf import NeaRClassifier, _backbone
 from skvf._backbone import build_backbone
-from skvf.bench.datasets import load_digits_images
-from skvf.bench.demo import TINY_BACKBONE, TINY_BACKBONE_PARAMS
-from skvf.bench.demo import TINY_BACKBONE_KWARGS as TINY
-from skvf.bench.encoders import ImagePixels
-from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 from skvf.exceptions import BackboneError
 from skvf.serialization import dump, load, register_trusted_type, trusted_types
+from skvf_bench import trusted_types as harness_types
+from skvf_bench.datasets import load_digits_images
+from skvf_bench.demo import TINY_BACKBONE, TINY_BACKBONE_PARAMS
+from skvf_bench.demo import TINY_BACKBONE_KWARGS as TINY
+from skvf_bench.encoders import ImagePixels
+from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
 
 #: Where a fitted model's types may come from: no torch, nothing else.
-ALLOWED_MODULE_PREFIXES = ("builtins", "numpy", "sklearn.", "skvf.", "pathlib")
+ALLOWED_MODULE_PREFIXES = ("builtins", "numpy", "sklearn.", "skvf.", "skvf_bench.", "pathlib")
 
 
 @pytest.fixture(autouse=True)
@@ -104,30 +105,32 @@ PRODUCT_TYPES = {
     "pathlib.WindowsPath",
 }
 HARNESS_TYPES = {
-    "skvf.bench.simulation.NoisyOracleLabeler",
-    "skvf.bench.encoders.ImagePixels",
-    "skvf.bench.encoders.RandomConvFeatures",
-    "skvf.bench.encoders.HOGFeatures",
-    "skvf.bench.baselines.LabelerDirect",
-    "skvf.bench.baselines.ZeroShotCLIP",
-    "skvf.bench.simulated_mllm.SimulatedMLLM",
+    "skvf_bench.simulation.NoisyOracleLabeler",
+    "skvf_bench.encoders.ImagePixels",
+    "skvf_bench.encoders.RandomConvFeatures",
+    "skvf_bench.encoders.HOGFeatures",
+    "skvf_bench.baselines.LabelerDirect",
+    "skvf_bench.baselines.ZeroShotCLIP",
+    "skvf_bench.simulated_mllm.SimulatedMLLM",
 }
 
 
 def test_trusted_types_names_the_built_in_components():
     # A fresh process: the product's types are trusted without the harness being
-    # imported, and importing the harness adds its own (each module registers itself).
+    # imported, importing the harness trusts nothing more, and the harness's types are
+    # trusted only when asked for by name (skvf_bench.trusted_types).
     script = (
         "import json, skvf.serialization as s; before = s.trusted_types(); "
-        "import skvf.bench; print(json.dumps([before, s.trusted_types()]))"
+        "import skvf_bench; "
+        "print(json.dumps([before, s.trusted_types(), skvf_bench.trusted_types()]))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
-    before, after = json.loads(result.stdout)
-    assert before == sorted(PRODUCT_TYPES)
-    assert after == sorted(PRODUCT_TYPES | HARNESS_TYPES)
-    for name in after:  # every name is a real class at that path
+    before, after_import, harness = json.loads(result.stdout)
+    assert before == after_import == sorted(PRODUCT_TYPES)
+    assert harness == sorted(PRODUCT_TYPES | HARNESS_TYPES)
+    for name in harness:  # every name is a real class at that path
         module, _, class_name = name.rpartition(".")
         assert isinstance(getattr(importlib.import_module(module), class_name), type)
 
@@ -146,8 +149,11 @@ def test_skops_round_trip_predicts_identically(fitted, digits, tmp_path):
     path = tmp_path / "model.skops"
     skops.io.dump(fitted, path)
 
-    assert set(skops.io.get_untrusted_types(file=path)) <= set(trusted_types())
-    loaded = skops.io.load(path, trusted=trusted_types())
+    # The fitted model holds the harness's simulated labeler (and pixel encoder).
+    assert set(skops.io.get_untrusted_types(file=path)) <= set(harness_types())
+    with pytest.raises(UntrustedTypesFoundException, match="skvf_bench.simulation"):
+        skops.io.load(path, trusted=trusted_types())
+    loaded = skops.io.load(path, trusted=harness_types())
 
     np.testing.assert_array_equal(loaded.classes_, fitted.classes_)
     np.testing.assert_array_equal(loaded.predict(images), fitted.predict(images))
@@ -160,7 +166,7 @@ def test_loaded_model_rebuilds_the_backbone_only_for_the_image_tower(fitted, dig
     images, _ = digits
     path = tmp_path / "model.skops"
     dump(fitted, path)
-    loaded = load(path)
+    loaded = load(path, trusted=harness_types())
     state = dict(vars(loaded))
     skvf.clear_caches()
 
@@ -195,7 +201,7 @@ def test_untrusted_load_is_refused(fitted, tmp_path):
         skops.io.load(path)
     with pytest.raises(UntrustedTypesFoundException, match="skvf.classifier.NeaRClassifier"):
         load(path, trusted=[])
-    missing_one = [name for name in trusted_types() if name != "skvf.filtering.LabelFilter"]
+    missing_one = [name for name in harness_types() if name != "skvf.filtering.LabelFilter"]
     with pytest.raises(UntrustedTypesFoundException, match="skvf.filtering.LabelFilter"):
         load(path, trusted=missing_one)
 
@@ -216,10 +222,10 @@ def test_user_components_must_be_trusted_explicitly(digits, tmp_path):
     own = f"{__name__}._RenamingLabeler"
     untrusted = set(skops.io.get_untrusted_types(file=path))
     assert own in untrusted
-    assert untrusted - {own} <= set(trusted_types())
+    assert untrusted - {own} <= set(harness_types())
     with pytest.raises(UntrustedTypesFoundException, match="_RenamingLabeler"):
-        load(path)
-    loaded = load(path, trusted=trusted_types() + [own])
+        load(path, trusted=harness_types())
+    loaded = load(path, trusted=harness_types() + [own])
     np.testing.assert_array_equal(loaded.predict(images), clf.predict(images))
 
 
@@ -247,11 +253,11 @@ def test_weights_that_differ_are_refused_at_predict(digits, tmp_path):
 
     mismatch = f"hash to [0-9a-f]+, but the model was fitted with weights hashing to {digest}"
     with pytest.raises(BackboneError, match=mismatch):
-        load(path).predict(images[:2])
+        load(path, trusted=harness_types()).predict(images[:2])
 
     os.remove(weights)
     with pytest.raises(BackboneError, match="neither a weights file nor a known tag"):
-        load(path).predict(images[:2])
+        load(path, trusted=harness_types()).predict(images[:2])
 
 
 def test_api_key_from_the_environment_never_reaches_the_file(monkeypatch, tmp_path):

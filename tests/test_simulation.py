@@ -5,8 +5,9 @@ import pytest
 from PIL import Image
 from sklearn.base import clone
 
-from skvf.bench.datasets import DIGIT_NAMES, FASHION_MNIST_NAMES, load_digits_images
-from skvf.bench.simulation import (
+from skvf.exceptions import ImageInputError
+from skvf_bench.datasets import DIGIT_NAMES, FASHION_MNIST_NAMES, load_digits_images
+from skvf_bench.simulation import (
     NoisyOracleLabeler,
     confusions_from_groups,
     digits_confusions,
@@ -16,7 +17,6 @@ from skvf.bench.simulation import (
     item_keys,
     make_oracle,
 )
-from skvf.exceptions import ImageInputError
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def test_confusion_and_synonym_maps_use_the_dataset_names():
 
 @pytest.fixture(scope="module")
 def garments():
-    from skvf.bench.finegrained import load_fine_garments
+    from skvf_bench.finegrained import load_fine_garments
 
     return load_fine_garments("benchmark", n_per_class=20, image_size=12)
 
@@ -243,7 +243,7 @@ def _kinds(answers, data):
 
 @pytest.mark.parametrize("profile", ["strong", "weak"])
 def test_simulated_mllm_realises_its_profile_rates(garments, profile):
-    from skvf.bench.simulated_mllm import MLLM_PROFILES, make_simulated_mllm
+    from skvf_bench.simulated_mllm import MLLM_PROFILES, make_simulated_mllm
 
     labeler = make_simulated_mllm(garments, profile=profile, variant_rate=0.0)
     answers = labeler.fit().transform(garments.images)
@@ -259,7 +259,7 @@ def test_simulated_mllm_realises_its_profile_rates(garments, profile):
 
 
 def test_simulated_mllm_siblings_miss_one_attribute_by_a_similar_value(garments):
-    from skvf.bench.simulated_mllm import make_simulated_mllm
+    from skvf_bench.simulated_mllm import make_simulated_mllm
 
     labeler = make_simulated_mllm(
         garments,
@@ -280,8 +280,8 @@ def test_simulated_mllm_siblings_miss_one_attribute_by_a_similar_value(garments)
 
 
 def test_simulated_mllm_variants_name_the_same_thing(garments):
-    from skvf.bench.garment_names import taxonomy_variants
-    from skvf.bench.simulated_mllm import make_simulated_mllm
+    from skvf_bench.garment_names import taxonomy_variants
+    from skvf_bench.simulated_mllm import make_simulated_mllm
 
     labeler = make_simulated_mllm(
         garments,
@@ -299,7 +299,7 @@ def test_simulated_mllm_variants_name_the_same_thing(garments):
 
 
 def test_simulated_mllm_answers_depend_on_the_image_not_its_position(garments):
-    from skvf.bench.simulated_mllm import make_simulated_mllm
+    from skvf_bench.simulated_mllm import make_simulated_mllm
 
     labeler = make_simulated_mllm(garments, profile="weak").fit()
     subset = garments.images[:300]
@@ -312,7 +312,7 @@ def test_simulated_mllm_answers_depend_on_the_image_not_its_position(garments):
 
 
 def test_simulated_mllm_rejects_rates_summing_above_one_and_bad_taxonomies(garments):
-    from skvf.bench.simulated_mllm import SimulatedMLLM, make_simulated_mllm
+    from skvf_bench.simulated_mllm import SimulatedMLLM, make_simulated_mllm
 
     with pytest.raises(ValueError, match="must be at most 1, got 1.3"):
         make_simulated_mllm(garments, generic_rate=0.9, sibling_rate=0.3).fit()
@@ -326,7 +326,7 @@ def test_simulated_mllm_rejects_rates_summing_above_one_and_bad_taxonomies(garme
 
 
 def test_simulated_mllm_chooses_with_its_profiles_choice_accuracy(garments):
-    from skvf.bench.simulated_mllm import MLLM_PROFILES, make_simulated_mllm
+    from skvf_bench.simulated_mllm import MLLM_PROFILES, make_simulated_mllm
 
     images, truth = garments.images[::2], garments.names[::2]  # 1600 images
     others = np.roll(truth, 10)  # another class: 10 images of each, class by class
@@ -348,8 +348,8 @@ def test_simulated_mllm_chooses_with_its_profiles_choice_accuracy(garments):
 
 
 def test_simulated_mllm_choice_knows_variants_and_is_deterministic(garments):
-    from skvf.bench.garment_names import taxonomy_variants
-    from skvf.bench.simulated_mllm import make_simulated_mllm
+    from skvf_bench.garment_names import taxonomy_variants
+    from skvf_bench.simulated_mllm import make_simulated_mllm
 
     labeler = make_simulated_mllm(garments, choice_accuracy=1.0).fit()
     truth = garments.names[0]

@@ -24,11 +24,11 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skvf import NeaRClassifier
 from skvf._sklearn_compat import InvalidParameterError
-from skvf.bench.datasets import load_digits_images
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
-from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
 from skvf.candidates import NeighborCandidateBuilder
 from skvf.metrics import cluster_accuracy, cluster_accuracy_scorer
+from skvf_bench.datasets import load_digits_images
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
+from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
 
 ROW_NAMES = np.asarray(["class a", "class b", "class c"], dtype=object)
 

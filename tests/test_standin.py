@@ -1,4 +1,4 @@
-"""Tests of skvf.bench.standin: pretraining a stand-in CLIP, loading it, checking its digest."""
+"""Tests of skvf_bench.standin: pretraining a stand-in CLIP, loading it, checking its digest."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from skvf._backbone import build_backbone
-from skvf.bench import standin
-from skvf.bench.standin import (
+from skvf_bench import standin
+from skvf_bench.standin import (
     RECIPES,
     StandInDigestError,
     pretrain_standin,
@@ -103,8 +103,8 @@ def test_params_load_through_the_real_path(tiny_weights):
 
 
 def test_classifier_uses_the_standin_image_tower_by_default(tiny_weights):
-    from skvf.bench import ZeroShotCLIP, load_fine_garments, make_oracle
-    from skvf.bench.simulation import NoisyOracleLabeler
+    from skvf_bench import ZeroShotCLIP, load_fine_garments, make_oracle
+    from skvf_bench.simulation import NoisyOracleLabeler
 
     _, params = tiny_weights
     data = load_fine_garments("benchmark", n_per_class=1, garments=["trouser"], image_size=32)
@@ -172,6 +172,32 @@ def test_committed_weights_with_another_digest_are_refused(tiny_weights, tmp_pat
     assert standin_params("shipped")["pretrained"] == str(committed / "shipped.pt")
 
 
+def test_weights_not_shipped_are_built_in_the_user_cache(tiny_weights, tmp_path, monkeypatch):
+    # Installed from a wheel: no weights beside the module, so even a recipe with a
+    # recorded digest builds them on first use into the user cache folder.
+    _, params = tiny_weights
+    digest = standin._file_sha256(params["pretrained"])
+    monkeypatch.setattr(standin, "WEIGHTS_DIR", tmp_path / "site-packages" / "weights")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    recipe = dataclasses.replace(RECIPES["tiny"], sha256=digest)
+    monkeypatch.setitem(RECIPES, "shipped", recipe)
+    built = []
+
+    def pretrain(path, *args, **kwargs):
+        built.append(path)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(open(params["pretrained"], "rb").read())
+        return digest
+
+    monkeypatch.setattr(standin, "pretrain_standin", pretrain)
+    expected = tmp_path / "cache" / "skvf" / "standin" / f"shipped-{recipe.fingerprint()}.pt"
+    assert standin_params("shipped")["pretrained"] == str(expected)
+    assert built == [expected]
+    assert standin_params("shipped")["pretrained"] == str(expected)  # not built again
+    assert built == [expected]
+    assert not (tmp_path / "site-packages").exists()
+
+
 def test_unknown_recipe_is_named():
     with pytest.raises(ValueError, match=r"recipe must be one of \['garments', 'tiny'\]"):
         standin_params("huge")
@@ -180,7 +206,7 @@ def test_unknown_recipe_is_named():
 def test_committed_garments_weights_load_with_their_digest(monkeypatch):
     from PIL import Image
 
-    from skvf.bench import load_fine_garments
+    from skvf_bench import load_fine_garments
 
     monkeypatch.setattr(standin, "pretrain_standin", _refuse)
     params = standin_params("garments")
@@ -201,7 +227,7 @@ def test_committed_garments_weights_load_with_their_digest(monkeypatch):
 
 
 def test_batches_by_garment_hold_few_garment_types_and_their_sibling_classes():
-    from skvf.bench.finegrained import load_fine_garments
+    from skvf_bench.finegrained import load_fine_garments
 
     data = load_fine_garments("pretraining", n_per_class=3, image_size=8)
     garment_of = np.array([data.attributes[name]["garment"] for name in data.names])
@@ -237,7 +263,7 @@ def test_batches_by_garment_hold_few_garment_types_and_their_sibling_classes():
 
 
 def test_image_only_objective_groups_a_class_and_leaves_no_head_in_the_weights(tmp_path):
-    from skvf.bench.finegrained import nearest_neighbour_agreement
+    from skvf_bench.finegrained import nearest_neighbour_agreement
 
     agreement, keys = {}, {}
     for weight in (0.0, 5.0):

@@ -248,8 +248,8 @@ def test_memory_refuses_a_labeler_it_cannot_key(tmp_path):
     # A labeler whose parameters hold a lambda cannot key an answer cache: fit says so
     # instead of writing answers under a key that no later process would find.
     from skvf import NeaRClassifier
-    from skvf.bench.demo import TINY_BACKBONE_PARAMS
-    from skvf.bench.simulation import NoisyOracleLabeler
+    from skvf_bench.demo import TINY_BACKBONE_PARAMS
+    from skvf_bench.simulation import NoisyOracleLabeler
 
     images = [np.full((8, 8), value, dtype=np.uint8) for value in (0, 80, 160, 240)]
     labeler = NoisyOracleLabeler(lambda image: "dark", noise_rate=0.0)

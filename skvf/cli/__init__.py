@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
          "drop those images")  # fmt: skip
 
     for command, formats in ((predict, ["csv", "jsonl"]), (evaluate, ["text", "json"])):
-        add_options(command, "model", "trust")
+        add_options(command, "model", "trust", "trust_harness")
         add_options(command, "device", "batch_size", shown="as fitted")
         add_options(command, "on_error", help="unreadable images: stop (default), or report them "
              "with an empty name")  # fmt: skip
@@ -148,8 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = as_flags(str(error) or type(error).__name__)  # not the exception class
         if type(error).__name__ == "UntrustedTypesFoundException":
-            message += ". Review them with skops.io.get_untrusted_types(file=...) and pass each "
-            message += "one you trust with --trust TYPE."
+            message = message.rstrip(".") + ". Review them with skops.io.get_untrusted_types("
+            message += "file=...) and pass each one you trust with --trust TYPE"
+            if "'skvf_bench." in message:  # fitted with --labeler simulated, pixels or hog
+                message += ", or --trust-harness for the evaluation harness's estimators"
+            message += "."
         print(f"skvf {args.command}: error: {message}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK

@@ -1,9 +1,14 @@
 """The five commands of ``skvf``: each handler's docstring is its ``--help`` text.
 
-A handler takes the parsed arguments, does the work through skvf's public API (the
-evaluation harness for ``--labeler simulated``, offline encoders and the demo), writes
+A handler takes the parsed arguments, does the work through skvf's public API, writes
 results to stdout or ``-o`` and a summary to stderr, and raises :class:`UsageError` for a
 command line that cannot be run as given, found by :func:`_check` before any work.
+
+The evaluation harness (``skvf_bench``) is imported only by the functions of the paths
+that ask for it, each of them nothing but that path: :func:`_simulated_labeler`
+(``--labeler simulated``), :func:`_offline_image_encoder` (``--image-encoder
+pixels|hog``), :func:`_tiny_backbone` (``--tiny``), :func:`_harness_trusted_types`
+(``--trust-harness``) and :func:`run_demo` (tests/test_layout.py holds that list).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def _image_paths(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
     Image files named on the command line and those under named folders, sorted; and one
     line per input that is missing or is a folder without images.
     """
-    from ..bench.datasets import load_flat_folder
+    from ..folders import load_flat_folder
 
     paths: list[str] = []
     problems: list[str] = []
@@ -218,18 +223,21 @@ def _write_records(args: argparse.Namespace, records: list[dict]) -> None:
 
 def _labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str):
     """The labeler of the labeler options: an MLLMLabeler, or the simulated one."""
-    if args.labeler != SIMULATED:
-        from ..labeling import MLLMLabeler
+    if args.labeler == SIMULATED:
+        return _simulated_labeler(args, paths, on_error)
+    from ..labeling import MLLMLabeler
 
-        params = given(args, "prompt", "domain", "api_base", "api_key_env", "max_concurrency")
-        if args.labeler_cache is not None:
-            params["cache"] = None if args.labeler_cache.lower() == "none" else args.labeler_cache
-        if args.labeler is not None:  # None only if MLLMLabeler's default could not be read
-            params["model"] = args.labeler
-        return MLLMLabeler(
-            max_cost=args.max_cost, on_error=on_error, verbose=args.verbose, **params
-        )
-    from ..bench.simulation import folder_labeler
+    params = given(args, "prompt", "domain", "api_base", "api_key_env", "max_concurrency")
+    if args.labeler_cache is not None:
+        params["cache"] = None if args.labeler_cache.lower() == "none" else args.labeler_cache
+    if args.labeler is not None:  # None only if MLLMLabeler's default could not be read
+        params["model"] = args.labeler
+    return MLLMLabeler(max_cost=args.max_cost, on_error=on_error, verbose=args.verbose, **params)
+
+
+def _simulated_labeler(args: argparse.Namespace, paths: Sequence[str], on_error: str):
+    """``--labeler simulated``: names each image after its class folder, some wrongly."""
+    from skvf_bench.simulation import folder_labeler
 
     try:
         seed = getattr(args, "seed", 0)
@@ -274,7 +282,6 @@ def run_fit(args: argparse.Namespace) -> None:
     Fit a NeaRClassifier on the images (sub-folders included; folder names are ignored
     except by --labeler simulated) and save it with skops.
     """
-    from ..bench.demo import TINY_BACKBONE_PARAMS, offline_image_encoder
     from ..classifier import NeaRClassifier
     from ..serialization import dump
 
@@ -289,15 +296,13 @@ def run_fit(args: argparse.Namespace) -> None:
     output = Path(args.output).expanduser()
     clf = NeaRClassifier(
         labeler=_labeler(args, paths, on_error="warn" if args.on_error == "skip" else "raise"),
-        image_encoder=None
-        if args.image_encoder == "clip"
-        else offline_image_encoder(args.image_encoder, paths, random_state=args.seed),
+        image_encoder=None if args.image_encoder == "clip" else _offline_image_encoder(args, paths),
         memory=args.memory,
         on_error=args.on_error,
         random_state=args.seed,
         verbose=args.verbose,
         **given(args, "max_epochs", "warmup_epochs", "device", "batch_size"),
-        **(TINY_BACKBONE_PARAMS if args.tiny else backbone),
+        **(_tiny_backbone() if args.tiny else backbone),
     )
     if len(paths) < 2:
         raise UsageError(
@@ -315,14 +320,35 @@ def run_fit(args: argparse.Namespace) -> None:
     )
 
 
+def _offline_image_encoder(args: argparse.Namespace, paths: Sequence[str]):
+    """``--image-encoder pixels|hog``: image features that need no weights (unfitted)."""
+    from skvf_bench.demo import offline_image_encoder
+
+    return offline_image_encoder(args.image_encoder, paths, random_state=args.seed)
+
+
+def _tiny_backbone() -> dict:
+    """``--tiny``: the backbone parameters of a tiny random-init CLIP."""
+    from skvf_bench.demo import TINY_BACKBONE_PARAMS
+
+    return TINY_BACKBONE_PARAMS
+
+
+def _harness_trusted_types() -> list[str]:
+    """``--trust-harness``: the product's trusted types and the harness's estimators."""
+    from skvf_bench import trusted_types
+
+    return trusted_types()
+
+
 def _load_and_predict(args: argparse.Namespace, paths: Sequence[str]):
     """The model of ``args.model`` and its probabilities of ``paths`` (NaN: unreadable)."""
     import numpy as np
 
-    from .. import bench  # noqa: F401  (registers the harness's types: models fitted with --labeler simulated)
     from ..serialization import load, trusted_types
 
-    model = load(Path(args.model).expanduser(), trusted=trusted_types() + list(args.trust))
+    trusted = _harness_trusted_types() if args.trust_harness else trusted_types()
+    model = load(Path(args.model).expanduser(), trusted=trusted + list(args.trust))
     if not (hasattr(model, "predict_proba") and hasattr(model, "classes_")):
         raise ValueError(f"{args.model!r} holds a {type(model).__name__}, not a fitted classifier.")
     updates = given(args, "on_error", "device", "batch_size", "verbose")
@@ -394,7 +420,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     """
     import numpy as np
 
-    from ..bench.datasets import load_image_folder
+    from ..folders import load_image_folder
     from ..metrics import DEFAULT_SENTENCE_MODEL, name_scores
 
     try:
@@ -429,7 +455,7 @@ def run_demo(args: argparse.Namespace) -> None:
     with noise-rate wrong names (pixels -> PCA features, a tiny random-init CLIP text
     tower). Prints cluster accuracies.
     """
-    from ..bench.demo import run_digits_demo
+    from skvf_bench.demo import run_digits_demo
 
     _check(args, [])
     results = run_digits_demo(

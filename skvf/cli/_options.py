@@ -28,17 +28,20 @@ SIMULATED = "simulated"
 # instant, so their signatures are read from the source with ``ast`` (tests/test_cli.py
 # checks them against ``inspect.signature``). A default that is not a literal shows as
 # "from <owner>" in --help, and the option then passes nothing: the owner's default applies.
+# The harness's sources are read the same way, beside the product, without importing it.
 # fmt: off
-_SOURCES = {"NeaRClassifier": "classifier.py", "NeighborCandidateBuilder": "candidates.py",
-            "MLLMLabeler": "labeling/_mllm.py", "NoisyOracleLabeler": "bench/simulation.py",
-            "semantic_accuracy": "metrics.py", "run_digits_demo": "bench/demo.py"}
+_SOURCES = {"NeaRClassifier": "skvf/classifier.py",
+            "NeighborCandidateBuilder": "skvf/candidates.py",
+            "MLLMLabeler": "skvf/labeling/_mllm.py", "semantic_accuracy": "skvf/metrics.py",
+            "NoisyOracleLabeler": "skvf_bench/simulation.py",
+            "run_digits_demo": "skvf_bench/demo.py"}
 # fmt: on
 
 
 @functools.cache
 def _signature_defaults(owner: str) -> dict:
     """``{parameter: default}`` of the class or function ``owner``: its literal defaults."""
-    tree = ast.parse((Path(__file__).parents[1] / _SOURCES[owner]).read_text("utf-8"))
+    tree = ast.parse((Path(__file__).parents[2] / _SOURCES[owner]).read_text("utf-8"))
     [node] = [n for n in tree.body if getattr(n, "name", None) == owner]
     args = next((n for n in node.body if getattr(n, "name", None) == "__init__"), node).args
     names = {getattr(n.targets[0], "id", ""): n.value for n in tree.body if hasattr(n, "targets")}
@@ -131,6 +134,9 @@ _OPTIONS: dict[str, dict] = {
     "model": dict(flags=["model"], metavar="MODEL.skops", help="a model saved by 'skvf fit'"),
     "trust": dict(action="append", default=[], metavar="TYPE", help="also trust this type when "
                   "loading (repeatable); review skops.io.get_untrusted_types(file=...) first"),
+    "trust_harness": dict(action="store_true", help="also trust the evaluation harness's "
+                          "estimators: models fitted with --labeler simulated or "
+                          "--image-encoder pixels|hog"),
     "backbone": dict(owner="NeaRClassifier", default=None, metavar="NAME",
                      help="open_clip model name (default: {default})"),
     "pretrained": dict(owner="NeaRClassifier", default=None, metavar="WEIGHTS",

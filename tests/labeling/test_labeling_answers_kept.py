@@ -320,7 +320,7 @@ def test_a_parallel_grid_search_pays_for_each_image_once(server, make_labeler, t
     from sklearn.model_selection import GridSearchCV
 
     from skvf import NeaRClassifier
-    from skvf.bench.demo import TINY_BACKBONE_PARAMS
+    from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
     caplog.set_level(logging.ERROR)
     colours = list(COLOURS)[:6]

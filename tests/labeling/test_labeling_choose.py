@@ -18,10 +18,10 @@ from fake_openai_server import COLOURS, FakeVLM, Reply, colour_answer, colour_im
 from PIL import Image
 
 from skvf import NeaRClassifier
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
 from skvf.labeling import BudgetExceededError, LabelingWarning, UnusableAnswerError
 from skvf.labeling._prompts import render_choice_question
 from skvf.serialization import dump, load
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 RED, GREEN, BLUE = "red test bird", "green test bird", "blue test bird"
 

@@ -18,7 +18,6 @@ from fake_openai_server import COLOURS, Body, Fail, FakeVLM, colour_answer, colo
 from PIL import Image
 
 from skvf import NeaRClassifier
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
 from skvf.exceptions import ImageInputError
 from skvf.labeling import (
     BudgetExceededError,
@@ -28,6 +27,7 @@ from skvf.labeling import (
 )
 from skvf.labeling._prompts import render_context_question, render_prompt
 from skvf.serialization import dump, load
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 BIRDS = {"category": "birds", "granularity": "species", "expert": "an ornithologist"}
 WATCHER = {"category": "garden birds", "granularity": "kind", "expert": "a bird watcher"}

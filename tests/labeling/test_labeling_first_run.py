@@ -7,8 +7,8 @@ import pytest
 from fake_openai_server import FakeVLM, colour_image
 
 from skvf import NeaRClassifier
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
 from skvf.labeling import LabelingError
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 
 def test_a_missing_key_is_reported_before_any_backbone_is_built(server, make_labeler, monkeypatch):

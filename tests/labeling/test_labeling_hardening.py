@@ -356,7 +356,7 @@ def test_a_loaded_labeler_of_the_default_provider_host_is_fine(tmp_path):
 
 def test_a_loaded_classifier_never_sends_the_key_to_the_files_host(server, tmp_path):
     from skvf import NeaRClassifier
-    from skvf.bench.demo import TINY_BACKBONE_PARAMS
+    from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
     theirs, mine = FakeVLM(), FakeVLM()
     their_url, my_url = server(theirs), server(mine)

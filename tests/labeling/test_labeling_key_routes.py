@@ -9,9 +9,9 @@ from conftest import KEY_ENV, TEST_KEY
 from fake_openai_server import FakeVLM, colour_image
 
 from skvf import NeaRClassifier
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
 from skvf.labeling import MLLMLabeler
 from skvf.serialization import dump, load
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 OTHER_ENV = "SKVF_TEST_OTHER_TOKEN"
 OTHER_SECRET = "ghp-other-secret-0123456789"

@@ -8,7 +8,7 @@ import pytest
 from fake_openai_server import COLOURS, FakeVLM, colour_image
 
 from skvf import NeaRClassifier
-from skvf.bench.demo import TINY_BACKBONE_PARAMS
+from skvf_bench.demo import TINY_BACKBONE_PARAMS
 
 
 def _classifier(labeler, memory):

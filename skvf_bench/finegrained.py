@@ -7,7 +7,7 @@ module builds one from the real product photos of Fashion-MNIST (Debian's
 pattern, painted onto the garment (the photo's non-background pixels, keeping its folds
 and outline), and placed on a cluttered background under varied lighting. The ten
 garment types x four shades x four patterns make 160 classes named as a person would
-("navy pinstriped trouser", :mod:`skvf.bench.garment_names`).
+("navy pinstriped trouser", :mod:`skvf_bench.garment_names`).
 
 As on real fine-grained sets, the siblings of one type are what gets confused: the
 shades come in neighbouring pairs (navy / royal blue, burgundy / crimson) that lighting
@@ -86,10 +86,10 @@ class FineGarments:
         ``{class name: {"garment": ..., "shade": ..., "pattern": ...}}``.
     taxonomy : dict
         ``{class name: (category, garment, shade + garment, class name)}``, generic to
-        fine (:func:`skvf.bench.garment_names.class_taxonomy`).
+        fine (:func:`skvf_bench.garment_names.class_taxonomy`).
     similar_values : dict
         ``{axis: {value: [values that look alike]}}``
-        (:data:`skvf.bench.garment_names.SIMILAR_VALUES`).
+        (:data:`skvf_bench.garment_names.SIMILAR_VALUES`).
     source_indices : ndarray of int, shape (n_images,)
         Each image's photo, as an index into ``load_fashion_mnist("all")`` (the training
         file's 60,000 photos, then the test file's 10,000).
@@ -129,7 +129,7 @@ def load_fine_garments(
 ) -> FineGarments:
     """Build a pool of the fine-grained garment benchmark: images, names, attributes.
 
-    Each class is a garment type x shade x pattern (:mod:`skvf.bench.garment_names`).
+    Each class is a garment type x shade x pattern (:mod:`skvf_bench.garment_names`).
     Its images are distinct real photos of that garment type, drawn without
     replacement, recoloured with the shade (the photo's grey levels kept as shading),
     overprinted with the pattern (in the garment's own coordinates, so it moves and
@@ -156,7 +156,7 @@ def load_fine_garments(
         Range of the garment's side as a share of the image side.
     lighting : float, default=0.12
         Standard deviation of the log lighting gain; the neighbouring shades of a pair
-        differ by 0.6-1.1 in log mean level (:data:`~skvf.bench.garment_names.SHADE_RGB`).
+        differ by 0.6-1.1 in log mean level (:data:`~skvf_bench.garment_names.SHADE_RGB`).
     colour_cast : float, default=0.05
         Standard deviation of each channel's log gain (white balance).
     pattern_contrast : (float, float), default=(0.25, 0.7)
@@ -166,7 +166,7 @@ def load_fine_garments(
     clutter : int, default=4
         Colour blobs in the background.
     data_home : str, os.PathLike or None, default=None
-        Where the Fashion-MNIST files are (:func:`skvf.bench.datasets.load_fashion_mnist`).
+        Where the Fashion-MNIST files are (:func:`skvf_bench.datasets.load_fashion_mnist`).
 
     Returns
     -------
@@ -433,7 +433,7 @@ def few_shot_draws(
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Few-shot draws for several m: m images per class for fitting, the rest held out.
 
-    Each m is drawn with :func:`skvf.bench.datasets.few_shot_split` from the same seed,
+    Each m is drawn with :func:`skvf_bench.datasets.few_shot_split` from the same seed,
     so the held-out images of different m come from the same permutation of each class.
 
     Parameters
@@ -444,7 +444,7 @@ def few_shot_draws(
         The values of m.
     random_state : int, RandomState instance or None, default=None
     max_test_per_class : int or None, default=None
-        As in :func:`skvf.bench.datasets.few_shot_split`.
+        As in :func:`skvf_bench.datasets.few_shot_split`.
 
     Returns
     -------

@@ -13,7 +13,7 @@ object array with one name per item of ``X``.
 
 Examples
 --------
->>> from skvf.bench.datasets import load_digits_images
+>>> from skvf_bench.datasets import load_digits_images
 >>> images, names = load_digits_images()
 >>> labeler = NoisyOracleLabeler(
 ...     make_oracle(images, names), noise_rate=0.4, confusions=digits_confusions()
@@ -33,7 +33,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._images import (
+from skvf._images import (
     as_image_list,
     describe_item,
     image_digest,
@@ -42,10 +42,10 @@ from .._images import (
     load_images,
     row_digest,
 )
-from .._sklearn_compat import Interval, StrOptions, fit_context
-from .._warnings import warn
-from ..exceptions import ImageInputError
-from ..serialization import register_trusted_type
+from skvf._sklearn_compat import Interval, StrOptions, fit_context
+from skvf._warnings import warn
+from skvf.exceptions import ImageInputError
+
 from .datasets import DIGIT_NAMES
 
 __all__ = [
@@ -155,10 +155,10 @@ def confusions_from_groups(groups: Sequence[Sequence[str]]) -> dict[str, list[st
 
 
 def digits_confusions() -> dict[str, list[str]]:
-    """Confusable classes of :func:`skvf.bench.datasets.load_digits_images`.
+    """Confusable classes of :func:`skvf_bench.datasets.load_digits_images`.
 
     Groups of digits whose strokes look alike: 3 / 5 / 8, 1 / 7, 4 / 9, 0 / 6.
-    Names are those of :func:`skvf.bench.datasets.load_digits_images` ("zero" ... "nine").
+    Names are those of :func:`skvf_bench.datasets.load_digits_images` ("zero" ... "nine").
     """
     return confusions_from_groups(
         [["three", "five", "eight"], ["one", "seven"], ["four", "nine"], ["zero", "six"]]
@@ -166,7 +166,7 @@ def digits_confusions() -> dict[str, list[str]]:
 
 
 def fashion_mnist_confusions() -> dict[str, list[str]]:
-    """Confusable classes of :func:`skvf.bench.datasets.load_fashion_mnist`.
+    """Confusable classes of :func:`skvf_bench.datasets.load_fashion_mnist`.
 
     Upper-body garments (t-shirt / shirt / pullover / coat / dress) and footwear
     (sneaker / sandal / ankle boot): the groups in which classifiers confuse
@@ -292,7 +292,6 @@ class OracleLabelerMixin:
         return name
 
 
-@register_trusted_type
 class NoisyOracleLabeler(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     """A simulated labeler: the true name of each image, corrupted at chosen rates.
 
@@ -492,7 +491,7 @@ def folder_labeler(paths: Sequence[str], random_state: int = 0, **params) -> Noi
 
     For offline trials on ``ROOT/<class>/<image>`` folders (``skvf fit --labeler
     simulated``): the true name of an image is its folder's name
-    (:func:`skvf.bench.datasets.folder_class_name`), and the labeler answers it with the
+    (:func:`skvf.folders.folder_class_name`), and the labeler answers it with the
     noise of a :class:`NoisyOracleLabeler`.
 
     Parameters
@@ -515,7 +514,7 @@ def folder_labeler(paths: Sequence[str], random_state: int = 0, **params) -> Noi
     """
     from pathlib import Path
 
-    from .datasets import folder_class_name
+    from skvf.folders import folder_class_name
 
     names = [folder_class_name(Path(path).parent.name) for path in paths]
     if len(set(names)) < 2:

@@ -1,11 +1,11 @@
 """NeaR against its baselines on the fine-grained garment benchmark, through a stand-in CLIP.
 
-The paper's regime, offline: the benchmark pool of :mod:`skvf.bench.finegrained` (160
-garment classes), a simulated vision LLM (:mod:`skvf.bench.simulated_mllm`, strong or
+The paper's regime, offline: the benchmark pool of :mod:`skvf_bench.finegrained` (160
+garment classes), a simulated vision LLM (:mod:`skvf_bench.simulated_mllm`, strong or
 weak profile) naming the images, and a stand-in CLIP pretrained here
-(:mod:`skvf.bench.standin`) whose **own image tower** encodes them: every classifier
+(:mod:`skvf_bench.standin`) whose **own image tower** encodes them: every classifier
 gets ``backbone``, ``pretrained`` and ``backbone_kwargs`` from
-:func:`~skvf.bench.standin.standin_params` and no ``image_encoder``.
+:func:`~skvf_bench.standin.standin_params` and no ``image_encoder``.
 
 Images are encoded once per run. :func:`prepare_benchmark` runs the stand-in's image
 tower over the whole pool and writes each image's features into the feature store of
@@ -81,7 +81,7 @@ def method_names() -> list[str]:
     true names (a reference), the training-free classifier mixing zero-shot text scores
     with image prototypes of the labeler's names (FineR's), CoOp on the labeler's raw
     names and on the true names (the reference NeaR's gap is reported against), then
-    NeaR and its ablations (:func:`skvf.bench.baselines.method_configs`).
+    NeaR and its ablations (:func:`skvf_bench.baselines.method_configs`).
     """
     configs = list(method_configs())
     return [
@@ -147,8 +147,8 @@ def prepare_benchmark(
         Cache directory; the pool's features go into the store that
         ``NeaRClassifier(memory=memory)`` reads for the stand-in's weights.
     standin : str, default="garments"
-        A recipe of :data:`skvf.bench.standin.RECIPES`; its weights are built on first
-        use (:func:`~skvf.bench.standin.standin_params`).
+        A recipe of :data:`skvf_bench.standin.RECIPES`; its weights are built on first
+        use (:func:`~skvf_bench.standin.standin_params`).
     n_per_class : int, default=20
         Images per class of the benchmark pool.
     garments : sequence of str or None, default=None
@@ -163,11 +163,12 @@ def prepare_benchmark(
     -------
     Benchmark
     """
-    from .._backbone import build_backbone
-    from .._device import resolve_device
-    from .._features import encode_with_memory
-    from .._images import image_digest, load_images
-    from .._store import resolve_memory
+    from skvf._backbone import build_backbone
+    from skvf._device import resolve_device
+    from skvf._features import encode_with_memory
+    from skvf._images import image_digest, load_images
+    from skvf._store import resolve_memory
+
     from .standin import standin_params
 
     params = standin_params(standin)
@@ -231,9 +232,9 @@ def draw_split(names, draw, seed: int, test_per_class: int | None):
     ----------
     names : array-like of str
     draw : int or str
-        m images per class (:func:`~skvf.bench.finegrained.few_shot_draws`: the same
+        m images per class (:func:`~skvf_bench.finegrained.few_shot_draws`: the same
         permutation for every m of a seed), or ``"low-high"`` for the imbalanced draw
-        (:func:`~skvf.bench.finegrained.imbalanced_split`).
+        (:func:`~skvf_bench.finegrained.imbalanced_split`).
     seed : int
     test_per_class : int or None
         Held-out images per class at most.
@@ -333,7 +334,7 @@ def build_methods(
     ``variants`` (:func:`parse_variant`) is its method with the variant's parameters
     on top.
     """
-    from .. import GMMNoiseSplitter, NeaRClassifier, NeighborCandidateBuilder
+    from skvf import GMMNoiseSplitter, NeaRClassifier, NeighborCandidateBuilder
 
     shared = dict(**bench.standin, device=bench.device, batch_size=bench.batch_size)
     methods = {}
@@ -398,7 +399,7 @@ def load_sacc_model(name: str = "auto"):
     model : object with ``encode``
     description : str
     """
-    from ..metrics import DEFAULT_SENTENCE_MODEL, load_sentence_model
+    from skvf.metrics import DEFAULT_SENTENCE_MODEL, load_sentence_model
 
     if name != "auto":
         return load_sentence_model(name), name
@@ -466,7 +467,7 @@ def run_trial(
         :func:`reask_selection` (NaN and 0 for a method that does not re-ask) and the
         setting.
     """
-    from ..metrics import cluster_accuracy, semantic_accuracy
+    from skvf.metrics import cluster_accuracy, semantic_accuracy
 
     data = bench.data
     fit_index, test_index = draw_split(data.names, draw, seed, test_per_class)
@@ -538,14 +539,14 @@ def reask_selection(model, true_names) -> dict:
     """How well a fitted model's re-asking chose whom to ask, whatever the answers.
 
     Measures that do not depend on how well the simulated labeler answers a choice
-    question (an assumption of :mod:`skvf.bench.simulated_mllm`), only on its first
+    question (an assumption of :mod:`skvf_bench.simulated_mllm`), only on its first
     names and the candidate sets.
 
     Parameters
     ----------
     model : fitted estimator
         A :class:`~skvf.NeaRClassifier` (with ``reask`` > 0 and a labeler with
-        ``names_the_truth``, such as :class:`~skvf.bench.simulated_mllm.SimulatedMLLM`);
+        ``names_the_truth``, such as :class:`~skvf_bench.simulated_mllm.SimulatedMLLM`);
         any other estimator gives NaN and 0.
     true_names : array-like of str
         The true name of each image the model was fitted on.

@@ -27,10 +27,9 @@ from sklearn.base import (
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._images import as_image_list, describe_item, load_image
-from .._sklearn_compat import Interval, fit_context
-from ..exceptions import ImageInputError
-from ..serialization import register_trusted_type
+from skvf._images import as_image_list, describe_item, load_image
+from skvf._sklearn_compat import Interval, fit_context
+from skvf.exceptions import ImageInputError
 
 __all__ = ["ImagePixels", "RandomConvFeatures", "HOGFeatures"]
 
@@ -119,7 +118,6 @@ class _BatchedGreyEncoder(_ImageEncoder):
         return features
 
 
-@register_trusted_type
 class ImagePixels(_ImageEncoder):
     """Images to their resized pixels, flattened, as float32 in [0, 1].
 
@@ -177,7 +175,6 @@ class ImagePixels(_ImageEncoder):
         return pixels.reshape(len(pixels), -1)
 
 
-@register_trusted_type
 class RandomConvFeatures(_BatchedGreyEncoder):
     """A fixed, randomly initialised one-layer convolutional image encoder.
 
@@ -279,7 +276,6 @@ class RandomConvFeatures(_BatchedGreyEncoder):
         return pooled.reshape(n, -1)
 
 
-@register_trusted_type
 class HOGFeatures(_BatchedGreyEncoder):
     """Histograms of oriented gradients: a fixed, hand-designed shape descriptor.
 

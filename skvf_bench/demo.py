@@ -11,9 +11,10 @@ from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from .._images import load_images
-from ..classifier import NeaRClassifier
-from ..metrics import cluster_accuracy
+from skvf._images import load_images
+from skvf.classifier import NeaRClassifier
+from skvf.metrics import cluster_accuracy
+
 from .baselines import method_configs
 from .datasets import few_shot_split, load_digits_images
 from .encoders import HOGFeatures, ImagePixels
@@ -77,7 +78,7 @@ def offline_image_encoder(kind: str, images, random_state=None) -> Pipeline:
     Parameters
     ----------
     kind : {"pixels", "hog"}
-        :func:`pixel_pca_encoder`, or :class:`~skvf.bench.encoders.HOGFeatures` -> PCA.
+        :func:`pixel_pca_encoder`, or :class:`~skvf_bench.encoders.HOGFeatures` -> PCA.
     images : sequence of images
         The images the encoder will be fitted on; unreadable ones are not counted.
     random_state : int, RandomState instance or None, default=None
@@ -108,9 +109,9 @@ def offline_demo_classifier(
 ) -> NeaRClassifier:
     """NeaR fully offline on digits: a simulated labeler, pixel features, a tiny CLIP.
 
-    The labeler (:class:`~skvf.bench.simulation.NoisyOracleLabeler`) knows each image's true
+    The labeler (:class:`~skvf_bench.simulation.NoisyOracleLabeler`) knows each image's true
     digit and names ``noise_rate`` of the images wrong, mostly as a confusable digit
-    (:func:`~skvf.bench.simulation.digits_confusions`); the image features are
+    (:func:`~skvf_bench.simulation.digits_confusions`); the image features are
     :func:`pixel_pca_encoder`; CLIP is the tiny random-init model of
     :data:`TINY_BACKBONE_PARAMS`.
 
@@ -168,7 +169,7 @@ def run_digits_demo(
     images per digit and held-out test images; the classifiers are
     :func:`offline_demo_classifier` (a simulated labeler naming ``noise_rate`` of the
     images wrong, pixels -> PCA features, a tiny random-init CLIP) with the parameters of
-    each method of :func:`~skvf.bench.baselines.method_configs`. Each is fitted on the
+    each method of :func:`~skvf_bench.baselines.method_configs`. Each is fitted on the
     training images and scored (cluster accuracy) on the test images.
 
     Parameters
@@ -187,7 +188,7 @@ def run_digits_demo(
     max_test_per_class : int or None, default=50
         Test images per digit; ``None`` holds out every image not used for training.
     methods : sequence of str, default=("CoOp on raw names", "NeaR")
-        Keys of :func:`~skvf.bench.baselines.method_configs`, fitted in this order.
+        Keys of :func:`~skvf_bench.baselines.method_configs`, fitted in this order.
     export : str, Path or None, default=None
         Also write the images to ``export/train`` and ``export/test`` as class folders
         (``export/<split>/<digit name>/<index>.png``).

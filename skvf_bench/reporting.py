@@ -2,7 +2,7 @@
 
 Every function takes ``results``: a list of dicts with at least ``"method"``, ``"seed"``
 and the scores (``"cacc"``, ``"sacc"``), as ``benchmarks/fgvr.py`` and
-:func:`skvf.bench.runner.run_trial` produce them.
+:func:`skvf_bench.runner.run_trial` produce them.
 
 - :func:`markdown_table`: one row per method, mean ± sd over seeds, calls, cost, times;
 - :func:`paired_differences` and :func:`paired_table`: a method minus a reference, paired

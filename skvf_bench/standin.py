@@ -4,8 +4,8 @@ No pretrained CLIP weights can be downloaded on the machines skvf is measured on
 random-init CLIP is not what users run: its towers are not aligned, zero-shot is at
 chance and a prompt's initial words mean nothing. This module pretrains a small
 open_clip ``CLIP`` (both towers, open_clip's own tokenizer) on the ``"pretraining"``
-pool of the fine-grained garment benchmark (:mod:`skvf.bench.finegrained`), with
-web-like captions (:mod:`skvf.bench.captions`), so that on the ``"benchmark"`` pool it
+pool of the fine-grained garment benchmark (:mod:`skvf_bench.finegrained`), with
+web-like captions (:mod:`skvf_bench.captions`), so that on the ``"benchmark"`` pool it
 behaves as a pretrained CLIP: its towers are aligned, zero-shot with the true names
 works (.70 on 160 classes; real CLIP ViT-B/16 is about .55-.65 on the paper's sets),
 neighbours in its image space share a class 66% of the time, and its image tower tells
@@ -17,7 +17,8 @@ tuning's lead over zero-shot is small (docs/results.md, "the stand-in CLIP").
 - :data:`RECIPES` holds the training recipes: ``"garments"`` (the benchmark's stand-in,
   an open_clip ResNet CLIP of 2.3M parameters besides its token embedding, pretrained
   for 2,000 steps of 128 pairs, 15-30 minutes on one CPU core; its weights are
-  committed, 18 MB) and ``"tiny"`` (for tests, seconds).
+  committed to the repository, 18 MB, and left out of the wheel) and ``"tiny"`` (for
+  tests, seconds).
 - :func:`pretrain_standin` trains one, deterministically, and saves its weights.
 - :func:`standin_params` returns the :class:`~skvf.NeaRClassifier` parameters that load
   it through the real path (``backbone``, ``pretrained=<file>``, ``backbone_kwargs``),
@@ -85,7 +86,7 @@ class StandInRecipe:
         Peak AdamW learning rate (linear warm-up over 5% of the steps, then cosine).
     weight_decay : float
     caption_kwargs : dict
-        Parameters of :func:`skvf.bench.captions.garment_captions`.
+        Parameters of :func:`skvf_bench.captions.garment_captions`.
     garments : tuple of str or None
         Garment types of the pool (``None``: all ten).
     random_state : int
@@ -234,7 +235,7 @@ def pretraining_pool(recipe="garments"):
     Returns
     -------
     FineGarments
-        The pool of :func:`~skvf.bench.finegrained.load_fine_garments` at the recipe's
+        The pool of :func:`~skvf_bench.finegrained.load_fine_garments` at the recipe's
         size, garment types, render size and seed.
 
     Examples
@@ -468,17 +469,19 @@ def standin_params(recipe="garments", cache_dir=None, verbose: int = 0) -> dict:
     The weights load through the real path: ``backbone`` names the open_clip config,
     ``backbone_kwargs`` shrinks it, and ``pretrained`` is the weights file, so the
     classifier uses the stand-in's own image tower by default. A recipe with a
-    recorded digest ships its weights beside this module; they are checked against the
-    digest. Otherwise (or when the file is missing) the weights are built on first use
-    with :func:`pretrain_standin` into ``cache_dir``, with their digest beside them; a
-    cached file that no longer matches its digest is built again.
+    recorded digest keeps its weights beside this module in the repository; they are
+    checked against the digest. Otherwise, or when the file is missing (installed from
+    a wheel, which leaves the weights out), the weights are built on first use with
+    :func:`pretrain_standin` into ``cache_dir``, with their digest beside them; a cached
+    file that no longer matches its digest is built again.
 
     Parameters
     ----------
     recipe : str or StandInRecipe, default="garments"
         A key of :data:`RECIPES` or a recipe.
     cache_dir : str, os.PathLike or None, default=None
-        Where weights built on first use go; ``None``: ``<skvf's cache>/standin``.
+        Where weights built on first use go; ``None``: ``standin`` in skvf's user cache
+        folder (``~/.cache/skvf/standin`` on Linux), never beside the installed module.
     verbose : int, default=0
         Passed to :func:`pretrain_standin` when the weights are built.
 

@@ -1,6 +1,6 @@
 """Simulated vision LLMs that name fine-grained images the way real ones fail.
 
-**These are simulations**, for offline work: like :class:`~skvf.bench.simulation.
+**These are simulations**, for offline work: like :class:`~skvf_bench.simulation.
 NoisyOracleLabeler` they are handed each image's true class and corrupt it, here along
 a class taxonomy and its attributes, as the NeaR paper (arXiv 2505.01064) reports real
 models do on fine-grained sets:
@@ -31,7 +31,7 @@ with these simulators depends on those values; which images it selects does not.
 
 Examples
 --------
->>> from skvf.bench.finegrained import load_fine_garments
+>>> from skvf_bench.finegrained import load_fine_garments
 >>> data = load_fine_garments(n_per_class=2, garments=["trouser"], image_size=16)
 >>> labeler = make_simulated_mllm(data, profile="weak").fit(data.images)
 >>> answers = labeler.transform(data.images)
@@ -50,9 +50,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._sklearn_compat import Interval, StrOptions, fit_context
-from ..names import normalize_name
-from ..serialization import register_trusted_type
+from skvf._sklearn_compat import Interval, StrOptions, fit_context
+from skvf.names import normalize_name
+
 from .finegrained import FineGarments
 from .garment_names import taxonomy_variants
 from .simulation import OracleLabelerMixin, _items, item_keys, make_oracle
@@ -90,7 +90,6 @@ _OTHER_RATES = ("variant_rate", "choice_accuracy")
 _FIRST_PARTIAL_LEVEL = 2
 
 
-@register_trusted_type
 class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     """A simulated vision LLM: fine names, generic names and near misses, per profile.
 
@@ -101,7 +100,7 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     - with ``partial_rate``, a partial name: a level between those and the class name
       ("navy trouser");
     - with ``sibling_rate``, a sibling: a class that differs in one attribute, whose
-      value is similar to the true one (:data:`~skvf.bench.garment_names.
+      value is similar to the true one (:data:`~skvf_bench.garment_names.
       SIMILAR_VALUES`); any class one attribute off when there is none;
     - with ``random_rate``, a uniformly random other class;
     - otherwise the true class name.
@@ -110,7 +109,7 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     its ``variants`` (a synonym, spelling, plural or word order naming the same thing).
 
     The answer is a deterministic function of the image's content and
-    ``random_state`` (as in :class:`~skvf.bench.simulation.NoisyOracleLabeler`): the
+    ``random_state`` (as in :class:`~skvf_bench.simulation.NoisyOracleLabeler`): the
     same image gets the same answer in every fit, fold and subset. The realised shares
     are the given rates up to sampling error over the images.
 
@@ -126,7 +125,7 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     ----------
     oracle : dict or callable
         The truth: a dict from content key to true class name, built with
-        :func:`~skvf.bench.simulation.make_oracle`, or a callable receiving an item
+        :func:`~skvf_bench.simulation.make_oracle`, or a callable receiving an item
         and returning its true class name.
     taxonomy : dict
         ``{class name: [names from generic to fine]}``, each list ending with the class
@@ -359,7 +358,7 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
 
         Examples
         --------
-        >>> from skvf.bench.finegrained import load_fine_garments
+        >>> from skvf_bench.finegrained import load_fine_garments
         >>> data = load_fine_garments(n_per_class=1, garments=["trouser"], image_size=16)
         >>> labeler = make_simulated_mllm(data, choice_accuracy=1.0).fit(data.images)
         >>> true_name, other = data.names[0], data.names[1]
@@ -430,7 +429,7 @@ def make_simulated_mllm(
     Parameters
     ----------
     data : FineGarments
-        A pool from :func:`skvf.bench.finegrained.load_fine_garments`; the labeler knows
+        A pool from :func:`skvf_bench.finegrained.load_fine_garments`; the labeler knows
         the true name of each of its images.
     profile : {"strong", "weak"}, default="strong"
     random_state : int, default=0
@@ -441,7 +440,7 @@ def make_simulated_mllm(
     -------
     SimulatedMLLM
         Unfitted; its variants cover every name of each class's taxonomy
-        (:func:`skvf.bench.garment_names.taxonomy_variants`).
+        (:func:`skvf_bench.garment_names.taxonomy_variants`).
     """
     variants: dict[str, list[str]] = {}
     for attributes in data.attributes.values():

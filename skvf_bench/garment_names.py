@@ -1,6 +1,6 @@
 """The words of the fine-grained garment classes: names, taxonomy, synonyms, similar values.
 
-The fine-grained garment benchmark (:mod:`skvf.bench.finegrained`) crosses the ten
+The fine-grained garment benchmark (:mod:`skvf_bench.finegrained`) crosses the ten
 Fashion-MNIST garment types with a colour shade and a pattern. This module holds its
 language, apart from the pixels: how a person names a class ("navy pinstriped
 trouser"), the taxonomy from generic to fine ("clothing" -> "trouser" -> "navy

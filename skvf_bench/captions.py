@@ -24,7 +24,7 @@ index and ``random_state``.
 
 Examples
 --------
->>> from skvf.bench.finegrained import load_fine_garments
+>>> from skvf_bench.finegrained import load_fine_garments
 >>> data = load_fine_garments("pretraining", n_per_class=1, garments=["trouser"])
 >>> captions = garment_captions(data, n_captions=2)
 >>> captions.shape
@@ -96,7 +96,7 @@ def garment_captions(
     Parameters
     ----------
     data : FineGarments
-        A pool from :func:`skvf.bench.finegrained.load_fine_garments`.
+        A pool from :func:`skvf_bench.finegrained.load_fine_garments`.
     n_captions : int, default=1
         Captions per image (e.g. one per pretraining epoch).
     kind_rates : dict or None, default=None
@@ -107,7 +107,7 @@ def garment_captions(
         shade ("navy", "navy blue") rather than the coarse colour ("blue").
     attribute_noise : float, default=0.2
         Probability that a full description gives the shade, and independently the
-        pattern, of a similar value (:data:`skvf.bench.garment_names.SIMILAR_VALUES`):
+        pattern, of a similar value (:data:`skvf_bench.garment_names.SIMILAR_VALUES`):
         the caption's writer saw the garment differently.
     canonical_word_rate : float, default=0.5
         Probability that a word for the garment, the exact shade or the pattern is the

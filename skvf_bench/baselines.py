@@ -22,20 +22,19 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._images import is_feature_matrix
-from .._prediction import PromptClassifierMixin
-from .._sklearn_compat import HasMethods, Interval, fit_context
-from ..metrics import NameClassifierMixin
-from ..names import normalize_name
-from ..noise import FixedNoiseSplitter
-from ..serialization import register_trusted_type
+from skvf._images import is_feature_matrix
+from skvf._prediction import PromptClassifierMixin
+from skvf._sklearn_compat import HasMethods, Interval, fit_context
+from skvf.metrics import NameClassifierMixin
+from skvf.names import normalize_name
+from skvf.noise import FixedNoiseSplitter
 
 __all__ = ["LabelerDirect", "ZeroShotCLIP", "method_configs"]
 
 
 def _ask_labeler(labeler, X) -> np.ndarray:
     """The labeler's normalised name for each item of ``X`` (``None`` where it gave none)."""
-    from ..labeling import label_items
+    from skvf.labeling import label_items
 
     names, valid = label_items(labeler, X)
     result = np.full(len(names), None, dtype=object)
@@ -45,12 +44,11 @@ def _ask_labeler(labeler, X) -> np.ndarray:
 
 
 def _n_items(X) -> int:
-    from .._images import as_image_list, is_feature_matrix
+    from skvf._images import as_image_list, is_feature_matrix
 
     return len(X) if is_feature_matrix(X) else len(as_image_list(X))
 
 
-@register_trusted_type
 class LabelerDirect(NameClassifierMixin, BaseEstimator):
     """The labeler names every image itself, at prediction time.
 
@@ -63,7 +61,7 @@ class LabelerDirect(NameClassifierMixin, BaseEstimator):
     labeler : estimator
         Object with ``fit(X)`` and ``transform(X) -> names`` (and optionally
         ``label(X) -> (names, valid_mask)``), e.g. :class:`skvf.MLLMLabeler` or
-        :class:`skvf.bench.simulation.NoisyOracleLabeler`.
+        :class:`skvf_bench.simulation.NoisyOracleLabeler`.
 
     Attributes
     ----------
@@ -82,7 +80,7 @@ class LabelerDirect(NameClassifierMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from skvf.bench.simulation import NoisyOracleLabeler, make_oracle
+    >>> from skvf_bench.simulation import NoisyOracleLabeler, make_oracle
     >>> X = np.arange(8.0).reshape(4, 2)
     >>> labeler = NoisyOracleLabeler(make_oracle(X, ["cat", "dog", "cat", "dog"]), noise_rate=0)
     >>> model = LabelerDirect(labeler).fit(X)
@@ -136,7 +134,6 @@ class LabelerDirect(NameClassifierMixin, BaseEstimator):
         return names
 
 
-@register_trusted_type
 class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     """Frozen CLIP over the labeler's vocabulary, with no tuning.
 
@@ -269,8 +266,8 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         import torch
         import torch.nn.functional as F
 
-        from .._backbone import build_backbone
-        from .._device import resolve_device
+        from skvf._backbone import build_backbone
+        from skvf._device import resolve_device
 
         if self.template.count("{}") != 1:
             raise ValueError(
@@ -295,7 +292,7 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             self.n_features_in_ = X.shape[1]
         features = None
         if self.image_encoder_ is not None:
-            from .._features import projection_matrix
+            from skvf._features import projection_matrix
 
             features = np.asarray(self.image_encoder_.fit_transform(X))
             if features.shape[1] != embed_dim:
@@ -318,9 +315,9 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
 
     def _tower_features(self, X, backbone) -> np.ndarray:
         """The backbone's image-tower features of the training images (cached by ``memory``)."""
-        from .._features import encode_with_memory
-        from .._images import load_training_items
-        from .._store import resolve_memory
+        from skvf._features import encode_with_memory
+        from skvf._images import load_training_items
+        from skvf._store import resolve_memory
 
         items, digests, _, _, _ = load_training_items(X, "raise", False)
         features, _ = encode_with_memory(
@@ -336,8 +333,8 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
 
     def _prototypes(self, features, names) -> np.ndarray:
         """Mean embedded feature of the training images carrying each of ``classes_``."""
-        from .._features import to_embedding_space
-        from .._prototypes import image_prototypes
+        from skvf._features import to_embedding_space
+        from skvf._prototypes import image_prototypes
 
         column = {name: index for index, name in enumerate(self.classes_)}
         weights = np.zeros((len(names), len(self.classes_)))
