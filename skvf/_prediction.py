@@ -157,6 +157,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         """
         if _is_dask_collection(X):
             return self._map_over_dask(X, "predict")
+        check_is_fitted(self, "class_text_features_")
         unknown = getattr(self, "unknown_label", None)
         n_classes = len(self.classes_)
         if unknown is None:
@@ -201,6 +202,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         """
         if _is_dask_collection(X):
             return self._map_over_dask(X, "score_samples")
+        check_is_fitted(self, "class_text_features_")
         return self._scores(X, self._known_from_features, 1)[:, 0]
 
     def _check_prediction_state(self) -> None:

@@ -492,6 +492,11 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         if n_features is None:
             self.__dict__.pop("n_features_in_", None)
         else:
+            if n_features == 0:  # checked before the labeler is asked about empty rows
+                raise ValueError(
+                    f"0 feature(s) (shape=({len(items)}, 0)) while a minimum of 1 is "
+                    "required by NeaRClassifier."
+                )
             self.n_features_in_ = n_features
 
         self.device_ = resolve_device(self.device)

@@ -125,8 +125,18 @@ def test_scores_that_overflow_raise_instead_of_naming_nothing(on_error):
 @pytest.mark.parametrize(
     ("attribute", "value", "params", "message"),
     [
-        ("probability_temperature_", float("nan"), {}, "is nan, not a finite positive"),
-        ("probability_temperature_", 0.0, {}, "is 0.0, not a finite positive"),
+        (
+            "probability_temperature_",
+            float("nan"),
+            {"calibrate_probabilities": True},
+            "is nan, not a finite positive",
+        ),
+        (
+            "probability_temperature_",
+            0.0,
+            {"calibrate_probabilities": True},
+            "is 0.0, not a finite positive",
+        ),
         ("unknown_threshold_", float("inf"), {"unknown_label": "?"}, "is inf, not a finite"),
     ],
 )
