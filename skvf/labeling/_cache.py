@@ -89,19 +89,15 @@ _TRANSPORT_ARGUMENTS = frozenset(
 
 
 def default_cache_dir() -> Path:
-    """The user's cache directory for skvf.
+    """The user's cache directory for skvf, as platformdirs picks it.
 
     ``$XDG_CACHE_HOME/skvf`` (``~/.cache/skvf`` when unset) on Linux and other Unix
     systems, ``~/Library/Caches/skvf`` on macOS and ``%LOCALAPPDATA%\\skvf\\Cache`` on
-    Windows: the places ``platformdirs.user_cache_dir("skvf")`` picks.
+    Windows (``platformdirs.user_cache_dir("skvf", appauthor=False)``).
     """
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "skvf" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "skvf"
-    base = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(base) if base else Path.home() / ".cache") / "skvf"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("skvf", appauthor=False))
 
 
 def resolve_cache_dir(cache) -> Path | None:
