@@ -33,6 +33,7 @@ from ._images import (
     iter_image_chunks,
 )
 from ._openset import known_scores
+from ._prototypes import mix
 from ._sklearn_compat import validate_parameter_constraints
 from ._warnings import warn
 from .exceptions import SkippedImagesWarning
@@ -133,13 +134,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         """
         if _is_dask_collection(X):
             return self._map_over_dask(X, "predict_proba")
-        scores = np.asarray(self._scores(X), dtype=np.float64)
-        if getattr(self, "calibrate_probabilities", False):
-            scores = scores / self.probability_temperature_
-        probabilities = np.full_like(scores, np.nan)
-        ok = np.isfinite(scores).all(axis=1)
-        probabilities[ok] = softmax(scores[ok], axis=1)
-        return probabilities
+        return self._probabilities_from_scores(self._scores(X))
 
     def predict(self, X) -> np.ndarray:
         """Name each image with one of ``classes_``.
@@ -176,13 +171,17 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         """``predict_proba`` and ``score_samples`` of ``X`` from one pass over the images."""
         n_classes = len(self.classes_)
         both = self._scores(X, self._scores_and_known_from_features, n_classes + 1)
-        scores = np.asarray(both[:, :n_classes], dtype=np.float64)
+        return self._probabilities_from_scores(both[:, :n_classes]), both[:, n_classes]
+
+    def _probabilities_from_scores(self, scores) -> np.ndarray:
+        """Softmax of class scores (tempered with ``calibrate_probabilities``); NaN rows stay."""
+        scores = np.asarray(scores, dtype=np.float64)
         if getattr(self, "calibrate_probabilities", False):
             scores = scores / self.probability_temperature_
         probabilities = np.full_like(scores, np.nan)
         ok = np.isfinite(scores).all(axis=1)
         probabilities[ok] = softmax(scores[ok], axis=1)
-        return probabilities, both[:, n_classes]
+        return probabilities
 
     def score_samples(self, X) -> np.ndarray:
         """Known-ness of each image: higher is more like the training classes.
@@ -269,14 +268,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             threshold = getattr(self, "unknown_threshold_", None)
             if not isinstance(threshold, (Real, np.number)) or not np.isfinite(threshold):
                 refuse("unknown_threshold_", f"is {threshold!r}, not a finite number")
-        scale = getattr(self, "logit_scale_", None)
-        if (
-            isinstance(scale, bool)
-            or not isinstance(scale, (Real, np.number))
-            or not np.isfinite(scale)
-            or scale <= 0
-        ):
-            refuse("logit_scale_", f"is {scale!r}, not a finite positive number")
+        positive_number("logit_scale_")
         if getattr(self, "score_offsets_", None) is not None:
             finite_array("score_offsets_", 1, (len(classes),))
         if getattr(self, "projection_", None) is not None:
@@ -404,21 +396,20 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         weight = self._prototype_weight()
         if weight == 0:
             return text, prototype_similarity
-        return (1 - weight) * text + weight * prototype_similarity, prototype_similarity
+        return mix(text, prototype_similarity, weight), prototype_similarity
 
     def _known_from_features(self, features) -> np.ndarray:
         """Known-ness scores of image features, one column (see :meth:`score_samples`)."""
-        similarity, prototype_similarity = self._similarities(features)
-        if prototype_similarity is None:
-            prototype_similarity = similarity
-        logits = self._scores_from_features(features)
-        return known_scores(logits, similarity, prototype_similarity, self.known_score)[:, None]
+        return self._scores_and_known_from_features(features)[:, -1:]
 
     def _scores_and_known_from_features(self, features) -> np.ndarray:
         """Class scores and the known-ness score, side by side: one image pass for both."""
-        return np.hstack(
-            [self._scores_from_features(features), self._known_from_features(features)]
-        )
+        scores = self._scores_from_features(features)
+        similarity, prototype_similarity = self._similarities(features)
+        if prototype_similarity is None:
+            prototype_similarity = similarity
+        known = known_scores(scores, similarity, prototype_similarity, self.known_score)
+        return np.hstack([scores, known[:, None]])
 
     def _scores_from_features(self, features) -> np.ndarray:
         """Class scores of image features as the image tower or encoder gives them.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["image_prototypes", "mixed_similarity", "refine_prototypes"]
+__all__ = ["image_prototypes", "mix", "mixed_similarity", "refine_prototypes"]
 
 
 def image_prototypes(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -53,6 +53,17 @@ def image_prototypes(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return prototypes.astype(np.float32)
 
 
+def mix(text_similarity, prototype_similarity, weight: float):
+    """``(1 - weight) * text_similarity + weight * prototype_similarity``.
+
+    Examples
+    --------
+    >>> mix(0.0, 1.0, 0.25)
+    0.25
+    """
+    return (1 - weight) * text_similarity + weight * prototype_similarity
+
+
 def mixed_similarity(
     embedded: np.ndarray,
     text_features: np.ndarray,
@@ -82,7 +93,7 @@ def mixed_similarity(
     >>> mixed_similarity(image, text, prototype, 0.25).tolist()
     [[0.25]]
     """
-    return (1 - weight) * (embedded @ text_features.T) + weight * (embedded @ prototypes.T)
+    return mix(embedded @ text_features.T, embedded @ prototypes.T, weight)
 
 
 def refine_prototypes(

@@ -27,7 +27,7 @@ from ._openset import (
 )
 from ._prediction import PREDICT_CHUNK, PromptClassifierMixin
 from ._prior import name_prior, prior_offsets
-from ._prototypes import image_prototypes, refine_prototypes
+from ._prototypes import image_prototypes, mix, refine_prototypes
 from ._sklearn_compat import HasMethods, Interval, StrOptions, fit_context
 from ._store import resolve_memory
 from ._training import MAX_LOGIT_SCALE, TrainingConfig, tune_prompts
@@ -644,8 +644,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         """
         text = features @ self.class_text_features_.T
         prototype_similarity = leave_one_out_prototype_similarity(features, prototype_weights)
-        weight = self._prototype_weight()
-        similarity = (1 - weight) * text + weight * prototype_similarity
+        similarity = mix(text, prototype_similarity, self._prototype_weight())
         logits = self.logit_scale_ * similarity + self.score_offsets_
         return logits, similarity, prototype_similarity
 
