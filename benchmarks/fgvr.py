@@ -222,7 +222,7 @@ def frozen_features(arguments, images) -> np.ndarray:
     chunks = []
     for start in range(0, len(items), 512):  # bounds the decoded images held in memory
         loaded = load_images(items[start : start + 512])
-        chunks.append(encode_images(backbone, loaded.images, device, arguments.batch_size))
+        chunks.append(encode_images(backbone, loaded.images, arguments.batch_size))
     return np.concatenate(chunks)
 
 

@@ -71,10 +71,10 @@ def _child(
         # A GPU needs more images than a CPU for a pass to outlast its launch overheads.
         images = [Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))]
         images *= 256 if cuda else 32
-        encode_images(backbone, images[:32], device, 32)  # warm-up
+        encode_images(backbone, images[:32], 32)  # warm-up
         synchronize()
         start = time.perf_counter()
-        encode_images(backbone, images, device, 32)
+        encode_images(backbone, images, 32)
         seconds = (time.perf_counter() - start) / len(images)
     else:
         names = [f"speckled grey wing warbler {index}" for index in range(classes)]

@@ -45,6 +45,14 @@ class Backbone:
         Hash of every weight of the model.
     source : str
         Human-readable weights source: a hub tag, a file path or ``"random-init"``.
+    name : str
+        The open_clip model name it was built from, as given to :func:`build_backbone`
+        (part of the feature cache's key, :func:`skvf._features.feature_store`).
+    device : str
+        The torch device its model sits on, e.g. ``"cpu"`` or ``"cuda:0"``: where its
+        inputs go, and where whatever is trained on it lives.
+    config : dict
+        The model config, ``backbone_kwargs`` merged in (see :func:`backbone_config`).
     """
 
     model: object
@@ -52,6 +60,8 @@ class Backbone:
     tokenizer: object
     digest: str
     source: str
+    name: str
+    device: str
     config: dict = field(default_factory=dict)
 
 
@@ -246,7 +256,9 @@ def build_backbone(
     backbone_kwargs : dict or None
         Config overrides, see :func:`backbone_config`.
     device : str
-        Device to put the model on.
+        Device to put the model on (a concrete one, see
+        :func:`skvf._device.resolve_device`); the returned backbone's ``device`` names
+        where its model then sits (``"cuda:0"`` for ``"cuda"``).
     expected_digest : str or None
         When given, the built weights must hash to it (see :func:`weights_digest`).
 
@@ -329,6 +341,8 @@ def _build_uncached(
         tokenizer=tokenizer,
         digest=digest,
         source=source,
+        name=name,
+        device=str(next(model.parameters()).device),
         config=config,
     )
 
@@ -343,8 +357,14 @@ class FrozenBackboneMixin:
     ``fit`` left it, and pickling or skops never meet a torch object.
     """
 
-    def _runtime_backbone(self) -> tuple[Backbone, str]:
-        """The backbone and the device to predict on: the fit's device, else the CPU."""
+    def _runtime_backbone(self) -> Backbone:
+        """The backbone to predict with, on the fit's device, else on the CPU.
+
+        Returns
+        -------
+        Backbone
+            Its ``device`` is where the images to encode go.
+        """
         from ._device import resolve_device
 
         fitted_device = getattr(self, "device_", None) or self.device
@@ -354,11 +374,10 @@ class FrozenBackboneMixin:
             # Fitted on a GPU, used where there is none: predict on the CPU.
             warn(f"device={fitted_device!r} is not available here; predicting on the CPU.")
             device = "cpu"
-        backbone = build_backbone(
+        return build_backbone(
             self.backbone,
             self.pretrained,
             self.backbone_kwargs,
             device=device,
             expected_digest=getattr(self, "backbone_digest_", None),
         )
-        return backbone, device

@@ -21,19 +21,16 @@ __all__ = [
 ]
 
 
-def encode_images(
-    backbone, images: list, device: str, batch_size: int = 64, verbose: int = 0
-) -> np.ndarray:
+def encode_images(backbone, images: list, batch_size: int = 64, verbose: int = 0) -> np.ndarray:
     """Run the frozen CLIP image tower over RGB PIL images.
 
     Parameters
     ----------
     backbone : skvf._backbone.Backbone
+        Encodes on its ``device``; on CUDA the tower runs under bfloat16 autocast.
     images : list of PIL.Image.Image
-    device : str
-        Where the model is; on CUDA the tower runs under bfloat16 autocast.
-    batch_size : int
-    verbose : int
+    batch_size : int, default=64
+    verbose : int, default=0
         A progress bar (on stderr) when positive.
 
     Returns
@@ -48,7 +45,7 @@ def encode_images(
     with progress:
         for start in range(0, len(images), batch_size):
             batch = preprocess_images(backbone, images[start : start + batch_size])
-            outputs.append(encode_batch(backbone, batch, device))
+            outputs.append(encode_batch(backbone, batch))
             progress.update(len(batch))
     if not outputs:
         return np.zeros((0, int(backbone.config["embed_dim"])), dtype=np.float32)
@@ -110,8 +107,14 @@ def _is_pil_step(step) -> bool:
     )
 
 
-def encode_batch(backbone, batch, device: str) -> np.ndarray:
+def encode_batch(backbone, batch) -> np.ndarray:
     """Image-tower embeddings of one preprocessed batch (from :func:`preprocess_images`).
+
+    Parameters
+    ----------
+    backbone : skvf._backbone.Backbone
+        The batch goes to its ``device``.
+    batch : torch.Tensor of shape (n_images, 3, H, W)
 
     Returns
     -------
@@ -120,6 +123,7 @@ def encode_batch(backbone, batch, device: str) -> np.ndarray:
     """
     import torch
 
+    device = backbone.device
     with torch.inference_mode():
         batch = batch.to(device, non_blocking=True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
@@ -127,7 +131,7 @@ def encode_batch(backbone, batch, device: str) -> np.ndarray:
         return features.float().cpu().numpy()
 
 
-def feature_store(cache_root, backbone_name: str, backbone) -> ItemStore | None:
+def feature_store(cache_root, backbone) -> ItemStore | None:
     """The on-disk store of a backbone's image-tower features, one vector per image.
 
     Its namespace hashes the backbone's name and weights digest, so every estimator
@@ -138,9 +142,8 @@ def feature_store(cache_root, backbone_name: str, backbone) -> ItemStore | None:
     ----------
     cache_root : pathlib.Path or None
         The cache directory (:func:`skvf._store.resolve_memory`); ``None``: no store.
-    backbone_name : str
-        The open_clip model name the backbone was built from.
     backbone : skvf._backbone.Backbone
+        Its ``name`` and ``digest`` key the store (its device does not).
 
     Returns
     -------
@@ -148,7 +151,7 @@ def feature_store(cache_root, backbone_name: str, backbone) -> ItemStore | None:
     """
     if cache_root is None:
         return None
-    key = stable_hash({"backbone": backbone_name, "weights": backbone.digest})
+    key = stable_hash({"backbone": backbone.name, "weights": backbone.digest})
     width = int(backbone.config["embed_dim"])
     return ItemStore(cache_root, "features-" + key, "npy", is_feature_vector(width))
 
@@ -180,21 +183,33 @@ def cached_encode(encode, images: list, digests: list[str], store: ItemStore | N
 
 def encode_with_memory(
     backbone,
-    backbone_name: str,
     images: list,
     digests: list[str],
     cache_root,
-    device: str,
     batch_size: int,
     verbose: int = 0,
 ):
     """Image-tower features of ``images`` through the backbone's feature store.
 
     What a fit of the CLIP path reads and writes under ``memory``: the
-    :func:`feature_store` of ``backbone_name`` and the weights, one vector per image
+    :func:`feature_store` of the backbone's name and weights, one vector per image
     digest, the misses encoded by :func:`encode_images` in batches of ``batch_size``.
     Whoever fills the store ahead of fits (the benchmarks) calls this too, so the fits
     find every vector.
+
+    Parameters
+    ----------
+    backbone : skvf._backbone.Backbone
+        Encodes on its ``device``.
+    images : list of PIL.Image.Image
+    digests : list of str
+        Content digest of each image.
+    cache_root : pathlib.Path or None
+        The cache directory (:func:`skvf._store.resolve_memory`); ``None``: no store.
+    batch_size : int
+        Images per pass of the tower.
+    verbose : int, default=0
+        A progress bar (on stderr) when positive.
 
     Returns
     -------
@@ -203,10 +218,10 @@ def encode_with_memory(
         Images the tower encoded (the others were in the store).
     """
     return cached_encode(
-        lambda batch: encode_images(backbone, batch, device, batch_size, verbose),
+        lambda batch: encode_images(backbone, batch, batch_size, verbose),
         images,
         digests,
-        feature_store(cache_root, backbone_name, backbone),
+        feature_store(cache_root, backbone),
     )
 
 

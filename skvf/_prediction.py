@@ -294,7 +294,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         from_features = from_features or self._scores_from_features
         width = width or len(self.classes_)
         if self.image_encoder_ is None:
-            backbone, device = self._runtime_backbone()
+            backbone = self._runtime_backbone()
             # A batch per chunk: the loading threads decode and preprocess the next
             # batches while the tower encodes this one.
             chunk_size = self.batch_size
@@ -303,7 +303,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
                 return preprocess_images(backbone, images)
 
             def embed(batch):
-                return encode_batch(backbone, batch, device)
+                return encode_batch(backbone, batch)
         else:
             # The encoder's width at fit: the projection's input, else the embedding size.
             encoder_width = (

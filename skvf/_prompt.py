@@ -273,13 +273,19 @@ class PromptLearner(nn.Module):
 
 
 def build_prompt_learner(
-    backbone, classnames, n_ctx, ctx_init, class_specific, device, context=None, seed=None
+    backbone, classnames, n_ctx, ctx_init, class_specific, context=None, seed=None
 ) -> PromptLearner:
-    """A prompt learner for ``classnames`` on ``device``, from a context or a seed.
+    """A prompt learner for ``classnames`` on the backbone's device, from a context or a seed.
 
     Parameters
     ----------
     backbone : skvf._backbone.Backbone
+        The learner goes to its ``device``. On CUDA every prompt is encoded whole
+        (``share_prefix=False``): there a pass is bound by kernel launches, not
+        arithmetic, and the K whole prompts in one batch take half the time of the
+        shared prefix and its K suffixes (``benchmarks/fit_cost.py --device cuda``,
+        ViT-B-16 on an H200: 0.03 against 0.05 s a step at K = 300, 0.06 against 0.13 s
+        at K = 500). Elsewhere the prefix is shared.
     classnames : sequence of str
     n_ctx : int or None
         Context vectors; ``None`` is 16, or the token count of ``ctx_init``.
@@ -287,21 +293,16 @@ def build_prompt_learner(
         Phrase initialising the context; ``None`` draws it at random.
     class_specific : bool
         One context per class.
-    device : str
-        On CUDA every prompt is encoded whole (``share_prefix=False``): there a pass is
-        bound by kernel launches, not arithmetic, and the K whole prompts in one batch
-        take half the time of the shared prefix and its K suffixes (``benchmarks/
-        fit_cost.py --device cuda``, ViT-B-16 on an H200: 0.03 against 0.05 s a step at
-        K = 300, 0.06 against 0.13 s at K = 500). Elsewhere the prefix is shared.
-    context : ndarray or None
+    context : ndarray or None, default=None
         A learnt context to load (a fitted model's ``context_``).
-    seed : int or None
+    seed : int or None, default=None
         Seed of the random context.
 
     Returns
     -------
     PromptLearner
     """
+    device = backbone.device
     generator = torch.Generator()
     if seed is not None:
         generator.manual_seed(seed)

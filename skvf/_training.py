@@ -41,7 +41,6 @@ class TrainingConfig:
     clean_vote_weight: float
     candidate_weighting: str
     sharpen_temperature: float
-    device: str
     verbose: int
 
 
@@ -70,8 +69,8 @@ def tune_prompts(
     Parameters
     ----------
     learner : skvf._prompt.PromptLearner
-        On ``config.device``; its context is the only trained tensor besides the
-        logit scale.
+        Training runs on the device of its context (bfloat16 autocast on CUDA); its
+        context is the only trained tensor besides the logit scale.
     features : ndarray of shape (n_samples, embed_dim)
         Unit-norm image features in the text embedding space.
     labels : ndarray of int, shape (n_samples,)
@@ -89,7 +88,7 @@ def tune_prompts(
     import torch
     import torch.nn.functional as F
 
-    device = config.device
+    device = learner.context.device
     image_features = torch.as_tensor(features, dtype=torch.float32, device=device)
     n_samples, n_classes = len(labels), learner.n_classes
     label_tensor = torch.as_tensor(labels, dtype=torch.long, device=device)
@@ -103,7 +102,7 @@ def tune_prompts(
     else:
         optimizer = torch.optim.SGD(parameters, lr=config.learning_rate, momentum=0.9)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
-    use_autocast = device.startswith("cuda")
+    use_autocast = device.type == "cuda"
 
     def forward_logits(autocast=use_autocast):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):

@@ -35,7 +35,7 @@ from ._warnings import warn
 from .candidates import NeighborCandidateBuilder, build_candidate_votes
 from .exceptions import SkippedImagesWarning
 from .filtering import LabelFilter, filter_vocabulary
-from .labeling import MLLMLabeler, cached_labels
+from .labeling import MLLMLabeler, cached_labels, keeps_answers
 from .metrics import NameClassifierMixin
 from .names import check_vocabulary, training_names
 from .noise import GMMNoiseSplitter
@@ -91,10 +91,11 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         which :class:`MLLMLabeler` has; another labeler without one is refused). A
         chosen name replaces the first one, and the names, vocabulary and candidate
         sets are rebuilt before prompt tuning (:mod:`skvf.reasking`). Each re-asked
-        image is one more labeler request, within the labeler's ``max_cost``. With
-        ``memory``, the answers are stored apart from the first names, keyed by the
-        image and the names offered, so a refit asks nothing again and a first name is
-        never read as a chosen one.
+        image is one more labeler request, within the labeler's ``max_cost``. The
+        answers are stored apart from the first names (by :class:`MLLMLabeler` in its
+        ``cache``, by ``memory`` for other labelers), keyed by the image and the names
+        offered, so a refit asks nothing again and a first name is never read as a
+        chosen one.
     reask_choices : int, default=5
         Most names offered to a re-asked image: its own, then its candidate set's most
         voted ones, listed alphabetically.
@@ -214,13 +215,14 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     device : str, default="auto"
         ``"auto"`` is CUDA when available (bfloat16 autocast there), else CPU.
     memory : str, path, joblib.Memory or None, default=None
-        Cache directory for CLIP image-tower features and labeler answers, one file
-        per image keyed by content hash plus backbone weights or labeler parameters: a
-        second fit (and every cross-validation fold) reuses them. A custom
-        ``image_encoder`` is refitted each time (cache inside it if it is costly).
-        Answers enter this cache when the labeler returns; what survives an interrupted
-        labeling run is the labeler's own cache (``MLLMLabeler(cache=...)``, on by
-        default), which stores each answer the moment it arrives.
+        Cache directory for CLIP image-tower features, one file per image keyed by
+        content hash and backbone weights: a second fit (and every cross-validation
+        fold) reuses them. A custom ``image_encoder`` is refitted each time (cache
+        inside it if it is costly). Each labeler answer is stored once: a labeler that
+        keeps its own answers (:class:`MLLMLabeler`, in its ``cache``, on by default,
+        each answer stored the moment it arrives) keeps them there; the answers of any
+        other labeler are stored here, keyed by content hash and the labeler's
+        parameters (:func:`skvf.labeling.keeps_answers`).
     max_image_pixels : int or None, default=64_000_000
         Images with more pixels are refused as bad images, read from the file header
         before decoding (a decompression bomb is a few KB on disk and gigabytes in
@@ -288,8 +290,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     llm_usage_ : dict or None
         The labeler's ``usage_`` after fitting, when it has one.
     n_labeler_calls_ : int
-        Images the labeler was asked about in the last fit (misses of ``memory``):
-        asked to name, and asked again to choose a name (``reask``).
+        Requests the labeler answered in the last fit, none from a store: images asked
+        to name and asked again to choose a name (``reask``), the misses of ``memory``;
+        for a labeler that keeps its own answers, the requests it sent (its ``usage_``
+        ``calls`` less ``retries``, the naming context's request included).
     n_images_encoded_ : int
         Images that went through the image tower or encoder in the last fit.
     backbone_digest_ : str
@@ -631,6 +635,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             logits[named], start[named] / mass[named, None]
         )
         self.llm_usage_ = dict(getattr(self.labeler_, "usage_", None) or {}) or None
+        if keeps_answers(self.labeler_) and self.llm_usage_ is not None:
+            self.n_labeler_calls_ = self.llm_usage_["calls"] - self.llm_usage_["retries"]
         return self
 
     # -- fit stages, in the order fit runs them -----------------------------------------
@@ -655,14 +661,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             features = check_encoder_output(encoder.fit_transform(items), len(items))
             return encoder, features, len(items)
         features, n_encoded = encode_with_memory(
-            backbone,
-            self.backbone,
-            items,
-            digests,
-            cache_root,
-            self.device_,
-            self.batch_size,
-            self.verbose,
+            backbone, items, digests, cache_root, self.batch_size, self.verbose
         )
         return None, features, n_encoded
 
@@ -716,7 +715,6 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             self.n_ctx,
             self._ctx_init(),
             self.class_specific_context,
-            self.device_,
             context=context,
             seed=seed,
         )
@@ -739,7 +737,6 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             clean_vote_weight=self.clean_vote_weight,
             candidate_weighting=self.candidate_weighting,
             sharpen_temperature=self.sharpen_temperature,
-            device=self.device_,
             verbose=self.verbose,
         )
         return tune_prompts(learner, features, labels, votes, self.noise_splitter_, config)

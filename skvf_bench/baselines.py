@@ -321,13 +321,7 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
 
         items, digests, _, _, _ = load_training_items(X, "raise", False)
         features, _ = encode_with_memory(
-            backbone,
-            self.backbone,
-            items,
-            digests,
-            resolve_memory(self.memory),
-            self.device_,
-            self.batch_size,
+            backbone, items, digests, resolve_memory(self.memory), self.batch_size
         )
         return features
 

@@ -188,13 +188,7 @@ def prepare_benchmark(
     memory = resolve_memory(memory)
     started = time.perf_counter()
     features, n_encoded = encode_with_memory(
-        backbone,
-        params["backbone"],
-        images,
-        [image_digest(image) for image in images],
-        memory,
-        device,
-        batch_size,
+        backbone, images, [image_digest(image) for image in images], memory, batch_size
     )
     return Benchmark(
         data=data,

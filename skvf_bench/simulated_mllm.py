@@ -166,8 +166,6 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
         profile's for the others.
     siblings_ : dict
         ``{class name: [its siblings]}``.
-    skipped_ : list of str
-        Why each image of the last :meth:`label` call got no name.
 
     See Also
     --------

@@ -243,36 +243,46 @@ class OracleLabelerMixin:
             dtype=object,
         )
 
-    def label(self, X) -> tuple[np.ndarray, np.ndarray]:
+    def label(self, X, *, return_reasons: bool = False):
         """Answer a name per item, and which items got one (as ``MLLMLabeler.label``).
 
         An unreadable image raises under ``on_error="raise"``; otherwise it gets no name
-        (``None``, ``valid`` False), its reason is listed in ``skipped_``, and
-        ``on_error="warn"`` warns. The readable images are then named from their decoded
-        pixels (a callable ``oracle`` receives PIL images).
+        (``None``, ``valid`` False) and ``on_error="warn"`` warns. The readable images
+        are then named from their decoded pixels (a callable ``oracle`` receives PIL
+        images).
 
         Parameters
         ----------
         X : sequence of images, image stack, or 2-D numeric ndarray
+        return_reasons : bool, default=False
+            Also return why each item got no name.
 
         Returns
         -------
         names : ndarray of object, shape (n_items,)
         valid : ndarray of bool, shape (n_items,)
+        reasons : ndarray of object, shape (n_items,)
+            With ``return_reasons=True``: the error of each unreadable item, ``None``
+            for the others.
         """
         check_is_fitted(self, "classes_")
-        self.skipped_ = []
         if self.on_error == "raise" or is_feature_matrix(X):
             names = self.transform(X)
-            return names, np.ones(len(names), dtype=bool)
-        loaded = load_images(X, on_error="skip")
-        names = np.full(len(loaded.indices) + len(loaded.errors), None, dtype=object)
-        if len(loaded.indices):
-            names[loaded.indices] = self.transform(loaded.images)
-        self.skipped_ = loaded.errors
-        if loaded.errors and self.on_error == "warn":
-            warn(f"{len(loaded.errors)} image(s) got no name: " + "; ".join(loaded.errors[:3]))
-        return names, names != None  # noqa: E711
+            valid = np.ones(len(names), dtype=bool)
+            reasons = np.full(len(names), None, dtype=object)
+        else:
+            loaded = load_images(X, on_error="skip")
+            n_items = len(loaded.indices) + len(loaded.errors)
+            names = np.full(n_items, None, dtype=object)
+            if len(loaded.indices):
+                names[loaded.indices] = self.transform(loaded.images)
+            valid = names != None  # noqa: E711
+            reasons = np.full(n_items, None, dtype=object)
+            reasons[~valid] = loaded.errors
+            if loaded.errors and self.on_error == "warn":
+                shown = "; ".join(loaded.errors[:3])
+                warn(f"{len(loaded.errors)} image(s) got no name: {shown}")
+        return (names, valid, reasons) if return_reasons else (names, valid)
 
     def _true_name(self, item, index: int, key: str | None) -> str:
         if not isinstance(self.oracle, dict):
@@ -359,8 +369,6 @@ class NoisyOracleLabeler(OracleLabelerMixin, TransformerMixin, BaseEstimator):
         The checked ``confusions`` (empty when None).
     synonyms_ : dict
         The checked ``synonyms`` (empty when None).
-    skipped_ : list of str
-        Why each image of the last :meth:`label` call got no name.
 
     See Also
     --------

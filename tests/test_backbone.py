@@ -9,8 +9,11 @@ import torch
 
 from skvf import _backbone as backbone_module
 from skvf._backbone import backbone_config, build_backbone, weights_digest
+from skvf._features import feature_store
 from skvf._process_cache import ProcessCache
+from skvf._store import stable_hash
 from skvf.exceptions import BackboneError
+from skvf_bench.demo import TINY_BACKBONE
 
 TINY_TEXT = {"width": 64, "heads": 2, "layers": 2}
 
@@ -57,6 +60,47 @@ def test_random_init_does_not_disturb_the_global_rng(backbone, fresh_cache):
 def test_build_is_reused_within_the_process(backbone):
     again = build_backbone("ViT-S-32", None, _tiny(backbone))
     assert again.digest == backbone.digest
+
+
+def test_a_built_backbone_records_its_name_and_device(backbone):
+    assert backbone.name == TINY_BACKBONE
+    assert backbone.device == "cpu"
+    assert {str(parameter.device) for parameter in backbone.model.parameters()} == {"cpu"}
+
+
+def test_the_feature_store_is_keyed_by_the_backbone_name_and_weights(backbone, tmp_path):
+    """The key of the features cached before backbones knew their name: those still hit."""
+    store = feature_store(tmp_path, backbone)
+    key = stable_hash({"backbone": TINY_BACKBONE, "weights": backbone.digest})
+    assert store.directory == tmp_path / f"features-{key}"
+    assert feature_store(None, backbone) is None
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "meta",  # a second device every machine has: the weights are not kept there
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here"),
+        ),
+    ],
+)
+def test_another_device_is_another_build_sharing_the_feature_store(
+    backbone, fresh_cache, tmp_path, device
+):
+    on_cpu = build_backbone(TINY_BACKBONE, None, _tiny(backbone))
+    elsewhere = build_backbone(TINY_BACKBONE, None, _tiny(backbone), device=device)
+    assert elsewhere is not on_cpu and elsewhere.model is not on_cpu.model
+    assert on_cpu.device == "cpu"
+    assert torch.device(elsewhere.device).type == device
+    assert next(elsewhere.model.parameters()).device == torch.device(elsewhere.device)
+    assert elsewhere.name == on_cpu.name == TINY_BACKBONE
+    assert elsewhere.digest == on_cpu.digest  # hashed on the CPU, before the move
+    assert build_backbone(TINY_BACKBONE, None, _tiny(backbone), device=device) is elsewhere
+    assert build_backbone(TINY_BACKBONE, None, _tiny(backbone)) is on_cpu
+    # Features do not depend on where they were computed: one store for both.
+    assert feature_store(tmp_path, elsewhere).directory == feature_store(tmp_path, on_cpu).directory
 
 
 def test_digest_changes_with_any_weight(backbone, fresh_cache):

@@ -284,8 +284,8 @@ def test_ctx_init_auto_starts_from_the_zero_shot_prompt_on_the_own_tower(
     assert clf.ctx_init == "auto" or "ctx_init" in params
     assert clf.context_.shape[0] == expected_rows
     if expected_rows == 4:  # the phrase's own token embeddings, moved by one Adam step
-        backbone, _ = clf._runtime_backbone()
-        phrase = build_prompt_learner(backbone, ["x"], None, "a photo of a", False, "cpu")
+        backbone = clf._runtime_backbone()
+        phrase = build_prompt_learner(backbone, ["x"], None, "a photo of a", False)
         moved = np.abs(clf.context_ - phrase.context_numpy())
         assert 0 < moved.max() <= 1.01 * clf.learning_rate
 
@@ -360,6 +360,26 @@ def test_the_labeler_names_its_answer_neutral_parameters(digits, tmp_path):
 
 
 # -- bad input ------------------------------------------------------------------------------
+
+
+class SelfStoringLabeler(CountingLabeler):
+    """A labeler that says it stores its own answers."""
+
+    keeps_answers = True
+
+
+def test_memory_stores_no_answer_of_a_labeler_that_keeps_its_own(digits, tmp_path):
+    # Each answer lives in one store: the labeler's, not memory.
+    images, names = digits
+    index = np.r_[0:20, 1000:1020]
+    labeler = SelfStoringLabeler(make_oracle(images, names), noise_rate=0.3, random_state=0)
+    params = dict(labeler=labeler, max_epochs=2, warmup_epochs=1, memory=tmp_path)
+    CountingLabeler.calls = []
+    first = make_classifier(images, names, **params).fit(images[index])
+    second = make_classifier(images, names, **params).fit(images[index])
+    assert CountingLabeler.calls == [40, 40]  # memory answered nothing: the labeler was asked
+    assert first.n_labeler_calls_ == second.n_labeler_calls_ == 40
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith("labels-")]
 
 
 def test_empty_input_is_refused(digits):

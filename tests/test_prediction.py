@@ -81,7 +81,8 @@ def test_predict_in_threads_equals_predict_in_one_thread(classifier, files, monk
     monkeypatch.setattr(_prediction, "LOADING_THREADS", 0)
     serial = classifier.decision_function(files)
     np.testing.assert_allclose(threaded, serial, rtol=1e-5, atol=1e-5)
-    backbone, device = classifier._runtime_backbone()
+    backbone = classifier._runtime_backbone()
+    device = backbone.device
     cuda = device.startswith("cuda")
     with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
         batch = torch.stack([backbone.preprocess(Image.open(path)) for path in files])

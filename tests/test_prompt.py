@@ -286,7 +286,7 @@ def test_a_fit_shares_the_prefix_on_cpu_and_encodes_whole_prompts_on_cuda(device
     from skvf_bench.demo import TINY_BACKBONE, TINY_BACKBONE_KWARGS
 
     backbone = build_backbone(TINY_BACKBONE, None, TINY_BACKBONE_KWARGS, device=device)
-    learner = build_prompt_learner(backbone, ["a", "b"], 4, None, False, device, seed=0)
+    learner = build_prompt_learner(backbone, ["a", "b"], 4, None, False, seed=0)
     assert learner.shares_prefix == (device == "cpu")
     assert learner.context.device.type == device
 

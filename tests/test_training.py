@@ -64,7 +64,6 @@ def _config(**overrides):
         "clean_vote_weight": 2.0,
         "candidate_weighting": "votes",
         "sharpen_temperature": 1.0,
-        "device": "cpu",
         "verbose": 0,
     }
     settings.update(overrides)

@@ -3,8 +3,9 @@
 :class:`MLLMLabeler` is a scikit-learn transformer; LiteLLM is imported only when it sends
 its first request, so importing this package stays fast and offline. Any estimator with ``fit`` and
 ``transform`` can stand in for it: :func:`label_items` is how skvf calls a labeler (and
-:func:`choose_items` how it asks one to choose among names), and
-:func:`answer_determining_params` what keys a cache of its answers.
+:func:`choose_items` how it asks one to choose among names), :func:`keeps_answers`
+whether it stores its own answers, and :func:`answer_determining_params` what keys the
+classifier's store of them when it does not.
 """
 
 from ._errors import BudgetExceededError, LabelingError, LabelingWarning, UnusableAnswerError
@@ -14,6 +15,7 @@ from ._protocol import (
     cached_choices,
     cached_labels,
     choose_items,
+    keeps_answers,
     label_items,
 )
 
@@ -27,5 +29,6 @@ __all__ = [
     "cached_choices",
     "cached_labels",
     "choose_items",
+    "keeps_answers",
     "label_items",
 ]

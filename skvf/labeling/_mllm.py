@@ -211,10 +211,10 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         malformed reply, or an unreadable image) does: raise :class:`UnusableAnswerError` (or
         :class:`~skvf._images.ImageInputError`); or leave the image without a name, with
         a :class:`LabelingWarning` (``"warn"``) or silently (``"skip"``), as reported
-        by :meth:`label` and :attr:`skipped_`. Never an empty class name. With
-        ``prompt="expert"``, an unusable answer about the training images raises too;
-        under ``"warn"`` and ``"skip"`` every image is then asked with the ``"direct"``
-        prompt, with a :class:`LabelingWarning` either way.
+        by :meth:`label` (``return_reasons=True`` says why for each). Never an empty
+        class name. With ``prompt="expert"``, an unusable answer about the training
+        images raises too; under ``"warn"`` and ``"skip"`` every image is then asked
+        with the ``"direct"`` prompt, with a :class:`LabelingWarning` either way.
     cache : "default", path or None, default="default"
         Where answers are stored: ``"default"`` is ``labels/`` under the user's cache
         directory (``$XDG_CACHE_HOME/skvf``, ``~/.cache/skvf``, ...), a path names a
@@ -254,9 +254,6 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         for other prompts, and when that answer was unusable under ``on_error`` of
         ``"warn"`` or ``"skip"`` (the ``"direct"`` prompt is then used, with a
         :class:`LabelingWarning`).
-    skipped_ : list of str
-        One message per image left without a name (or, by :meth:`choose`, without a
-        usable answer) by the last call (``on_error`` of ``"warn"`` or ``"skip"``).
 
     See Also
     --------
@@ -284,19 +281,10 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
     >>> names, valid = labeler.label(["photos/0001.jpg"])  # doctest: +SKIP
     """
 
-    #: Parameters that change how answers are fetched, not what they are: a cache of
-    #: answers (``NeaRClassifier(memory=...)``) stays valid when only these change.
-    answer_neutral_params = frozenset(
-        {
-            "verbose",
-            "max_concurrency",
-            "timeout",
-            "max_retries",
-            "backoff_base",
-            "cache",
-            "max_cost",
-        }
-    )
+    #: Its answers are stored in its own ``cache`` (keyed by what each request sends:
+    #: model, server, prompt, image size, answer-changing completion arguments), so
+    #: ``NeaRClassifier(memory=...)`` does not store them a second time.
+    keeps_answers = True
 
     _parameter_constraints: dict = {
         "model": [str],
@@ -468,7 +456,6 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         """
         self._check_parameters()
         self.usage_ = empty_usage()
-        self.skipped_ = []
         self.naming_context_ = None
         if self.prompt == EXPERT_PROMPT:
             started = time.perf_counter()
@@ -602,23 +589,25 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
             Some image got no name (``on_error`` of ``"warn"`` or ``"skip"``): use
             :meth:`label`, which reports them in a mask.
         """
-        names, valid = self.label(X)
+        names, valid, reasons = self.label(X, return_reasons=True)
         if not valid.all():
             raise ValueError(
                 f"{int((~valid).sum())} of {valid.size} images got no usable name "
                 f"(on_error={self.on_error!r}), and transform returns one name per image. "
                 "Use label(X), which returns the names and a mask of the valid ones, or "
-                f"on_error='raise'. First: {self.skipped_[0]}"
+                f"on_error='raise'. First: {reasons[~valid][0]}"
             )
         return names
 
-    def label(self, X) -> tuple[np.ndarray, np.ndarray]:
+    def label(self, X, *, return_reasons: bool = False):
         """Name every image, reporting the images left without a name.
 
         Parameters
         ----------
         X : sequence of (path, PIL.Image.Image, ndarray) or ndarray
             The images; see :func:`skvf._images.as_image_list`.
+        return_reasons : bool, default=False
+            Also return why each image was left without a name.
 
         Returns
         -------
@@ -626,6 +615,10 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
             Normalised names; ``None`` where ``valid`` is False.
         valid : ndarray of bool, shape (n_images,)
             False for the images ``on_error="warn"`` or ``"skip"`` left without a name.
+        reasons : ndarray of object, shape (n_images,)
+            With ``return_reasons=True``: for each image left without a name, a message
+            naming it and what went wrong (``"X[3] ('a.jpg'): empty answer"``);
+            ``None`` for the others.
 
         Raises
         ------
@@ -639,11 +632,12 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "usage_")
         started = time.perf_counter()
         try:
-            return _Run(self, as_image_list(X)).execute()
+            names, valid, reasons = _Run(self, as_image_list(X)).execute()
         finally:
             self.usage_["wall_time_s"] += time.perf_counter() - started
+        return (names, valid, reasons) if return_reasons else (names, valid)
 
-    def choose(self, X, choices) -> tuple[np.ndarray, np.ndarray]:
+    def choose(self, X, choices, *, return_reasons: bool = False):
         """Ask which of a few names each image shows, or none of them.
 
         Each image is sent with its list of names and the option "none of these"
@@ -661,6 +655,8 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         choices : sequence of sequence of str
             The names offered for each image, listed in the question in this order;
             none may be a way of saying "none of these".
+        return_reasons : bool, default=False
+            Also return why each image was left without a usable answer.
 
         Returns
         -------
@@ -669,7 +665,11 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         valid : ndarray of bool, shape (n_images,)
             False where the model picked none of the names (answered "none of these",
             or a name not offered), and for the images ``on_error="warn"`` or
-            ``"skip"`` left without a usable answer (listed in :attr:`skipped_`).
+            ``"skip"`` left without a usable answer.
+        reasons : ndarray of object, shape (n_images,)
+            With ``return_reasons=True``: for each image left without a usable answer,
+            a message naming it and what went wrong; ``None`` for the others (a "none
+            of these" answer is an answer).
 
         Raises
         ------
@@ -694,9 +694,10 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         choices = _checked_choices(choices, len(items))
         started = time.perf_counter()
         try:
-            return _ChoiceRun(self, items, choices).execute()
+            names, valid, reasons = _ChoiceRun(self, items, choices).execute()
         finally:
             self.usage_["wall_time_s"] += time.perf_counter() - started
+        return (names, valid, reasons) if return_reasons else (names, valid)
 
 
 def _checked_choices(choices, n_images: int) -> list[tuple[str, ...]]:
@@ -770,7 +771,8 @@ class _Run:
             refusal=refusal,
         )
 
-    def execute(self) -> tuple[np.ndarray, np.ndarray]:
+    def execute(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ask (or read from the cache) every image: ``(names, valid, reasons)``."""
         self._group_images()
         missing = []
         for key in self.groups:
@@ -784,7 +786,10 @@ class _Run:
         if missing:
             self._ask(missing)
         self._report_problems()
-        return self.names, self.valid
+        reasons = np.full(len(self.items), None, dtype=object)
+        for position, message in self.problems.items():
+            reasons[position] = message
+        return self.names, self.valid, reasons
 
     def _group_images(self) -> None:
         def digest(position: int) -> str | None:
@@ -965,9 +970,9 @@ class _Run:
         )
 
     def _report_problems(self) -> None:
-        self.labeler.skipped_ = [self.problems[position] for position in sorted(self.problems)]
         if self.problems and self.labeler.on_error == "warn":
-            shown = "; ".join(self.labeler.skipped_[:_SHOWN_PROBLEMS])
+            messages = [self.problems[position] for position in sorted(self.problems)]
+            shown = "; ".join(messages[:_SHOWN_PROBLEMS])
             more = len(self.problems) - _SHOWN_PROBLEMS
             warn(
                 f"{len(self.problems)} of {len(self.items)} images {self.problem_outcome}: "

@@ -9,6 +9,15 @@ that a cache of answers stays valid when only those change; and a fitted attribu
 depends on (a JSON-able value, ``None`` when nothing), such as the category, granularity
 and expert persona that ``MLLMLabeler(prompt="expert")`` infers.
 
+Each answer lives in one store. A labeler that stores its own answers says so with a
+class attribute ``keeps_answers = True`` (:class:`~skvf.labeling.MLLMLabeler` does, in
+its ``cache``, keyed by what its requests send); ``NeaRClassifier(memory=...)`` then
+stores none of them again. The answers of any other labeler are stored under
+``memory``, keyed by the labeler's class and :func:`answer_determining_params`: every
+parameter but those named in its class attribute ``answer_neutral_params``, the
+parameters that change how answers are fetched (a progress bar, a pace) but not what
+they are.
+
 A labeler may also answer a multiple-choice question, ``choose(X, choices) -> (names,
 valid)``: for each image, which of its list of candidate names it shows, ``valid`` False
 where none of them does (or the answer was unusable). ``NeaRClassifier(reask=...)`` asks
@@ -16,6 +25,8 @@ it about the images whose name the candidate sets contradict.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 
@@ -27,11 +38,12 @@ __all__ = [
     "cached_choices",
     "cached_labels",
     "choose_items",
+    "keeps_answers",
     "label_items",
 ]
 
 
-def label_items(labeler, items):
+def label_items(labeler, items, *, return_reasons: bool = False):
     """Ask a labeler for one name per item; returns ``(names, valid)``.
 
     Uses the labeler's ``label(X) -> (names, valid)`` when it has one, else its
@@ -43,11 +55,17 @@ def label_items(labeler, items):
     labeler : fitted labeler
     items : list or ndarray
         Images (or feature rows) to name.
+    return_reasons : bool, default=False
+        Also return why each item got no name: the labeler's own messages when its
+        ``label`` takes ``return_reasons`` (:class:`MLLMLabeler` does), else a plain one.
 
     Returns
     -------
     names : ndarray of object, shape (n_items,)
     valid : ndarray of bool, shape (n_items,)
+    reasons : ndarray of object, shape (n_items,)
+        With ``return_reasons=True``: a message for each item without a name, ``None``
+        for the others.
 
     Examples
     --------
@@ -58,7 +76,10 @@ def label_items(labeler, items):
     >>> names.tolist(), valid.tolist()
     (['cat', 'dog'], [True, True])
     """
-    if hasattr(labeler, "label"):
+    reasons = None
+    if return_reasons and _takes_return_reasons(labeler):
+        names, valid, reasons = labeler.label(items, return_reasons=True)
+    elif hasattr(labeler, "label"):
         names, valid = labeler.label(items)
     else:
         names = labeler.transform(items)
@@ -81,7 +102,49 @@ def label_items(labeler, items):
                 f"the labeler returned {name!r} ({type(name).__name__}) for image {index}; "
                 "names must be str."
             )
-    return names, valid
+    if not return_reasons:
+        return names, valid
+    reasons = np.full(len(items), None, dtype=object) if reasons is None else reasons
+    reasons = np.asarray(reasons, dtype=object).ravel()
+    for index in np.flatnonzero(~valid):
+        if reasons[index] is None:
+            reasons[index] = f"X[{index}]: the labeler gave no usable name"
+    return names, valid, reasons
+
+
+def _takes_return_reasons(labeler) -> bool:
+    label = getattr(labeler, "label", None)
+    if label is None:
+        return False
+    try:
+        return "return_reasons" in inspect.signature(label).parameters
+    except (TypeError, ValueError):  # a builtin or an object without a signature
+        return False
+
+
+def keeps_answers(labeler) -> bool:
+    """Whether the labeler stores its own answers (its class attribute ``keeps_answers``).
+
+    Such a labeler's answers are never stored again by :func:`cached_labels` or
+    :func:`cached_choices`: every item is handed to it, and its own store answers what
+    it has seen.
+
+    Parameters
+    ----------
+    labeler : estimator
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from sklearn.preprocessing import FunctionTransformer
+    >>> from skvf import MLLMLabeler
+    >>> keeps_answers(MLLMLabeler()), keeps_answers(FunctionTransformer())
+    (True, False)
+    """
+    return getattr(type(labeler), "keeps_answers", False) is True
 
 
 def answer_determining_params(labeler) -> dict:
@@ -100,10 +163,12 @@ def answer_determining_params(labeler) -> dict:
 
     Examples
     --------
-    >>> from skvf import MLLMLabeler
-    >>> params = answer_determining_params(MLLMLabeler(model="gpt-4o", verbose=1))
-    >>> params["model"], "verbose" in params
-    ('gpt-4o', False)
+    >>> from sklearn.preprocessing import FunctionTransformer
+    >>> class PacedNamer(FunctionTransformer):
+    ...     answer_neutral_params = frozenset({"validate"})
+    >>> params = answer_determining_params(PacedNamer(func=None))
+    >>> "func" in params, "validate" in params
+    (True, False)
     """
     neutral = frozenset(getattr(labeler, "answer_neutral_params", ()))
     return {
@@ -125,14 +190,16 @@ def cached_labels(labeler, items, digests, cache_root):
         Cache directory (``None``: ask for every item). Answers are stored under a
         namespace hashing the labeler's class, :func:`answer_determining_params` and
         its ``naming_context_`` when it has one that is not ``None``: answers asked in
-        another context are other answers.
+        another context are other answers. Not used for a labeler that
+        :func:`keeps_answers` itself.
 
     Returns
     -------
     names : ndarray of object, shape (n_items,)
         ``None`` where the labeler gave no usable name.
     n_asked : int
-        Items the labeler was asked to name (the cache's misses).
+        Items the labeler was asked to name (the store's misses; every item for a
+        labeler that keeps its own answers).
     """
     store = _answer_store(labeler, cache_root, "labels")
 
@@ -224,14 +291,16 @@ def cached_choices(labeler, items, digests, choices, cache_root):
     choices : list of list of str
         The names offered for each item.
     cache_root : pathlib.Path or None
-        Cache directory (``None``: ask about every item).
+        Cache directory (``None``: ask about every item); not used for a labeler that
+        :func:`keeps_answers` itself.
 
     Returns
     -------
     names : ndarray of object, shape (n_items,)
         The chosen name, as offered; ``None`` where none was chosen.
     n_asked : int
-        Items the labeler was asked about (the store's misses).
+        Items the labeler was asked about (the store's misses; every item for a
+        labeler that keeps its own answers).
     """
     if len(digests) != len(choices):
         raise ValueError(f"{len(choices)} lists of choices for {len(digests)} images.")
@@ -253,7 +322,7 @@ def cached_choices(labeler, items, digests, choices, cache_root):
 
 def _answer_store(labeler, cache_root, kind: str) -> ItemStore | None:
     """The store of a labeler's answers of one kind, keyed by what decides them."""
-    if cache_root is None:
+    if cache_root is None or keeps_answers(labeler):
         return None
     key = {"labeler": type(labeler).__qualname__, "params": answer_determining_params(labeler)}
     context = getattr(labeler, "naming_context_", None)

@@ -60,7 +60,7 @@ def test_each_request_carries_its_image_and_its_choices(server, make_labeler, rg
     fake = FakeVLM()
     labeler = make_labeler(server(fake), domain="bird").fit()
     choices = [[BLUE, RED], [GREEN, "grey test bird"], ["grey test bird", "white test bird"]]
-    names, valid = labeler.choose(rgb, choices)
+    names, valid, reasons = labeler.choose(rgb, choices, return_reasons=True)
 
     assert fake.requests == 3
     sent = {_parts(body)[0]: _parts(body)[1] for body in fake.bodies}
@@ -72,16 +72,16 @@ def test_each_request_carries_its_image_and_its_choices(server, make_labeler, rg
     # The answer is a choice for the first two images; the blue one's is not offered.
     assert names.tolist() == [RED, GREEN, None]
     assert valid.tolist() == [True, True, False]
-    assert labeler.skipped_ == []
+    assert reasons.tolist() == [None] * 3
 
 
 def test_none_of_these_keeps_no_name_and_is_no_problem(server, make_labeler, rgb):
     fake = FakeVLM(answer=_none_for("green"))
     labeler = make_labeler(server(fake)).fit()
-    names, valid = labeler.choose(rgb, [[GREEN, RED]] * 3)
+    names, valid, reasons = labeler.choose(rgb, [[GREEN, RED]] * 3, return_reasons=True)
     assert names.tolist() == [RED, None, None]
     assert valid.tolist() == [True, False, False]
-    assert labeler.skipped_ == [] and labeler.usage_["unusable_answers"] == 0
+    assert reasons.tolist() == [None] * 3 and labeler.usage_["unusable_answers"] == 0
 
 
 def test_a_choice_is_matched_after_normalisation_and_returned_as_offered(server, make_labeler, rgb):
@@ -150,9 +150,9 @@ def test_an_unusable_answer_follows_on_error(server, make_labeler, rgb):
     assert info.value.reason == "refusal"
     labeler = make_labeler(base_url, cache=None, max_concurrency=1, on_error="warn").fit()
     with pytest.warns(LabelingWarning, match="no usable answer to the choice"):
-        names, valid = labeler.choose(rgb[:2], [[RED, GREEN]] * 2)
+        names, valid, reasons = labeler.choose(rgb[:2], [[RED, GREEN]] * 2, return_reasons=True)
     assert names.tolist() == [None, GREEN] and valid.tolist() == [False, True]
-    assert len(labeler.skipped_) == 1 and "X[0]" in labeler.skipped_[0]
+    assert reasons[1] is None and "X[0]" in reasons[0] and "refusal" in reasons[0]
 
 
 def test_choices_are_checked(make_labeler, rgb):

@@ -293,29 +293,28 @@ def _classifier(labeler, memory):
 
 
 @pytest.mark.slow
-def test_classifier_memory_is_keyed_by_the_context(server, make_labeler, tmp_path, caplog):
+def test_classifier_refits_are_keyed_by_the_context(server, make_labeler, tmp_path, caplog):
     caplog.set_level(logging.ERROR)  # open_clip: weights are random; restored after the test
     colours = list(COLOURS)[:4]
     images = [colour_image(colour, size=32, seed=seed) for seed in range(3) for colour in colours]
     truth = [f"{colour} test bird" for seed in range(3) for colour in colours]
     fake = FakeVLM(answer=_expert_server(BIRDS))
-    # Only the classifier's memory caches: the context is asked at every fit.
-    labeler = make_labeler(server(fake), prompt="expert", context_images=3, cache=None)
+    labeler = make_labeler(server(fake), prompt="expert", context_images=3, cache=tmp_path)
 
     clf = _classifier(labeler, tmp_path / "memory").fit(images)
     assert clf.labeler_.naming_context_ == BIRDS
     assert list(clf.labeler_names_["normalized"]) == truth
-    assert clf.n_labeler_calls_ == len(images)
-    assert clf.llm_usage_["calls"] == 1 + len(images)
+    assert clf.n_labeler_calls_ == clf.llm_usage_["calls"] == 1 + len(images)
     assert len(_parts(fake.bodies[0])[1]) == 3
 
     again = _classifier(labeler, tmp_path / "memory").fit(images)
-    assert again.n_labeler_calls_ == 0  # same context: every name from memory
-    assert fake.requests == 2 + len(images)
+    assert again.n_labeler_calls_ == 0  # the context and every name from the cache
+    assert fake.requests == 1 + len(images)
 
+    # Another context (asked about two images) names every image again.
     fake.answer = _expert_server(WATCHER)
-    other = _classifier(labeler, tmp_path / "memory").fit(images)
+    other = _classifier(labeler.set_params(context_images=2), tmp_path / "memory").fit(images)
     assert other.labeler_.naming_context_ == WATCHER
-    assert other.n_labeler_calls_ == len(images)  # names asked in another context
-    assert fake.requests == 3 + 2 * len(images)
+    assert other.n_labeler_calls_ == 1 + len(images)  # names asked in another context
+    assert fake.requests == 2 + 2 * len(images)
     assert "You are a bird watcher" in _parts(fake.bodies[-1])[0]

@@ -212,9 +212,9 @@ def test_unusable_answers_follow_on_error(server, make_labeler, reply, reason):
     assert names[0] is None and names[1] == "blue test bird"
 
     skipping = make_labeler(base_url, on_error="skip").fit()
-    names, valid = skipping.label(images)
+    names, valid, reasons = skipping.label(images, return_reasons=True)
     assert list(valid) == [False, True]
-    assert len(skipping.skipped_) == 1 and reason in skipping.skipped_[0]
+    assert reasons[1] is None and reason in reasons[0] and reasons[0].startswith("X[0]")
     with pytest.raises(ValueError, match=r"1 of 2 images got no usable name.*Use label\(X\)"):
         skipping.transform(images)
     assert config.requests == 2  # the unusable answer was paid once, then read from the cache

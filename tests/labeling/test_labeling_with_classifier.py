@@ -31,15 +31,21 @@ def test_classifier_fits_on_server_names_and_refits_for_free(
     images = [colour_image(colour, size=32, seed=seed) for seed in range(4) for colour in colours]
     truth = [f"{colour} test bird" for seed in range(4) for colour in colours]
     fake = FakeVLM()
-    labeler = make_labeler(server(fake), cache=None)  # only the classifier's memory caches
+    labeler = make_labeler(server(fake), cache=tmp_path / "answers")
 
     clf = _classifier(labeler, tmp_path / "memory").fit(images)
     assert fake.answered == len(images)
     assert list(clf.labeler_names_["normalized"]) == truth
     assert list(clf.vocabulary_) == sorted(set(truth))
     assert set(clf.predict(images)) <= set(clf.classes_)
-    assert clf.llm_usage_["calls"] == len(images)
+    assert clf.llm_usage_["calls"] == clf.n_labeler_calls_ == len(images)
+    # Each answer is stored once: in the labeler's cache, not again in memory.
+    assert len(list((tmp_path / "answers").rglob("*.json"))) == len(images)
+    assert [path.name for path in (tmp_path / "memory").iterdir()] == [
+        path.name for path in (tmp_path / "memory").glob("features-*")
+    ]
 
     again = _classifier(labeler, tmp_path / "memory").fit(images[::2])
-    assert fake.answered == len(images)  # no request: every answer came from memory
+    assert fake.answered == len(images)  # no request: every answer came from the cache
+    assert again.llm_usage_["cache_hits"] == len(images[::2])
     assert again.n_labeler_calls_ == 0 and again.n_images_encoded_ == 0
