@@ -9,7 +9,10 @@ al.; MCM, Ming et al., NeurIPS 2022) and the cosine to the nearest image prototy
 
 Training images built the prototypes they are scored against, so their scores are
 computed leave-one-out: each image against its own name's prototype without itself.
-The same leave-one-out scores fit the temperature that calibrates ``predict_proba``.
+An image alone under its name has no prototype of its own left: it is scored as an image
+of a kind never seen would be, so only the images whose name keeps others stand for new
+images of known kinds (:func:`calibration_rows`). The same leave-one-out scores fit the
+temperature that calibrates ``predict_proba``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from scipy.special import logsumexp, softmax
 
 __all__ = [
     "KNOWN_SCORES",
+    "MIN_CALIBRATION_IMAGES",
+    "calibration_rows",
     "expected_calibration_error",
     "fit_temperature",
     "known_scores",
@@ -28,6 +33,8 @@ __all__ = [
 
 #: The known-ness scores :func:`known_scores` computes.
 KNOWN_SCORES = ("msp", "max_logit", "energy", "mcm", "prototype")
+#: Fewest training images that calibrate on their own (:func:`calibration_rows`).
+MIN_CALIBRATION_IMAGES = 10
 
 
 def known_scores(
@@ -107,6 +114,44 @@ def leave_one_out_prototype_similarity(features: np.ndarray, weights: np.ndarray
     squared = (sums**2).sum(axis=1)[None, :] - 2 * weights * (features @ sums.T) + weights**2
     norms = np.sqrt(np.clip(squared, 0.0, None))
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 1e-6)
+
+
+def calibration_rows(weights: np.ndarray, minimum: int = MIN_CALIBRATION_IMAGES) -> np.ndarray:
+    """The training images whose leave-one-out scores stand for new images of known kinds.
+
+    Left out of the prototypes, an image keeps a prototype of its own name only when
+    other images carry that name (at least half an image's weight of them); an image
+    alone under its name is scored against the other names' prototypes only, exactly as
+    an image of a kind never seen, and would drag the threshold down to the unknowns'
+    scores. With one image per kind most names are alone. When fewer than ``minimum``
+    images keep a prototype, every image is used.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_samples, n_classes)
+        Each image's weight in each prototype (one-hot or soft); its own name is its
+        largest weight.
+    minimum : int, default=MIN_CALIBRATION_IMAGES
+
+    Returns
+    -------
+    ndarray of bool, shape (n_samples,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> weights = np.eye(3)[[0, 0, 1, 2, 2]]
+    >>> calibration_rows(weights, minimum=2).tolist()
+    [True, True, False, True, True]
+    >>> calibration_rows(weights, minimum=5).tolist()
+    [True, True, True, True, True]
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    own = np.argmax(weights, axis=1)
+    rows = np.arange(len(weights))
+    others = weights.sum(axis=0)[own] - weights[rows, own]
+    keeps = others >= 0.5
+    return keeps if keeps.sum() >= minimum else np.ones(len(weights), dtype=bool)
 
 
 def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:

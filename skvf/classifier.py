@@ -21,6 +21,7 @@ from ._images import (
 )
 from ._openset import (
     KNOWN_SCORES,
+    calibration_rows,
     fit_temperature,
     known_scores,
     leave_one_out_prototype_similarity,
@@ -194,7 +195,9 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     known_rate : float in (0, 1], default=0.95
         The share of training images, scored as new images would be (each left out of
         its own prototype), that the threshold accepts as known: the threshold is their
-        ``1 - known_rate`` quantile. No labelled unknowns are needed.
+        ``1 - known_rate`` quantile. No labelled unknowns are needed. An image alone
+        under its name is left out of this (scored without a prototype of its own, it
+        looks like an unknown), unless fewer than 10 images share a name with another.
     known_score : {"prototype", "msp", "max_logit", "energy", "mcm"}, default="prototype"
         The known-ness score: the cosine to the nearest image prototype; the largest
         class probability; the largest score; the energy (log-sum-exp of the scores);
@@ -627,10 +630,12 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         logits, similarity, prototype_similarity = self._held_out_training_scores(
             features, prototype_weights
         )
+        # Only images whose name keeps other images stand for new images of known kinds.
+        calibration = calibration_rows(prototype_weights)
         known = known_scores(logits, similarity, prototype_similarity, self.known_score)
-        self.unknown_threshold_ = float(np.quantile(known, 1 - self.known_rate))
+        self.unknown_threshold_ = float(np.quantile(known[calibration], 1 - self.known_rate))
         mass = start.sum(axis=1)
-        named = mass > 0  # images whose targets lie on kept names
+        named = calibration & (mass > 0)  # and whose targets lie on kept names
         self.probability_temperature_ = fit_temperature(
             logits[named], start[named] / mass[named, None]
         )

@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skvf import NeaRClassifier
 from skvf._openset import (
+    calibration_rows,
     expected_calibration_error,
     fit_temperature,
     known_scores,
@@ -67,6 +68,15 @@ def test_leave_one_out_similarity_equals_prototypes_rebuilt_without_the_image():
         others[i] = 0
         slow = features[i] @ image_prototypes(features, others).T
         np.testing.assert_allclose(fast[i], slow, atol=1e-5)
+
+
+def test_images_alone_under_their_name_do_not_calibrate():
+    hard = np.eye(4)[[0, 0, 0, 1, 2, 2, 3]]  # names 1 and 3 are carried by one image
+    assert calibration_rows(hard, minimum=3).tolist() == [1, 1, 1, 0, 1, 1, 0]
+    assert calibration_rows(hard, minimum=6).all()  # too few left: every image
+    soft = np.array([[0.8, 0.2], [0.3, 0.7], [0.1, 0.9]])
+    # Image 0's name keeps 0.4 of the others' weight, under half an image: left out.
+    assert calibration_rows(soft, minimum=1).tolist() == [False, True, True]
 
 
 def test_temperature_fits_soft_targets_too():
@@ -142,6 +152,51 @@ def test_without_unknown_label_predict_is_unchanged_bit_for_bit(fitted):
     assert set(plain_names) <= set(fitted.classes_)
     best = fitted.classes_[np.argmax(fitted.decision_function(rows), axis=1)]
     assert np.array_equal(plain_names, best)
+
+
+class RowNamer(BaseEstimator, TransformerMixin):
+    """Names each row by a lookup of its first coordinate."""
+
+    def __init__(self, names=None):
+        self.names = names
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.asarray([self.names[round(row[0] * 1e6)] for row in np.asarray(X)], object)
+
+
+def test_with_one_image_per_name_unseen_kinds_are_still_unknown():
+    # 40 kinds seen once each, 5 seen three times: scored without itself, an image alone
+    # under its name looks like an unknown, so only the 15 others set the threshold.
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(60, 24))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+
+    def draw(kinds):
+        rows = 4 * centres[kinds] + 0.3 * rng.normal(size=(len(kinds), 24))
+        rows[:, 0] = rng.random(len(kinds))  # a key for the labeler, not a feature
+        return rows
+
+    kinds = np.r_[np.arange(40), np.repeat(np.arange(40, 45), 3)]
+    rows = draw(kinds)
+    names = {round(key * 1e6): f"kind {kind}" for key, kind in zip(rows[:, 0], kinds)}
+    clf = NeaRClassifier(
+        labeler=RowNamer(names),
+        image_encoder=StandardScaler(),
+        **TINY_BACKBONE_PARAMS,
+        max_epochs=5,
+        warmup_epochs=1,
+        random_state=0,
+        label_filter="passthrough",
+        prototype_weight=0.5,
+        unknown_label="unknown",
+    ).fit(rows)
+    seen = clf.predict(draw(np.repeat(np.arange(45), 4)))
+    unseen = clf.predict(draw(np.repeat(np.arange(45, 60), 8)))
+    assert np.mean(unseen == "unknown") > 0.8  # 0.075 when every image calibrated
+    assert np.mean(seen == "unknown") < 0.15
 
 
 def test_a_higher_known_rate_lowers_the_threshold():
