@@ -54,10 +54,6 @@ PREDICT_CHUNK = 256
 #: Threads loading and preprocessing the next chunks while the current one is encoded.
 LOADING_THREADS = 2
 
-#: The image prototypes' share of the scores that ``prototype_weight="auto"`` gives with
-#: the backbone's own image tower; chosen on the offline garment benchmark.
-AUTO_PROTOTYPE_WEIGHT = 0.5
-
 #: Parameters prediction reads. ``set_params`` checks nothing and a model file can hold
 #: anything, so they are checked against the estimator's constraints at every call.
 _PREDICT_PARAMETERS = (
@@ -283,6 +279,14 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             finite_array("feature_mean_", 1)
         if getattr(self, "class_image_prototypes_", None) is not None:
             finite_array("class_image_prototypes_", 2, text.shape)
+        if isinstance(getattr(self, "prototype_weight", None), str):  # "auto": fitted
+            weight = getattr(self, "prototype_weight_", None)
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, (Real, np.number))
+                or not 0 <= weight <= 1
+            ):
+                refuse("prototype_weight_", f"is {weight!r}, not a number in [0, 1]")
 
     def _scores(self, X, from_features=None, width=None) -> np.ndarray:
         """Scores of every image for every class, shape (n_samples, n_classes).
@@ -362,17 +366,11 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         return scores
 
     def _prototype_weight(self) -> float:
-        """The image prototypes' share of the scores, ``"auto"`` resolved.
-
-        ``"auto"`` is :data:`AUTO_PROTOTYPE_WEIGHT` with the backbone's own image tower,
-        whose image and text features share one embedding space (FineR's premise), and
-        0 with an ``image_encoder``, whose features reach that space through a random
-        projection: there the tuned prompts are a head learnt on them, and mixing in
-        centroids cost .02-.03 cACC on Fashion-MNIST.
-        """
+        """The image prototypes' share of the scores: the parameter, or for ``"auto"``
+        the weight the fit chose (``prototype_weight_``)."""
         weight = getattr(self, "prototype_weight", 0.0)
         if isinstance(weight, str) and weight == "auto":
-            return AUTO_PROTOTYPE_WEIGHT if self.image_encoder_ is None else 0.0
+            return self.prototype_weight_
         return weight
 
     def _similarities(self, features):

@@ -28,7 +28,13 @@ from ._openset import (
 )
 from ._prediction import PREDICT_CHUNK, PromptClassifierMixin
 from ._prior import name_prior, prior_offsets
-from ._prototypes import image_prototypes, mix, refine_prototypes
+from ._prototypes import (
+    agreement_weight,
+    image_prototypes,
+    mix,
+    refine_prototypes,
+    text_prototype_agreement,
+)
 from ._sklearn_compat import HasMethods, Interval, StrOptions, fit_context
 from ._store import resolve_memory
 from ._training import MAX_LOGIT_SCALE, TrainingConfig, tune_prompts
@@ -174,14 +180,19 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         that to the name's image prototype (its training images' mean feature, see
         ``class_image_prototypes_``), as FineR's training-free classifier mixes text
         and image prototypes. 0 is the text-only model of the NeaR paper, bit for bit.
-        ``"auto"``: 0.5 with the backbone's own image tower, whose image and text
-        features share one space; 0 with an ``image_encoder``, whose features reach
-        that space through a random projection (there prototypes cost .02-.03 cACC on
-        Fashion-MNIST). Read at predict time, so it can be changed after fit (the
-        prototypes were refined at the fit's weight). On the offline 160-class garment
-        benchmark at m = 3, 0.5 gained .016 cACC with a strong labeler and .147 with a
-        generic-naming one, 10 of 10 seeds each (docs/results.md); the best weight
-        grows with how poor the labeler's names are (0.2-0.3 strong, 0.7-0.8 weak).
+        ``"auto"``, with the backbone's own image tower (whose image and text features
+        share one space), is chosen at fit from how well the names fit the images: the
+        share of training images that the tuned prompts and the prototypes built
+        without them name alike (``prototype_agreement_``) gives
+        ``clip(1.3 - 1.8 * agreement, 0.2, 0.9)`` (``prototype_weight_``; 0.5 when
+        fewer than 10 images share their name). The best weight grows with how poor the
+        labeler's names are: about 0.2 with a fine-naming labeler, 0.85 with a
+        generic-naming one on the offline 160-class garment benchmark, where the rule
+        gained .012 and .020 cACC over a fixed 0.5 at m = 3 (docs/results.md). 0 with
+        an ``image_encoder``, whose features reach that space through a random
+        projection (there prototypes cost .02-.03 cACC on Fashion-MNIST). Read at
+        predict time, so it can be changed after fit (the prototypes were refined at
+        the fit's weight).
     prototype_iterations : int, default=3
         Rounds of prototype refinement at fit: each training image is given to the
         name the mixed classifier prefers and the prototypes are recomputed (as in
@@ -328,6 +339,13 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         feature of the training images given that name after
         ``prototype_iterations`` rounds of refinement. With ``class_text_features_``,
         all ``predict`` needs besides the image features.
+    prototype_weight_ : float
+        The prototypes' share of the scores chosen at fit: ``prototype_weight``, or for
+        ``"auto"`` the weight read from ``prototype_agreement_``.
+    prototype_agreement_ : float
+        The share of training images (among those whose name keeps other images) that
+        the tuned prompts and the image prototypes built without them name alike; NaN
+        when no image shares its name.
 
     See Also
     --------
@@ -614,6 +632,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.name_prior_ = name_prior(result.probabilities[:, keep])
         self.score_offsets_ = prior_offsets(self.name_prior_, self.prior_correction)
         start = result.targets[:, keep]
+        self.prototype_agreement_, n_agreeing = text_prototype_agreement(
+            features, self.class_text_features_, start, self.logit_scale_, self.score_offsets_
+        )
+        self.prototype_weight_ = self._fitted_prototype_weight(n_agreeing)
         self.class_image_prototypes_, prototype_weights = refine_prototypes(
             features,
             self.class_text_features_,
@@ -645,6 +667,22 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         return self
 
     # -- fit stages, in the order fit runs them -----------------------------------------
+
+    def _fitted_prototype_weight(self, n_agreeing: int) -> float:
+        """The prototypes' share of the scores in force: ``"auto"`` resolved at fit.
+
+        With the backbone's own tower, whose image and text features share one space,
+        from how well the tuned prompts agree with the images
+        (:func:`~skvf._prototypes.agreement_weight`); 0 with an ``image_encoder``,
+        whose features reach that space through a random projection (there the tuned
+        prompts are a head learnt on them, and mixing in centroids cost .02-.03 cACC on
+        Fashion-MNIST).
+        """
+        if not (isinstance(self.prototype_weight, str) and self.prototype_weight == "auto"):
+            return float(self.prototype_weight)
+        if self.image_encoder_ is not None:
+            return 0.0
+        return agreement_weight(self.prototype_agreement_, n_agreeing)
 
     def _held_out_training_scores(self, features, prototype_weights):
         """The training images' logits and similarities, each left out of its prototypes.

@@ -11,7 +11,13 @@ from sklearn.preprocessing import StandardScaler
 
 from skvf import NeaRClassifier
 from skvf._features import to_embedding_space
-from skvf._prototypes import image_prototypes, mixed_similarity, refine_prototypes
+from skvf._prototypes import (
+    agreement_weight,
+    image_prototypes,
+    mixed_similarity,
+    refine_prototypes,
+    text_prototype_agreement,
+)
 from skvf._sklearn_compat import InvalidParameterError
 from skvf.serialization import dump, load, trusted_types
 from skvf_bench.baselines import ZeroShotCLIP
@@ -183,7 +189,7 @@ def test_auto_weight_is_off_with_an_image_encoder(fitted):
     assert np.array_equal(auto.decision_function(rows), fitted.decision_function(rows))
 
 
-def test_auto_weight_is_one_half_with_the_backbones_own_tower():
+def test_auto_weight_is_read_from_the_agreement_with_the_backbones_own_tower():
     rng = np.random.default_rng(0)
     levels = np.where(np.arange(12) % 2 == 0, 40, 210)
     images = np.clip(levels[:, None, None, None] + rng.integers(-30, 30, (12, 32, 32, 3)), 0, 255)
@@ -205,7 +211,26 @@ def test_auto_weight_is_one_half_with_the_backbones_own_tower():
         random_state=0,
         label_filter="passthrough",
     ).fit(images)
+    # 12 images under two names: enough to measure the agreement on.
+    assert 0 <= clf.prototype_agreement_ <= 1
+    assert clf.prototype_weight_ == agreement_weight(clf.prototype_agreement_, 12)
+    chosen = clf.prototype_weight_
     auto = clf.decision_function(images[:4])
-    half = copy.deepcopy(clf).set_params(prototype_weight=0.5).decision_function(images[:4])
+    fixed = copy.deepcopy(clf).set_params(prototype_weight=chosen).decision_function(images[:4])
     text = copy.deepcopy(clf).set_params(prototype_weight=0.0).decision_function(images[:4])
-    assert np.array_equal(auto, half) and not np.allclose(auto, text)
+    assert np.array_equal(auto, fixed) and not np.allclose(auto, text)
+
+
+def test_prompts_that_disagree_with_the_images_give_the_prototypes_more_weight():
+    rng = np.random.default_rng(3)
+    centres = np.eye(3, 8)
+    features = np.repeat(centres, 6, axis=0) + 0.1 * rng.normal(size=(18, 8))
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    targets = np.repeat(np.eye(3), 6, axis=0)
+    agreeing, n = text_prototype_agreement(features, centres, targets, 20.0, None)
+    crossed, _ = text_prototype_agreement(features, centres[[1, 2, 0]], targets, 20.0, None)
+    assert (agreeing, crossed, n) == (1.0, 0.0, 18)
+    assert agreement_weight(agreeing, n) == 0.2 and agreement_weight(crossed, n) == 0.9
+    # Alone under its name, an image has nothing to agree on; too few images: 0.5.
+    alone, none = text_prototype_agreement(features[::6], centres, np.eye(3), 20.0, None)
+    assert np.isnan(alone) and none == 0 and agreement_weight(alone, none) == 0.5
