@@ -38,7 +38,7 @@ from ._sklearn_compat import validate_parameter_constraints
 from ._warnings import warn
 from .exceptions import SkippedImagesWarning
 
-__all__ = ["AUTO_PROTOTYPE_WEIGHT", "LOADING_THREADS", "PREDICT_CHUNK", "PromptClassifierMixin"]
+__all__ = ["LOADING_THREADS", "PREDICT_CHUNK", "PromptClassifierMixin"]
 
 
 def _is_dask_collection(X) -> bool:

@@ -181,7 +181,7 @@ def test_with_one_image_per_name_unseen_kinds_are_still_unknown():
 
     kinds = np.r_[np.arange(40), np.repeat(np.arange(40, 45), 3)]
     rows = draw(kinds)
-    names = {round(key * 1e6): f"kind {kind}" for key, kind in zip(rows[:, 0], kinds)}
+    names = {round(key * 1e6): f"kind {kind}" for key, kind in zip(rows[:, 0], kinds, strict=True)}
     clf = NeaRClassifier(
         labeler=RowNamer(names),
         image_encoder=StandardScaler(),
