@@ -337,7 +337,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     class_image_prototypes_ : ndarray of shape (n_classes, embed_dim)
         Unit-norm image prototype of each of ``classes_``: the mean (centred, unit-norm)
         feature of the training images given that name after
-        ``prototype_iterations`` rounds of refinement. With ``class_text_features_``,
+        ``prototype_iterations`` rounds of refinement (a name no image was given keeps
+        its prototype from the round before). With ``class_text_features_``,
         all ``predict`` needs besides the image features.
     prototype_weight_ : float
         The prototypes' share of the scores chosen at fit: ``prototype_weight``, or for

@@ -221,6 +221,19 @@ def test_auto_weight_is_read_from_the_agreement_with_the_backbones_own_tower():
     assert np.array_equal(auto, fixed) and not np.allclose(auto, text)
 
 
+def test_a_name_every_image_left_keeps_its_prototype():
+    # Two names share a text feature; the second's only image joins the first. Its
+    # prototype stays, so an image like it is still given the second name.
+    features = np.array([[1.0, 0.0], [0.8, 0.6]])
+    text = np.array([[1.0, 0.0], [1.0, 0.0]])
+    start = np.array([[0.8, 0.6], [0.0, 1.0]])
+    refined, weights = refine_prototypes(features, text, start, 0.5, 10.0, None, 3, None)
+    assert weights[:, 1].sum() == 0
+    np.testing.assert_allclose(refined[1], [0.0, 1.0])
+    like_it = np.array([[0.0, 1.0]])
+    assert np.argmax(mixed_similarity(like_it, text, refined, 0.5), axis=1).tolist() == [1]
+
+
 def test_prompts_that_disagree_with_the_images_give_the_prototypes_more_weight():
     rng = np.random.default_rng(3)
     centres = np.eye(3, 8)
