@@ -138,6 +138,13 @@ def test_scores_that_overflow_raise_instead_of_naming_nothing(on_error):
             "is 0.0, not a finite positive",
         ),
         ("unknown_threshold_", float("inf"), {"unknown_label": "?"}, "is inf, not a finite"),
+        (
+            "prototype_weight_",
+            7.0,
+            {"prototype_weight": "auto"},
+            r"is 7.0, not a number in \[0, 1\]",
+        ),
+        ("prototype_weight_", None, {"prototype_weight": "auto"}, "is None, not a number in"),
     ],
 )
 def test_an_edited_threshold_or_temperature_is_refused(fitted, attribute, value, params, message):
