@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._openset import leave_one_out_prototype_similarity
+from ._openset import MIN_CALIBRATION_IMAGES, calibration_rows, leave_one_out_prototype_similarity
 
 __all__ = [
     "AGREEMENT_WEIGHT_RULE",
-    "MIN_AGREEMENT_IMAGES",
     "agreement_weight",
     "image_prototypes",
     "mix",
@@ -43,14 +42,13 @@ __all__ = [
 
 #: ``(intercept, slope, lowest, highest, fallback)`` of :func:`agreement_weight`:
 #: ``clip(intercept - slope * agreement, lowest, highest)``, ``fallback`` when fewer
-#: than :data:`MIN_AGREEMENT_IMAGES` images share their name with another. Fitted on
+#: than :data:`~skvf._openset.MIN_CALIBRATION_IMAGES` images share their name with
+#: another. Fitted on
 #: the offline garment benchmark (two simulated labelers, m = 1, 2, 3, 5 and the
 #: imbalanced draw, 10 seeds each), where the best weight per seed fell from about 0.85
 #: at an agreement of .2 to 0.2 at .6; fitted with one setting held out at a time it
 #: gained as much on the held-out one.
 AGREEMENT_WEIGHT_RULE = (1.3, 1.8, 0.2, 0.9, 0.5)
-#: Fewest images whose name keeps another image that measure the agreement.
-MIN_AGREEMENT_IMAGES = 10
 
 
 def image_prototypes(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -142,8 +140,8 @@ def text_prototype_agreement(
     (:func:`~skvf._openset.leave_one_out_prototype_similarity`). The agreement is the
     share of images whose best name by the text features equals their best name by
     those prototypes (both scaled, plus the offsets), over the images whose name keeps
-    other images once they are left out (alone under its name, an image has no
-    prototype of its own to agree on).
+    other images once they are left out (:func:`~skvf._openset.calibration_rows`: alone
+    under its name, an image has no prototype of its own to agree on).
 
     Parameters
     ----------
@@ -176,7 +174,7 @@ def text_prototype_agreement(
     named = targets.sum(axis=1) > 0
     names = np.argmax(targets, axis=1)
     one_hot = np.eye(targets.shape[1])[names] * named[:, None]
-    shared = named & (one_hot.sum(axis=0)[names] >= 2)
+    shared = named & calibration_rows(one_hot, minimum=0)
     if not shared.any():
         return float("nan"), 0
     offsets = 0.0 if offsets is None else offsets
@@ -191,7 +189,7 @@ def agreement_weight(agreement: float, n_images: int) -> float:
 
     ``clip(1.3 - 1.8 * agreement, 0.2, 0.9)`` (:data:`AGREEMENT_WEIGHT_RULE`): the less
     the tuned prompts agree with the images, the more the prototypes weigh; 0.5 when
-    fewer than :data:`MIN_AGREEMENT_IMAGES` images measured it.
+    fewer than :data:`~skvf._openset.MIN_CALIBRATION_IMAGES` images measured it.
 
     Parameters
     ----------
@@ -208,7 +206,7 @@ def agreement_weight(agreement: float, n_images: int) -> float:
     (0.85, 0.22, 0.5)
     """
     intercept, slope, lowest, highest, fallback = AGREEMENT_WEIGHT_RULE
-    if n_images < MIN_AGREEMENT_IMAGES or not np.isfinite(agreement):
+    if n_images < MIN_CALIBRATION_IMAGES or not np.isfinite(agreement):
         return fallback
     return round(float(np.clip(intercept - slope * agreement, lowest, highest)), 6)
 
