@@ -12,7 +12,8 @@ computed leave-one-out: each image against its own name's prototype without itse
 An image alone under its name has no prototype of its own left: it is scored as an image
 of a kind never seen would be, so only the images whose name keeps others stand for new
 images of known kinds (:func:`calibration_rows`). The same leave-one-out scores fit the
-temperature that calibrates ``predict_proba``.
+temperature that calibrates ``predict_proba``, against targets that mix what the names
+and what the images say (:func:`temperature_targets`).
 """
 
 from __future__ import annotations
@@ -21,20 +22,26 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp, softmax
 
+from .candidates import nearest_neighbors
+
 __all__ = [
     "KNOWN_SCORES",
     "MIN_CALIBRATION_IMAGES",
+    "TEMPERATURE_NEIGHBORS",
     "calibration_rows",
     "expected_calibration_error",
     "fit_temperature",
     "known_scores",
     "leave_one_out_prototype_similarity",
+    "temperature_targets",
 ]
 
 #: The known-ness scores :func:`known_scores` computes.
 KNOWN_SCORES = ("msp", "max_logit", "energy", "mcm", "prototype")
 #: Fewest training images that calibrate on their own (:func:`calibration_rows`).
 MIN_CALIBRATION_IMAGES = 10
+#: Nearest other training images whose names enter an image's temperature target.
+TEMPERATURE_NEIGHBORS = 2
 
 
 def known_scores(
@@ -152,6 +159,71 @@ def calibration_rows(weights: np.ndarray, minimum: int = MIN_CALIBRATION_IMAGES)
     others = weights.sum(axis=0)[own] - weights[rows, own]
     keeps = others >= 0.5
     return keeps if keeps.sum() >= minimum else np.ones(len(weights), dtype=bool)
+
+
+def temperature_targets(
+    features: np.ndarray,
+    names: np.ndarray,
+    assignment: np.ndarray,
+    prototype_weight: float,
+    n_classes: int,
+    n_neighbors: int = TEMPERATURE_NEIGHBORS,
+) -> np.ndarray:
+    """What each training image says its class probabilities are, to fit the temperature.
+
+    The classifier mixes text scores (the names) and image prototypes (the images) with
+    ``prototype_weight``; the targets mix them alike. At the text scores' share,
+    ``1 - prototype_weight``, an image's target is its refined name. At the prototypes'
+    share it is the names the prototype refinement gave its ``n_neighbors`` nearest
+    other training images, one share each: a new image of a kind is right when it lands
+    where the images of its kind landed, and its nearest training images are mostly of
+    its kind. The refined names alone ask for too high a temperature where the
+    prototypes moved images away from them (a generic-naming labeler); an image's own
+    assignment alone for too low a one, since each image helped build its prototype.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_samples, dim)
+        Training image features.
+    names : ndarray of int, shape (n_samples,)
+        Each image's refined name.
+    assignment : ndarray of int, shape (n_samples,)
+        The name the prototype refinement gave each image.
+    prototype_weight : float
+        The prototypes' share of the scores, in [0, 1].
+    n_classes : int
+    n_neighbors : int, default=TEMPERATURE_NEIGHBORS
+        At most ``n_samples - 1`` are used; with one image the name is the target.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_classes)
+        Rows sum to 1.
+
+    Examples
+    --------
+    Two tight pairs; the third image was named 0 but given, like its neighbours, to 1:
+
+    >>> import numpy as np
+    >>> features = np.array([[1.0, 0.0], [0.99, 0.1], [0.1, 0.99], [0.0, 1.0]])
+    >>> names, assignment = np.array([0, 0, 0, 1]), np.array([0, 0, 1, 1])
+    >>> temperature_targets(features, names, assignment, 0.5, 2, n_neighbors=1).tolist()
+    [[1.0, 0.0], [1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+    """
+    rows = np.arange(len(names))
+    targets = np.zeros((len(names), n_classes))
+    targets[rows, names] = 1.0 - prototype_weight
+    n_neighbors = min(n_neighbors, len(names) - 1)
+    if n_neighbors < 1:
+        targets[rows, names] = 1.0
+        return targets
+    neighbors = nearest_neighbors(features, n_neighbors)
+    np.add.at(
+        targets,
+        (np.repeat(rows, n_neighbors), assignment[neighbors].ravel()),
+        prototype_weight / n_neighbors,
+    )
+    return targets
 
 
 def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:

@@ -17,6 +17,7 @@ from skvf._openset import (
     fit_temperature,
     known_scores,
     leave_one_out_prototype_similarity,
+    temperature_targets,
 )
 from skvf._prototypes import image_prototypes
 from skvf.serialization import dump, load, trusted_types
@@ -84,6 +85,50 @@ def test_temperature_fits_soft_targets_too():
     z = rng.normal(size=(4000, 4))
     targets = softmax(z, axis=1)  # scores 3 * z need a temperature of 3
     assert fit_temperature(3 * z, targets) == pytest.approx(3.0, rel=1e-3)
+
+
+def _pairs():
+    """Three tight pairs of images far apart; names and assignments chosen per test."""
+    angles = np.array([0.0, 0.05, 2.0, 2.05, 4.0, 4.05])
+    return np.column_stack([np.cos(angles), np.sin(angles)])
+
+
+def test_temperature_targets_take_the_name_at_the_text_share():
+    names = np.array([0, 0, 1, 1, 2, 2])
+    assignment = np.array([1, 2, 0, 2, 0, 1])  # every neighbour was moved elsewhere
+    only_names = temperature_targets(_pairs(), names, assignment, 0.0, 3)
+    np.testing.assert_array_equal(only_names, np.eye(3)[names])
+    mixed = temperature_targets(_pairs(), names, assignment, 0.3, 3, n_neighbors=1)
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0)
+    np.testing.assert_allclose(mixed[np.arange(6), names], 0.7)
+
+
+def test_temperature_targets_read_the_neighbours_assignment_not_the_images_own():
+    names = np.zeros(6, dtype=int)
+    # Each image sits alone in its name; its partner in the pair was given another.
+    assignment = np.array([0, 1, 1, 2, 2, 0])
+    targets = temperature_targets(_pairs(), names, assignment, 1.0, 3, n_neighbors=1)
+    partner = np.array([1, 0, 3, 2, 5, 4])
+    np.testing.assert_array_equal(targets, np.eye(3)[assignment[partner]])
+    # Two neighbours: the partner and the nearest image of the next pair, half each.
+    two = temperature_targets(_pairs(), names, assignment, 1.0, 3)
+    assert np.count_nonzero(two[0]) in (1, 2) and two[0, assignment[1]] >= 0.5
+
+
+def test_one_training_image_is_its_own_target():
+    targets = temperature_targets(np.array([[1.0, 0.0]]), np.array([1]), np.array([0]), 0.8, 2)
+    np.testing.assert_array_equal(targets, [[0.0, 1.0]])
+
+
+def test_neighbours_that_agree_ask_for_a_lower_temperature_than_names_that_do_not():
+    # Logits that pick each image's assignment: where the neighbours' assignments back
+    # it the fitted temperature is lower than against names the prototypes left.
+    names = np.array([0, 0, 1, 1, 2, 2])
+    assignment = np.array([1, 1, 2, 2, 0, 0])
+    logits = 2.0 * np.eye(3)[assignment]  # softmax .79 on the assignment
+    backed = fit_temperature(logits, temperature_targets(_pairs(), names, assignment, 0.9, 3, 1))
+    left = fit_temperature(logits, temperature_targets(_pairs(), names, assignment, 0.1, 3, 1))
+    assert backed < 1.0 < left
 
 
 @pytest.mark.parametrize("score", ["msp", "max_logit", "energy", "mcm", "prototype"])
@@ -217,10 +262,12 @@ def test_a_higher_known_rate_lowers_the_threshold():
 
 def test_calibrated_probabilities_are_the_tempered_softmax(fitted):
     rows, _ = _rows([0, 1, 2], 10, seed=4)
-    calibrated = copy.deepcopy(fitted).set_params(calibrate_probabilities=True)
+    calibrated = copy.deepcopy(fitted)  # the default
+    assert calibrated.calibrate_probabilities
     expected = softmax(fitted.decision_function(rows) / fitted.probability_temperature_, axis=1)
     np.testing.assert_allclose(calibrated.predict_proba(rows), expected, rtol=1e-6)
-    raw = copy.deepcopy(fitted)  # the default
+    raw = copy.deepcopy(fitted).set_params(calibrate_probabilities=False)
+    assert fitted.probability_temperature_ != pytest.approx(1.0)
     np.testing.assert_allclose(
         raw.predict_proba(rows), softmax(fitted.decision_function(rows), axis=1), rtol=1e-6
     )
