@@ -43,7 +43,7 @@ from ._warnings import warn
 from .candidates import NeighborCandidateBuilder, build_candidate_votes
 from .exceptions import SkippedImagesWarning
 from .filtering import LabelFilter, filter_vocabulary
-from .labeling import MLLMLabeler, cached_labels, keeps_answers
+from .labeling import MLLMLabeler, cached_labels, labeler_requests
 from .metrics import NameClassifierMixin
 from .names import check_vocabulary, training_names
 from .noise import GMMNoiseSplitter
@@ -540,7 +540,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.labeler_ = MLLMLabeler() if self.labeler is None else clone(self.labeler)
         if self.verbose and "verbose" in self.labeler_.get_params(deep=False):
             self.labeler_.set_params(verbose=self.verbose)
-        raw_names, self.n_labeler_calls_ = cached_labels(
+        raw_names, n_asked = cached_labels(
             self.labeler_.fit(items), items, digests, cache_root
         )
 
@@ -604,7 +604,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         )
         self.reasked_, self.reask_changed_ = reasking.positions, reasking.changed
         self.reask_first_names_ = reasking.first_names
-        self.n_labeler_calls_ += reasking.n_asked
+        n_asked += reasking.n_asked
         if reasking.changed.any():  # the names, vocabulary and votes follow the answers
             raw_names = reasking.raw_names
             names, self.name_merges_, self.vocabulary_, labels = self._vocabulary(
@@ -671,8 +671,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         named = calibration & (start.sum(axis=1) > 0)  # and whose names were kept
         self.probability_temperature_ = fit_temperature(logits[named], targets[named])
         self.llm_usage_ = dict(getattr(self.labeler_, "usage_", None) or {}) or None
-        if keeps_answers(self.labeler_) and self.llm_usage_ is not None:
-            self.n_labeler_calls_ = self.llm_usage_["calls"] - self.llm_usage_["retries"]
+        self.n_labeler_calls_ = labeler_requests(self.labeler_, n_asked)
         return self
 
     # -- fit stages, in the order fit runs them -----------------------------------------

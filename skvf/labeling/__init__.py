@@ -4,8 +4,9 @@
 its first request, so importing this package stays fast and offline. Any estimator with ``fit`` and
 ``transform`` can stand in for it: :func:`label_items` is how skvf calls a labeler (and
 :func:`choose_items` how it asks one to choose among names), :func:`keeps_answers`
-whether it stores its own answers, and :func:`answer_determining_params` what keys the
-classifier's store of them when it does not.
+whether it stores its own answers, :func:`labeler_requests` how many requests it
+answered, and :func:`answer_determining_params` what keys the classifier's store of them
+when it does not.
 """
 
 from ._errors import BudgetExceededError, LabelingError, LabelingWarning, UnusableAnswerError
@@ -17,6 +18,7 @@ from ._protocol import (
     choose_items,
     keeps_answers,
     label_items,
+    labeler_requests,
 )
 
 __all__ = [
@@ -31,4 +33,5 @@ __all__ = [
     "choose_items",
     "keeps_answers",
     "label_items",
+    "labeler_requests",
 ]

@@ -40,6 +40,7 @@ __all__ = [
     "choose_items",
     "keeps_answers",
     "label_items",
+    "labeler_requests",
 ]
 
 
@@ -145,6 +146,37 @@ def keeps_answers(labeler) -> bool:
     (True, False)
     """
     return getattr(type(labeler), "keeps_answers", False) is True
+
+
+def labeler_requests(labeler, n_asked: int) -> int:
+    """Requests a fitted labeler answered: ``n_asked``, or its own meter when it has one.
+
+    A labeler that :func:`keeps_answers` is handed every item, the ones its store
+    answers included; when it meters its requests (``usage_`` with ``calls`` and
+    ``retries``) that meter, less the retries, is what it answered, requests that no item
+    stands for (a naming context) included. Any other labeler was asked exactly the
+    ``n_asked`` items skvf's store missed.
+
+    Parameters
+    ----------
+    labeler : fitted labeler
+    n_asked : int
+        Items handed to the labeler (to name and to choose among names).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> from sklearn.preprocessing import FunctionTransformer
+    >>> labeler_requests(FunctionTransformer(), 12)
+    12
+    """
+    usage = getattr(labeler, "usage_", None)
+    if keeps_answers(labeler) and isinstance(usage, dict) and "calls" in usage:
+        return int(usage["calls"]) - int(usage.get("retries", 0))
+    return n_asked
 
 
 def answer_determining_params(labeler) -> dict:
