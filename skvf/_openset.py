@@ -87,7 +87,9 @@ def known_scores(
     raise ValueError(f"score must be one of {list(KNOWN_SCORES)}, got {score!r}.")
 
 
-def leave_one_out_prototype_similarity(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def leave_one_out_prototype_similarity(
+    features: np.ndarray, weights: np.ndarray, prototype_features: np.ndarray | None = None
+) -> np.ndarray:
     """Cosine of each training image to every prototype built without that image.
 
     Prototype ``c`` is the normalised sum ``S_c`` of the training features weighted by
@@ -100,6 +102,10 @@ def leave_one_out_prototype_similarity(features: np.ndarray, weights: np.ndarray
         Unit-norm training image features.
     weights : ndarray of shape (n_samples, n_classes)
         Each image's weight in each prototype (one-hot or soft).
+    prototype_features : ndarray of shape (n_samples, dim) or None, default=None
+        Unit-norm features the prototypes are built from, when not ``features``
+        themselves (the view-averaged features of ``prototype_views``): image ``i`` is
+        scored by ``features[i]`` against ``S_c - weights[i, c] * prototype_features[i]``.
 
     Returns
     -------
@@ -116,9 +122,16 @@ def leave_one_out_prototype_similarity(features: np.ndarray, weights: np.ndarray
     """
     features = np.asarray(features, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
-    sums = weights.T @ features
-    dots = features @ sums.T - weights  # x_i . (S_c - w_ic x_i), with |x_i| = 1
-    squared = (sums**2).sum(axis=1)[None, :] - 2 * weights * (features @ sums.T) + weights**2
+    if prototype_features is None:
+        sums = weights.T @ features
+        dots = features @ sums.T - weights  # x_i . (S_c - w_ic x_i), with |x_i| = 1
+        squared = (sums**2).sum(axis=1)[None, :] - 2 * weights * (features @ sums.T) + weights**2
+    else:  # built from p_i, scored by x_i: x_i . (S_c - w_ic p_i), |S_c - w_ic p_i|, |p_i| = 1
+        built = np.asarray(prototype_features, dtype=np.float64)
+        sums = weights.T @ built
+        own = np.einsum("ij,ij->i", features, built)[:, None]
+        dots = features @ sums.T - weights * own
+        squared = (sums**2).sum(axis=1)[None, :] - 2 * weights * (built @ sums.T) + weights**2
     norms = np.sqrt(np.clip(squared, 0.0, None))
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 1e-6)
 

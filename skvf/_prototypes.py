@@ -132,6 +132,7 @@ def text_prototype_agreement(
     targets: np.ndarray,
     logit_scale: float,
     offsets: np.ndarray | None,
+    prototype_features: np.ndarray | None = None,
 ) -> tuple[float, int]:
     """How often the tuned prompts and the image prototypes name a training image alike.
 
@@ -153,6 +154,9 @@ def text_prototype_agreement(
         The refined targets over the kept names; rows without mass are left out.
     logit_scale : float
     offsets : ndarray of shape (n_classes,) or None
+    prototype_features : ndarray of shape (n_samples, dim) or None, default=None
+        Unit-norm features the prototypes are built from, when not ``features``
+        (the view-averaged features of ``prototype_views``).
 
     Returns
     -------
@@ -179,7 +183,8 @@ def text_prototype_agreement(
         return float("nan"), 0
     offsets = 0.0 if offsets is None else offsets
     text = logit_scale * (features @ np.asarray(text_features).T) + offsets
-    prototype = logit_scale * leave_one_out_prototype_similarity(features, one_hot) + offsets
+    prototype = leave_one_out_prototype_similarity(features, one_hot, prototype_features)
+    prototype = logit_scale * prototype + offsets
     agree = np.argmax(text, axis=1) == np.argmax(prototype, axis=1)
     return float(agree[shared].mean()), int(shared.sum())
 
@@ -220,6 +225,7 @@ def refine_prototypes(
     offsets: np.ndarray | None,
     iterations: int,
     weights: np.ndarray,
+    prototype_features: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reassign the training images to the names the mixed classifier prefers, and repeat.
 
@@ -247,6 +253,10 @@ def refine_prototypes(
         Rounds of reassignment; 0 returns ``prototypes`` unchanged.
     weights : ndarray of shape (n_samples, n_classes)
         The weights the starting prototypes were computed with.
+    prototype_features : ndarray of shape (n_samples, dim) or None, default=None
+        Unit-norm features the prototypes are recomputed from, when not ``features``
+        (the view-averaged features of ``prototype_views``); the images are still
+        scored by ``features``, as ``predict`` scores new images.
 
     Returns
     -------
@@ -274,12 +284,13 @@ def refine_prototypes(
     ([[0.949, 0.316], [0.0, 1.0]], [2.0, 0.0])
     """
     prototypes = np.asarray(prototypes, dtype=np.float32)
+    built = features if prototype_features is None else prototype_features
     for _ in range(iterations):
         scores = logit_scale * mixed_similarity(features, text_features, prototypes, weight)
         if offsets is not None:
             scores = scores + offsets
         weights = np.eye(len(prototypes))[np.argmax(scores, axis=1)]
-        chosen = image_prototypes(features, weights)
+        chosen = image_prototypes(built, weights)
         empty = weights.sum(axis=0) == 0
         chosen[empty] = prototypes[empty]
         prototypes = chosen

@@ -17,6 +17,7 @@ from ._features import (
 )
 from ._images import (
     DEFAULT_MAX_PIXELS,
+    is_feature_matrix,
     load_training_items,
 )
 from ._openset import (
@@ -39,6 +40,7 @@ from ._prototypes import (
 from ._sklearn_compat import HasMethods, Interval, StrOptions, fit_context
 from ._store import resolve_memory
 from ._training import MAX_LOGIT_SCALE, TrainingConfig, tune_prompts
+from ._views import encode_views, view_averaged_features, view_seed
 from ._warnings import warn
 from .candidates import NeighborCandidateBuilder, build_candidate_votes
 from .exceptions import SkippedImagesWarning
@@ -199,6 +201,19 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         name the mixed classifier prefers and the prototypes are recomputed (as in
         k-means). 0 keeps the first prototypes, each training image weighted by its
         refined target.
+    prototype_views : int, default=0
+        Augmented views per training image that the prototypes are built from, as
+        FineR builds its prototypes: each view is a random resized crop (80-100% of the
+        area) flipped left-right half the time, encoded by the backbone's image tower
+        at fit, and the feature each training image lends the prototypes is the
+        unit-norm mean of its own and its views' features. The training images are
+        still scored by their own features, as ``predict`` scores new images, which
+        get no views (``predict`` costs no extra pass). The views are drawn from
+        ``random_state`` (from a copy of it: every other seed is that of a fit without
+        views) and each image's digest, and stored under ``memory`` beside the
+        images' features, so a refit encodes none again. Needs images and the
+        backbone's own tower: refused with an ``image_encoder`` or 2-D numeric X. 0,
+        the default, builds the prototypes from the images alone, bit for bit.
     unknown_label : str or None, default=None
         When set, ``predict`` answers it for images whose known-ness
         (:meth:`score_samples`) is below ``unknown_threshold_``: images of kinds the
@@ -314,6 +329,9 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         ``calls`` less ``retries``, the naming context's request included).
     n_images_encoded_ : int
         Images that went through the image tower or encoder in the last fit.
+    n_views_encoded_ : int
+        Augmented views (``prototype_views``) that went through the image tower in the
+        last fit, the others read from ``memory``.
     backbone_digest_ : str
         Hash of the backbone's weights; a loaded model refuses other weights.
     n_features_in_ : int
@@ -399,6 +417,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "prior_correction": [Interval(numbers.Real, 0, None, closed="left")],
         "prototype_weight": [Interval(numbers.Real, 0, 1, closed="both"), StrOptions({"auto"})],
         "prototype_iterations": [Interval(numbers.Integral, 0, None, closed="left")],
+        "prototype_views": [Interval(numbers.Integral, 0, None, closed="left")],
         "unknown_label": [str, None],
         "known_rate": [Interval(numbers.Real, 0, 1, closed="right")],
         "known_score": [StrOptions(set(KNOWN_SCORES))],
@@ -442,6 +461,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         prior_correction=1.0,
         prototype_weight="auto",
         prototype_iterations=3,
+        prototype_views=0,
         unknown_label=None,
         known_rate=0.95,
         known_score="prototype",
@@ -482,6 +502,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.prior_correction = prior_correction
         self.prototype_weight = prototype_weight
         self.prototype_iterations = prototype_iterations
+        self.prototype_views = prototype_views
         self.unknown_label = unknown_label
         self.known_rate = known_rate
         self.known_score = known_score
@@ -517,6 +538,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
 
         random_state = check_random_state(self.random_state)
         check_reask_labeler(MLLMLabeler if self.labeler is None else self.labeler, self.reask)
+        self._check_prototype_views(X)
+        views_seed = view_seed(random_state) if self.prototype_views else None
         cache_root = resolve_memory(self.memory)
         items, digests, train_indices, skipped, n_features = load_training_items(
             X, self.on_error, self._uses_feature_rows(X), self.max_image_pixels
@@ -553,6 +576,13 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             items, digests, backbone, cache_root
         )
         valid = np.asarray([name is not None for name in raw_names])
+        view_features, self.n_views_encoded_ = self._encode_views(
+            [items[i] for i in np.flatnonzero(valid)],
+            [digests[i] for i in np.flatnonzero(valid)],
+            backbone,
+            views_seed,
+            cache_root,
+        )
         skipped = skipped + [
             f"X[{train_indices[i]}]: the labeler gave no usable name"
             for i in np.flatnonzero(~valid)
@@ -580,6 +610,15 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         if raw_features.shape[1] != embed_dim:
             self.projection_ = projection_matrix(raw_features.shape[1], embed_dim, random_state)
         features = to_embedding_space(raw_features, self.feature_mean_, self.projection_)
+        # What each training image lends the prototypes: its feature, or with views the
+        # mean of its own and its views' (the images are still scored by their own).
+        prototype_features = None
+        if view_features is not None:
+            flat = view_features.reshape(-1, view_features.shape[-1])
+            embedded_views = to_embedding_space(flat, self.feature_mean_, self.projection_)
+            embedded_views = embedded_views.reshape(*view_features.shape[:2], -1)
+            prototype_features = view_averaged_features(features, embedded_views)
+        built = features if prototype_features is None else prototype_features
 
         # Candidate sets from the neighbours' names.
         self.candidate_builder_ = self._component("candidate_builder", random_state)
@@ -638,24 +677,30 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.score_offsets_ = prior_offsets(self.name_prior_, self.prior_correction)
         start = result.targets[:, keep]
         self.prototype_agreement_, n_agreeing = text_prototype_agreement(
-            features, self.class_text_features_, start, self.logit_scale_, self.score_offsets_
+            features,
+            self.class_text_features_,
+            start,
+            self.logit_scale_,
+            self.score_offsets_,
+            prototype_features,
         )
         self.prototype_weight_ = self._fitted_prototype_weight(n_agreeing)
         self.class_image_prototypes_, prototype_weights = refine_prototypes(
             features,
             self.class_text_features_,
-            image_prototypes(features, start),
+            image_prototypes(built, start),
             self._prototype_weight(),
             self.logit_scale_,
             self.score_offsets_,
             self.prototype_iterations,
             start,
+            prototype_features,
         )
 
         # What the training images, scored as unseen ones, say of new images: the
         # known-ness threshold and the temperature of predict_proba.
         logits, similarity, prototype_similarity = self._held_out_training_scores(
-            features, prototype_weights
+            features, prototype_weights, prototype_features
         )
         # Only images whose name keeps other images stand for new images of known kinds.
         calibration = calibration_rows(prototype_weights)
@@ -692,15 +737,19 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             return 0.0
         return agreement_weight(self.prototype_agreement_, n_agreeing)
 
-    def _held_out_training_scores(self, features, prototype_weights):
+    def _held_out_training_scores(self, features, prototype_weights, prototype_features=None):
         """The training images' logits and similarities, each left out of its prototypes.
 
         An image is part of the prototypes it would be scored against; leaving it out
         (:func:`~skvf._openset.leave_one_out_prototype_similarity`) scores it as a new
-        image of its kind would be.
+        image of its kind would be. With ``prototype_views`` the prototypes are built
+        from the view-averaged ``prototype_features``, and the image is left out of
+        them as such.
         """
         text = features @ self.class_text_features_.T
-        prototype_similarity = leave_one_out_prototype_similarity(features, prototype_weights)
+        prototype_similarity = leave_one_out_prototype_similarity(
+            features, prototype_weights, prototype_features
+        )
         similarity = mix(text, prototype_similarity, self._prototype_weight())
         logits = self.logit_scale_ * similarity + self.score_offsets_
         return logits, similarity, prototype_similarity
@@ -715,6 +764,38 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             backbone, items, digests, cache_root, self.batch_size, self.verbose
         )
         return None, features, n_encoded
+
+    def _check_prototype_views(self, X) -> None:
+        """Refuse views where there is no image to crop or no image tower to encode it."""
+        if not self.prototype_views:
+            return
+        if is_feature_matrix(X):
+            raise ValueError(
+                f"prototype_views={self.prototype_views} needs images: X is a 2-D numeric "
+                f"array of shape {np.shape(X)}, feature rows that cannot be cropped or "
+                "flipped. Pass the images, or set prototype_views=0."
+            )
+        if self.image_encoder is not None:
+            raise ValueError(
+                f"prototype_views={self.prototype_views} encodes augmented views with the "
+                "backbone's image tower, which image_encoder replaces. Set "
+                "prototype_views=0, or image_encoder=None."
+            )
+
+    def _encode_views(self, items, digests, backbone, seed, cache_root):
+        """Return (raw view features of shape (n, views, d) or None, views encoded)."""
+        if not self.prototype_views:
+            return None, 0
+        return encode_views(
+            backbone,
+            items,
+            digests,
+            self.prototype_views,
+            seed,
+            cache_root,
+            self.batch_size,
+            self.verbose,
+        )
 
     def _vocabulary(self, raw_names, train_indices):
         """The training names, their merges, the vocabulary and each name's index in it."""
