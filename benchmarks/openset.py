@@ -10,8 +10,9 @@ For each known-ness score of :data:`skvf._openset.KNOWN_SCORES` it prints AUROC 
 false-positive rate at 95% true positives (known images are the positives), NeaR's
 closed-set cACC on the known classes, the share of unknown images named unknown and of
 known images rejected at the fitted threshold (``known_rate=0.95``, the default score),
-and the expected calibration error (15 bins) of ``predict_proba`` on the known classes,
-before and after the fitted temperature (correctness as cACC matches names to classes).
+and the expected calibration error (15 bins) on the known classes of ``predict_proba``
+(calibrated by the fitted temperature) and of the plain softmax of the scores
+(correctness as cACC matches names to classes).
 Zero-shot CLIP over the labeler's vocabulary is scored with MCM, its standard score.
 Mean ± sd over seeds::
 
@@ -125,7 +126,7 @@ def plot_reliability(rows, path, title, n_bins: int = 15) -> None:
         axis.bar(edges[:-1], accuracy, width=1 / n_bins, align="edge", edgecolor="black")
         axis.plot([0, 1], [0, 1], "k--", linewidth=1)
         ece = expected_calibration_error(confidence, correct, n_bins)
-        label = "predict_proba" if name == "ECE raw" else "with the fitted temperature"
+        label = "plain softmax" if name == "ECE raw" else "predict_proba (calibrated)"
         axis.set(title=f"{label}: ECE {ece:.3f}", xlabel="confidence", xlim=(0, 1), ylim=(0, 1))
     axes[0].set_ylabel("accuracy (names matched as cACC matches them)")
     figure.suptitle(f"Known garment classes, {title}, {len(rows)} seeds")
