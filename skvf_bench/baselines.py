@@ -168,6 +168,12 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         to the prototype (FineR's training-free classifier; FineR uses 0.3). 0 is plain
         zero-shot CLIP; above 0, ``fit`` encodes the training images (once, with
         ``memory``).
+    prototype_views : int, default=0
+        Augmented views per training image averaged into the features the prototypes
+        are built from, as FineR does (10 views there) and as
+        ``NeaRClassifier(prototype_views=)`` does; the same views (crop and flip,
+        drawn from ``random_state``, stored under ``memory``). Needs the backbone's
+        image tower.
     memory : str, path or None, default=None
         Cache directory of image-tower features, as in :class:`~skvf.NeaRClassifier`.
     batch_size : int, default=64
@@ -217,6 +223,7 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "image_encoder": [HasMethods(["fit", "transform"]), None],
         "template": [str],
         "prototype_weight": [Interval(numbers.Real, 0, 1, closed="both")],
+        "prototype_views": [Interval(numbers.Integral, 0, None, closed="left")],
         "memory": [str, os.PathLike, None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [str],
@@ -232,6 +239,7 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         image_encoder=None,
         template="a photo of a {}.",
         prototype_weight=0.0,
+        prototype_views=0,
         memory=None,
         batch_size=64,
         device="auto",
@@ -244,6 +252,7 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.image_encoder = image_encoder
         self.template = template
         self.prototype_weight = prototype_weight
+        self.prototype_views = prototype_views
         self.memory = memory
         self.batch_size = batch_size
         self.device = device
@@ -272,6 +281,11 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         if self.template.count("{}") != 1:
             raise ValueError(
                 f"template must hold exactly one '{{}}' for the class name, got {self.template!r}."
+            )
+        if self.prototype_views and self.image_encoder is not None:
+            raise ValueError(
+                f"prototype_views={self.prototype_views} encodes views with the backbone's "
+                "image tower, which image_encoder replaces: set one of them to its default."
             )
         self.labeler_ = clone(self.labeler).fit(X)
         names = _ask_labeler(self.labeler_, X)
@@ -314,16 +328,27 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         return self
 
     def _tower_features(self, X, backbone) -> np.ndarray:
-        """The backbone's image-tower features of the training images (cached by ``memory``)."""
-        from skvf._features import encode_with_memory
+        """Image-tower features of the training images (cached by ``memory``).
+
+        With ``prototype_views``, each image's unit-norm mean with its views' features.
+        """
+        from skvf._features import encode_with_memory, to_embedding_space
         from skvf._images import load_training_items
         from skvf._store import resolve_memory
+        from skvf._views import encode_views, view_averaged_features, view_seed
 
         items, digests, _, _, _ = load_training_items(X, "raise", False)
-        features, _ = encode_with_memory(
-            backbone, items, digests, resolve_memory(self.memory), self.batch_size
+        cache_root = resolve_memory(self.memory)
+        features, _ = encode_with_memory(backbone, items, digests, cache_root, self.batch_size)
+        if not self.prototype_views:
+            return features
+        seed = view_seed(check_random_state(self.random_state))
+        views, _ = encode_views(
+            backbone, items, digests, self.prototype_views, seed, cache_root, self.batch_size
         )
-        return features
+        embedded = to_embedding_space(views.reshape(-1, views.shape[-1]), None, None)
+        own = to_embedding_space(features, None, None)
+        return view_averaged_features(own, embedded.reshape(*views.shape[:2], -1))
 
     def _prototypes(self, features, names) -> np.ndarray:
         """Mean embedded feature of the training images carrying each of ``classes_``."""

@@ -125,6 +125,30 @@ def test_zero_shot_on_images_uses_the_image_tower():
     assert model.predict(images).shape == (6,)
 
 
+def test_training_free_prototypes_over_views_are_reproducible_and_differ():
+    images = np.random.default_rng(0).integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
+    labeler = NoisyOracleLabeler(make_oracle(images, ["a", "b"] * 3), noise_rate=0.0)
+
+    def prototypes(**params):
+        model = ZeroShotCLIP(labeler, prototype_weight=0.3, random_state=0, **TINY, **params)
+        return model.fit(images).class_image_prototypes_
+
+    plain, viewed = prototypes(), prototypes(prototype_views=2)
+    assert not np.allclose(plain, viewed, atol=1e-4)
+    np.testing.assert_array_equal(viewed, prototypes(prototype_views=2))
+    np.testing.assert_allclose(np.linalg.norm(viewed, axis=1), 1.0, rtol=1e-5)
+
+
+def test_training_free_views_need_the_image_tower(blobs):
+    X, names = blobs
+    model = ZeroShotCLIP(
+        noisy_labeler(X, names), image_encoder=FunctionTransformer(), prototype_weight=0.3,
+        prototype_views=2, **TINY,
+    )
+    with pytest.raises(ValueError, match="prototype_views=2 encodes views"):
+        model.fit(X)
+
+
 def test_method_configs_change_only_their_stage():
     configs = method_configs()
     assert list(configs) == [
