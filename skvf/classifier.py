@@ -238,10 +238,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         share, the names the prototypes gave the two nearest other training images at
         the prototype share. It never changes ``predict``. On the offline garment
         benchmark (expected calibration error on held-out images of the known classes,
-        names matched as cluster accuracy matches them) it brings the error from
-        .23-.28 to .06-.09 with a fine-naming labeler from 3 images per class and keeps
-        it at .05-.09 elsewhere, except with a generic-naming labeler and one image
-        per class (.41 to .29-.31; see docs/results.md). ``False`` gives the plain
+        names matched as cluster accuracy matches them, 10 seeds) it brings the error
+        from .24-.28 to .06-.10 with a fine-naming labeler from 3 images per class and
+        holds it at .05-.08 elsewhere, except with a generic-naming labeler and one
+        image per class (.38 to .26-.27; see docs/results.md). ``False`` gives the plain
         softmax of ``decision_function``.
     batch_size : int, default=64
         Images per pass of the CLIP image tower.
