@@ -197,8 +197,8 @@ def view_averaged_features(features: np.ndarray, view_features: np.ndarray) -> n
     --------
     >>> image = np.array([[1.0, 0.0]])
     >>> views = np.array([[[0.0, 1.0]]])
-    >>> view_averaged_features(image, views).round(3).tolist()
-    [[0.707, 0.707]]
+    >>> print(view_averaged_features(image, views).round(3))
+    [[0.707 0.707]]
     """
     total = np.asarray(features, dtype=np.float64) + np.asarray(view_features).sum(axis=1)
     norms = np.linalg.norm(total, axis=1, keepdims=True)

@@ -46,6 +46,7 @@ HARNESS_PRIVATE_IMPORTS = {
     "skvf._features": "image features cached in `memory`, as the classifier caches them",
     "skvf._store": "the `memory` folder of those features",
     "skvf._prototypes": "ZeroShotCLIP's image prototypes, as the classifier's",
+    "skvf._views": "the augmented views of ZeroShotCLIP's prototypes, as the classifier's",
     "skvf.labeling._cache": "the user cache folder, where stand-in weights not shipped are built",
 }
 
