@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 from scipy.special import softmax
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.preprocessing import StandardScaler
 
 from skvf import NeaRClassifier
@@ -260,8 +260,16 @@ def test_a_higher_known_rate_lowers_the_threshold():
     assert lenient < strict
 
 
+def test_without_prototypes_the_temperature_is_one(fitted):
+    # An image_encoder sets the prototype weight to 0: the scores are the prompts alone,
+    # tuned on the training images, which cannot judge them.
+    assert fitted.prototype_weight_ == 0.0
+    assert fitted.probability_temperature_ == 1.0
+
+
 def test_calibrated_probabilities_are_the_tempered_softmax(fitted):
     rows, _ = _rows([0, 1, 2], 10, seed=4)
+    fitted = clone(fitted).set_params(prototype_weight=0.5).fit(_rows([0, 1, 2], 20, seed=0)[0])
     calibrated = copy.deepcopy(fitted)  # the default
     assert calibrated.calibrate_probabilities
     expected = softmax(fitted.decision_function(rows) / fitted.probability_temperature_, axis=1)
