@@ -29,12 +29,11 @@ import time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import numpy as np  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
 from scipy.special import softmax  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from skvf._openset import KNOWN_SCORES, expected_calibration_error, known_scores  # noqa: E402
-from skvf.metrics import cluster_accuracy  # noqa: E402
+from skvf.metrics import cluster_accuracy, cluster_matched  # noqa: E402
 from skvf_bench.runner import ZERO_SHOT, build_methods, draw_split, prepare_benchmark  # noqa: E402
 from skvf_bench.simulated_mllm import make_simulated_mllm  # noqa: E402
 
@@ -57,18 +56,6 @@ def fpr_at_95_tpr(is_known, score) -> float:
     """False-positive rate (unknowns accepted) where 95% of the known images are accepted."""
     fpr, tpr, _ = roc_curve(is_known, score)
     return float(fpr[np.searchsorted(tpr, 0.95)])
-
-
-def matched_correct(y_true, y_pred) -> np.ndarray:
-    """Whether each prediction is right once names are matched to classes as cACC does."""
-    true_names, true_index = np.unique(y_true, return_inverse=True)
-    pred_names, pred_index = np.unique(y_pred, return_inverse=True)
-    counts = np.zeros((len(pred_names), len(true_names)))
-    np.add.at(counts, (pred_index, true_index), 1)
-    rows, cols = linear_sum_assignment(-counts)
-    mapping = np.full(len(pred_names), -1)
-    mapping[rows] = cols
-    return mapping[pred_index] == true_index
 
 
 def run_trial(bench, profile, shots, seed, split) -> dict:
@@ -96,7 +83,7 @@ def run_trial(bench, profile, shots, seed, split) -> dict:
     row["known rejected"] = rejected[is_known].mean()
     predicted = near.classes_[np.argmax(logits, axis=1)]
     row["closed-set cACC"] = cluster_accuracy(truth[is_known], predicted[is_known])
-    correct = matched_correct(truth[is_known], predicted[is_known])
+    correct = cluster_matched(truth[is_known], predicted[is_known])
     for name, temperature in (("ECE raw", 1.0), ("ECE calibrated", near.probability_temperature_)):
         confidence = softmax(logits[is_known] / temperature, axis=1).max(axis=1)
         row[name] = expected_calibration_error(confidence, correct)

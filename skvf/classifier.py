@@ -565,9 +565,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.labeler_ = MLLMLabeler() if self.labeler is None else clone(self.labeler)
         if self.verbose and "verbose" in self.labeler_.get_params(deep=False):
             self.labeler_.set_params(verbose=self.verbose)
-        raw_names, n_asked = cached_labels(
-            self.labeler_.fit(items), items, digests, cache_root
-        )
+        raw_names, n_asked = cached_labels(self.labeler_.fit(items), items, digests, cache_root)
 
         # Frozen image features, computed once (cached by content and weights).
         backbone = build_backbone(

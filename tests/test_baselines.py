@@ -142,8 +142,11 @@ def test_training_free_prototypes_over_views_are_reproducible_and_differ():
 def test_training_free_views_need_the_image_tower(blobs):
     X, names = blobs
     model = ZeroShotCLIP(
-        noisy_labeler(X, names), image_encoder=FunctionTransformer(), prototype_weight=0.3,
-        prototype_views=2, **TINY,
+        noisy_labeler(X, names),
+        image_encoder=FunctionTransformer(),
+        prototype_weight=0.3,
+        prototype_views=2,
+        **TINY,
     )
     with pytest.raises(ValueError, match="prototype_views=2 encodes views"):
         model.fit(X)

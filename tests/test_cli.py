@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from skvf._openset import expected_calibration_error
 from skvf.candidates import NeighborCandidateBuilder
 from skvf.classifier import NeaRClassifier
 from skvf.cli import build_parser, main
 from skvf.folders import load_image_folder
 from skvf.labeling import MLLMLabeler
-from skvf.metrics import cluster_accuracy, semantic_accuracy
+from skvf.metrics import cluster_accuracy, cluster_matched, semantic_accuracy
 from skvf.serialization import dump, load
 from skvf_bench import trusted_types as harness_types
 from skvf_bench.demo import run_digits_demo
@@ -163,13 +164,18 @@ def test_evaluate_reports_cluster_accuracy_in_process(fitted_model, colour_folde
     assert status == 0, result.err
     scores = json.loads(result.out)
     paths, true_names = load_image_folder(colour_folder)
-    predicted = load(model).predict(paths)
+    fitted = load(model)
+    predicted = fitted.predict(paths)
+    confidence = fitted.predict_proba(paths).max(axis=1)
+    right = cluster_matched(true_names, predicted)
     assert scores == {
         "n_images": 16,
         "n_unreadable": 0,
         "n_true_classes": 4,
         "n_predicted_names": len(set(predicted)),
         "cluster_accuracy": cluster_accuracy(true_names, predicted),
+        # the model's own probabilities against the names cACC matches to the folders
+        "calibration_error": pytest.approx(expected_calibration_error(confidence, right)),
     }
 
 

@@ -14,10 +14,13 @@ from sklearn.neighbors import KNeighborsClassifier
 from skvf import metrics
 from skvf._process_cache import ProcessCache
 from skvf.metrics import (
+    calibration_error,
     cluster_accuracy,
     cluster_accuracy_scorer,
+    cluster_matched,
     load_sentence_model,
     make_semantic_accuracy_scorer,
+    name_scores,
     semantic_accuracy,
     semantic_accuracy_scorer,
 )
@@ -244,3 +247,34 @@ def test_real_model_semantic_scorer_with_an_estimator_predicting_names(minilm):
         KNeighborsClassifier(3), X, names, scoring=semantic_accuracy_scorer, cv=3
     )
     assert np.allclose(scores, 1.0)
+
+
+def test_cluster_matched_marks_the_images_cluster_accuracy_counts():
+    rng = np.random.default_rng(0)
+    y_true = rng.choice(["cat", "dog", "owl", "elk"], 300)
+    y_pred = rng.choice(["a", "b", "c", "d", "e"], 300)  # more names than classes
+    right = cluster_matched(y_true, y_pred)
+    assert right.mean() == pytest.approx(cluster_accuracy(y_true, y_pred))
+    # Within a name every image is right or wrong by its class alone.
+    for name in np.unique(y_pred):
+        for label in np.unique(y_true):
+            group = right[(y_pred == name) & (y_true == label)]
+            assert group.all() or not group.any()
+
+
+def test_calibration_error_matches_names_before_scoring_confidence():
+    y_true = ["cat"] * 4 + ["dog"] * 4
+    y_pred = ["tabby"] * 3 + ["hound"] + ["hound"] * 4  # names are not the true ones
+    confidence = [0.9, 0.9, 0.9, 0.2, 0.6, 0.6, 0.6, 0.6]
+    # tabby -> cat (3 right), hound -> dog (4 right, the cat named hound wrong)
+    assert calibration_error(y_true, y_pred, confidence) == pytest.approx(
+        (3 * 0.1 + 1 * 0.2 + 4 * 0.4) / 8
+    )
+
+
+def test_name_scores_leaves_unnamed_images_out_of_the_calibration_error():
+    scores = name_scores(
+        ["cat", "cat", "dog"], ["a", "a", None], semantic_model=None, confidence=[1.0, 1.0, 0.0]
+    )
+    assert scores["calibration_error"] == 0.0  # the unnamed image, at confidence 0, would add error
+    assert "calibration_error" not in name_scores(["cat"], ["a"], semantic_model=None)

@@ -415,8 +415,10 @@ def run_evaluate(args: argparse.Namespace) -> None:
     """Score a saved model on a folder of class folders.
 
     Score a saved model on ROOT/<class>/<image>: cluster accuracy (cACC: do the predicted
-    names group the images like the folders do?) and semantic accuracy (sACC: how close is
-    each predicted name to its folder name?).
+    names group the images like the folders do?), semantic accuracy (sACC: how close is
+    each predicted name to its folder name?) and the calibration error of its
+    probabilities (ECE: how far the probability of each name is from how often such
+    names are right, names matched as cACC matches them).
     """
     import numpy as np
 
@@ -437,8 +439,13 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
             transformers_logging.disable_progress_bar()
     semantic = None if args.no_semantic else args.semantic_model or DEFAULT_SENTENCE_MODEL
-    scores = name_scores(true_names, np.where(readable, best, None), semantic_model=semantic)
-    labels = {"cluster_accuracy": "cACC", "semantic_accuracy": "sACC"}
+    scores = name_scores(
+        true_names,
+        np.where(readable, best, None),
+        semantic_model=semantic,
+        confidence=np.nan_to_num(probabilities).max(axis=1),
+    )
+    labels = {"cluster_accuracy": "cACC", "semantic_accuracy": "sACC", "calibration_error": "ECE"}
     with _output(args, ["text", "json"]) as (stream, fmt):
         if fmt == "json":
             stream.write(json.dumps(scores) + "\n")
