@@ -122,16 +122,17 @@ def leave_one_out_prototype_similarity(
     """
     features = np.asarray(features, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
+    # Built from p_i (x_i itself without views), scored by x_i, |p_i| = 1:
+    # x_i . (S_c - w_ic p_i) and |S_c - w_ic p_i|^2 = |S_c|^2 - 2 w_ic p_i . S_c + w_ic^2.
+    built = features if prototype_features is None else np.asarray(prototype_features, np.float64)
+    sums = weights.T @ built
+    scored = features @ sums.T
     if prototype_features is None:
-        sums = weights.T @ features
-        dots = features @ sums.T - weights  # x_i . (S_c - w_ic x_i), with |x_i| = 1
-        squared = (sums**2).sum(axis=1)[None, :] - 2 * weights * (features @ sums.T) + weights**2
-    else:  # built from p_i, scored by x_i: x_i . (S_c - w_ic p_i), |S_c - w_ic p_i|, |p_i| = 1
-        built = np.asarray(prototype_features, dtype=np.float64)
-        sums = weights.T @ built
-        own = np.einsum("ij,ij->i", features, built)[:, None]
-        dots = features @ sums.T - weights * own
-        squared = (sums**2).sum(axis=1)[None, :] - 2 * weights * (built @ sums.T) + weights**2
+        own, built_dots = 1.0, scored  # x_i . x_i = 1
+    else:
+        own, built_dots = np.einsum("ij,ij->i", features, built)[:, None], built @ sums.T
+    dots = scored - weights * own
+    squared = (sums**2).sum(axis=1)[None, :] - 2 * weights * built_dots + weights**2
     norms = np.sqrt(np.clip(squared, 0.0, None))
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 1e-6)
 

@@ -358,19 +358,19 @@ def name_scores(y_true, y_pred, semantic_model=DEFAULT_SENTENCE_MODEL, confidenc
     """
     named = np.asarray([name is not None for name in y_pred])
     predicted = np.where(named, np.asarray(y_pred, dtype=object), "<unreadable>")
+    right = cluster_matched(y_true, predicted)  # cACC's matching, once
     scores = {
         "n_images": len(predicted),
         "n_unreadable": int((~named).sum()),
         "n_true_classes": len(set(y_true)),
         "n_predicted_names": len(set(predicted[named])),
-        "cluster_accuracy": cluster_accuracy(y_true, predicted),
+        "cluster_accuracy": float(right.mean()),
     }
     if semantic_model is not None:
         scores["semantic_accuracy"] = semantic_accuracy(y_true, predicted, model=semantic_model)
     if confidence is not None:
-        right = cluster_matched(y_true, predicted)[named]
         given = np.asarray(confidence, dtype=np.float64)[named]
-        scores["calibration_error"] = expected_calibration_error(given, right)
+        scores["calibration_error"] = expected_calibration_error(given, right[named])
     return scores
 
 
