@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from ._features import encode_images, feature_store
+from ._features import encode_images, feature_store, to_embedding_space
 from ._store import cached_values, stable_hash
 
 __all__ = [
@@ -179,15 +179,26 @@ def encode_views(
     return features.reshape(len(images), n_views, width), n_encoded
 
 
-def view_averaged_features(features: np.ndarray, view_features: np.ndarray) -> np.ndarray:
+def view_averaged_features(
+    features: np.ndarray,
+    view_features: np.ndarray,
+    mean: np.ndarray | None = None,
+    projection: np.ndarray | None = None,
+) -> np.ndarray:
     """Unit-norm mean of each image's feature and its views' features.
 
     Parameters
     ----------
     features : ndarray of shape (n_images, dim)
-        Unit-norm image features.
-    view_features : ndarray of shape (n_images, n_views, dim)
-        Unit-norm features of each image's views, in the same space.
+        Unit-norm image features, in the embedding space.
+    view_features : ndarray of shape (n_images, n_views, width)
+        Features of each image's views as the image tower gives them
+        (:func:`encode_views`); brought into the images' space as the images were
+        (:func:`~skvf._features.to_embedding_space` with ``mean`` and ``projection``).
+    mean : ndarray of shape (width,) or None, default=None
+        The training mean the images were centred on.
+    projection : ndarray of shape (width, dim) or None, default=None
+        The projection the images went through.
 
     Returns
     -------
@@ -196,10 +207,14 @@ def view_averaged_features(features: np.ndarray, view_features: np.ndarray) -> n
     Examples
     --------
     >>> image = np.array([[1.0, 0.0]])
-    >>> views = np.array([[[0.0, 1.0]]])
+    >>> views = np.array([[[0.0, 3.0]]])
     >>> print(view_averaged_features(image, views).round(3))
     [[0.707 0.707]]
     """
-    total = np.asarray(features, dtype=np.float64) + np.asarray(view_features).sum(axis=1)
+    n_images, n_views, width = np.shape(view_features)
+    flat = np.reshape(view_features, (n_images * n_views, width))
+    embedded = to_embedding_space(flat, mean, projection)
+    total = np.asarray(features, dtype=np.float64)
+    total = total + embedded.reshape(n_images, n_views, total.shape[1]).sum(axis=1)
     norms = np.linalg.norm(total, axis=1, keepdims=True)
     return np.divide(total, norms, out=np.zeros_like(total), where=norms > 0).astype(np.float32)

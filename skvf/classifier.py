@@ -614,10 +614,9 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         # mean of its own and its views' (the images are still scored by their own).
         prototype_features = None
         if view_features is not None:
-            flat = view_features.reshape(-1, view_features.shape[-1])
-            embedded_views = to_embedding_space(flat, self.feature_mean_, self.projection_)
-            embedded_views = embedded_views.reshape(*view_features.shape[:2], -1)
-            prototype_features = view_averaged_features(features, embedded_views)
+            prototype_features = view_averaged_features(
+                features, view_features, self.feature_mean_, self.projection_
+            )
         built = features if prototype_features is None else prototype_features
 
         # Candidate sets from the neighbours' names.

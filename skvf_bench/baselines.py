@@ -346,9 +346,7 @@ class ZeroShotCLIP(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         views, _ = encode_views(
             backbone, items, digests, self.prototype_views, seed, cache_root, self.batch_size
         )
-        embedded = to_embedding_space(views.reshape(-1, views.shape[-1]), None, None)
-        own = to_embedding_space(features, None, None)
-        return view_averaged_features(own, embedded.reshape(*views.shape[:2], -1))
+        return view_averaged_features(to_embedding_space(features, None, None), views)
 
     def _prototypes(self, features, names) -> np.ndarray:
         """Mean embedded feature of the training images carrying each of ``classes_``."""
