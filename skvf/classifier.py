@@ -88,7 +88,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         estimator is CoOp on the labeler's raw names.
     merge_name_variants : bool, default=True
         Map spelling variants of a name ("blue-jay", "blue jays" beside "blue jay":
-        hyphens, spaces, apostrophes, a trailing plural "s") onto its most frequent
+        hyphens, spaces, apostrophes, a trailing plural "s"; and the same words in
+        another order, "2012 audi a4" beside "audi a4 2012") onto its most frequent
         spelling before training (:func:`skvf.names.merge_near_duplicates`).
     reask : float, default=0.0
         Largest share of the training images the labeler is asked about again, with

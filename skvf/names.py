@@ -74,7 +74,9 @@ def merge_near_duplicates(names: Iterable[str]) -> dict[str, str]:
     """Map spelling variants of the same normalised name onto one representative.
 
     Two names are merged when they are equal after removing hyphens, apostrophes and
-    spaces and a trailing plural "s" ("blue-jay", "blue jay", "blue jays"). The most
+    spaces and a trailing plural "s" ("blue-jay", "blue jay", "blue jays"), or when
+    they are the same words in another order, each word compared the same way
+    ("2012 audi a4 sedan" and "audi a4 sedan 2012"). Merging is transitive. The most
     frequent spelling represents the group (ties: the alphabetically first).
 
     Parameters
@@ -86,20 +88,53 @@ def merge_near_duplicates(names: Iterable[str]) -> dict[str, str]:
     -------
     dict
         ``{name: representative}`` for every distinct input name.
+
+    Examples
+    --------
+    >>> mapping = merge_near_duplicates(["audi a4 2012", "2012 audi a4", "audi a4 2012"])
+    >>> mapping["2012 audi a4"]
+    'audi a4 2012'
     """
     counts: dict[str, int] = {}
     for name in names:
         counts[name] = counts.get(name, 0) + 1
+    # Union-find over the names: each spelling key joins the names that share it.
+    parent = {name: name for name in counts}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    first_with_key: dict[tuple[str, str], str] = {}
+    for name in counts:
+        words = sorted(_spelling_key(word) for word in name.split())
+        for key in (("joined", _spelling_key(name)), ("words", " ".join(words))):
+            if key in first_with_key:
+                parent[root(name)] = root(first_with_key[key])
+            else:
+                first_with_key[key] = name
     groups: dict[str, list[str]] = {}
     for name in counts:
-        key = re.sub(r"[\s'\-]", "", name)
-        key = key[:-1] if key.endswith("s") and len(key) > 3 else key
-        groups.setdefault(key, []).append(name)
+        groups.setdefault(root(name), []).append(name)
     mapping = {}
     for members in groups.values():
         representative = min(members, key=lambda member: (-counts[member], member))
         mapping.update({member: representative for member in members})
     return mapping
+
+
+def _spelling_key(text: str) -> str:
+    """``text`` without spaces, hyphens and apostrophes, and without a trailing plural "s".
+
+    Examples
+    --------
+    >>> _spelling_key("blue-jays")
+    'bluejay'
+    """
+    key = re.sub(r"[\s'\-]", "", text)
+    return key[:-1] if key.endswith("s") and len(key) > 3 else key
 
 
 def training_names(raw_names, positions, merge_variants: bool = True):

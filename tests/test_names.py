@@ -144,3 +144,23 @@ def test_merge_near_duplicates_keeps_short_words_ending_in_s():
 
 def test_merge_near_duplicates_empty_input():
     assert merge_near_duplicates([]) == {}
+
+
+def test_merge_near_duplicates_merges_the_same_words_in_another_order():
+    names = ["audi a4 sedan 2012"] * 2 + ["2012 audi a4 sedan", "sedans audi a4 2012"]
+    mapping = merge_near_duplicates(names + ["audi a4 sedan 2007", "audi a4"])
+    assert mapping["2012 audi a4 sedan"] == "audi a4 sedan 2012"
+    # Each word is compared as a whole name is: a plural "s" does not count.
+    assert mapping["sedans audi a4 2012"] == "audi a4 sedan 2012"
+    # Other words, or fewer of them, are another name.
+    assert mapping["audi a4 sedan 2007"] == "audi a4 sedan 2007"
+    assert mapping["audi a4"] == "audi a4"
+
+
+def test_merge_near_duplicates_is_transitive_across_both_rules():
+    # "jay blue" meets "blue jay" by word order, "bluejay" meets it with the spaces gone:
+    # one group, represented by its most frequent member.
+    mapping = merge_near_duplicates(["jay blue", "blue jay", "bluejay", "bluejay"])
+    assert set(mapping.values()) == {"bluejay"}
+    # A word repeated is not the word once.
+    assert merge_near_duplicates(["tom tom", "tom"]) == {"tom tom": "tom tom", "tom": "tom"}
