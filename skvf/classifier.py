@@ -91,6 +91,13 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         hyphens, spaces, apostrophes, a trailing plural "s"; and the same words in
         another order, "2012 audi a4" beside "audi a4 2012") onto its most frequent
         spelling before training (:func:`skvf.names.merge_near_duplicates`).
+    merge_synonyms : bool, default=False
+        Ask the labeler once per fit which of its names are wordings of one kind
+        ("pullover", "sweater"; its ``group_synonyms(names)``, one text request for
+        ``MLLMLabeler``, cached and counted like the names) and map each group onto its
+        most frequent name before training (listed in ``synonym_merges_``). With a few
+        images per class the wordings of one kind split its images until the label
+        filter drops them all.
     reask : float, default=0.0
         Largest share of the training images the labeler is asked about again, with
         choices, once the candidate sets are built: in [0, 1], 0 is off. The images
@@ -286,6 +293,9 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         (kept in ``reask_first_names_``).
     name_merges_ : dict
         ``{variant: name}`` for every spelling variant merged into another name.
+    synonym_merges_ : dict
+        ``{name: name}`` for every name the labeler grouped with another, more frequent
+        one (``merge_synonyms``); empty when not asked.
     labeler_ : estimator
         The fitted labeler.
     candidate_builder_, noise_splitter_, label_filter_ : estimator or None
@@ -397,6 +407,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "noise_splitter": [HasMethods(["fit"]), StrOptions({_PASSTHROUGH}), None],
         "label_filter": [HasMethods(["fit"]), StrOptions({_PASSTHROUGH}), None],
         "merge_name_variants": ["boolean"],
+        "merge_synonyms": ["boolean"],
         "reask": [Interval(numbers.Real, 0, 1, closed="both")],
         "reask_choices": [Interval(numbers.Integral, 2, None, closed="left")],
         "backbone": [str],
@@ -441,6 +452,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         noise_splitter=None,
         label_filter=None,
         merge_name_variants=True,
+        merge_synonyms=False,
         reask=0.0,
         reask_choices=5,
         backbone="ViT-B-16",
@@ -482,6 +494,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.noise_splitter = noise_splitter
         self.label_filter = label_filter
         self.merge_name_variants = merge_name_variants
+        self.merge_synonyms = merge_synonyms
         self.reask = reask
         self.reask_choices = reask_choices
         self.backbone = backbone
@@ -541,6 +554,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
 
         random_state = check_random_state(self.random_state)
         check_reask_labeler(MLLMLabeler if self.labeler is None else self.labeler, self.reask)
+        self._check_synonym_labeler()
         self._check_prototype_views(X)
         views_seed = view_seed(random_state) if self.prototype_views else None
         cache_root = resolve_memory(self.memory)
@@ -598,7 +612,9 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             warn(SkippedImagesWarning(message + "; ".join(skipped[:3]), skipped))
         self.train_indices_, self.skipped_ = train_indices, skipped
 
-        # Names -> vocabulary.
+        # Names -> vocabulary, the labeler's synonyms merged when asked.
+        self.synonym_merges_, n_synonym_requests = self._synonym_merges(raw_names, train_indices)
+        n_asked += n_synonym_requests
         names, self.name_merges_, self.vocabulary_, labels = self._vocabulary(
             raw_names, train_indices
         )
@@ -817,10 +833,39 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     def _vocabulary(self, raw_names, train_indices):
         """The training names, their merges, the vocabulary and each name's index in it."""
         names, merges = training_names(raw_names, train_indices, self.merge_name_variants)
+        names = np.asarray([self.synonym_merges_.get(name, name) for name in names], dtype=object)
         vocabulary, labels = np.unique(names, return_inverse=True)
         vocabulary = vocabulary.astype(object)
         check_vocabulary(vocabulary, len(labels))
         return names, merges, vocabulary, labels
+
+    def _check_synonym_labeler(self) -> None:
+        """Refuse ``merge_synonyms=True`` with a labeler that cannot group names."""
+        labeler = MLLMLabeler if self.labeler is None else self.labeler
+        if self.merge_synonyms and not callable(getattr(labeler, "group_synonyms", None)):
+            raise TypeError(
+                f"merge_synonyms=True asks the labeler which names are wordings of one kind, "
+                f"but {type(labeler).__name__} has no group_synonyms(names) method; use a "
+                "labeler that has one (MLLMLabeler), or merge_synonyms=False."
+            )
+
+    def _synonym_merges(self, raw_names, train_indices) -> tuple[dict, int]:
+        """``{name: representative}`` of the labeler's synonym groups, and the requests sent.
+
+        Each group the labeler's ``group_synonyms`` returns for the distinct training
+        names is represented by its most frequent name (ties: the alphabetically first).
+        """
+        if not self.merge_synonyms:
+            return {}, 0
+        names, _ = training_names(raw_names, train_indices, self.merge_name_variants)
+        distinct, counts = np.unique(names, return_counts=True)
+        groups = self.labeler_.group_synonyms(list(distinct)) if len(distinct) > 1 else []
+        frequency = dict(zip(distinct, counts, strict=True))
+        merges = {}
+        for group in groups:
+            representative = min(group, key=lambda name: (-frequency[name], name))
+            merges.update({name: representative for name in group if name != representative})
+        return merges, int(len(distinct) > 1)
 
     def _component(self, name: str, random_state):
         """Clone the component parameter ``name`` (or its default), seeding it if unseeded."""

@@ -509,11 +509,13 @@ def run_trial(
                 if sacc_model is None
                 else semantic_accuracy(y_test, predicted, model=sacc_model),
                 # Every method but the labeler's own has each fitting image named once
-                # (here the shared memory answers all but the first of them), and the
-                # re-asked ones asked once more.
+                # (here the shared memory answers all but the first of them), the
+                # re-asked ones asked once more, and one request for synonyms when asked.
                 "fit_calls": 0
                 if name == LABELER_DIRECT
-                else len(fit_index) + reasking["reask_calls"],
+                else len(fit_index)
+                + reasking["reask_calls"]
+                + int(bool(model.get_params().get("merge_synonyms", False))),
                 "calls_per_1000": 1000.0 * predict_calls / len(test_index),
                 "cost_per_1000": 0.0,
                 "fit_s": fit_seconds,

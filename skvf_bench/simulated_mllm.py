@@ -71,6 +71,7 @@ MLLM_PROFILES = {
         "random_rate": 0.05,
         "variant_rate": 0.3,
         "choice_accuracy": 0.75,
+        "synonym_recall": 0.9,
     },
     "weak": {
         "generic_rate": 0.7,
@@ -79,12 +80,13 @@ MLLM_PROFILES = {
         "random_rate": 0.05,
         "variant_rate": 0.3,
         "choice_accuracy": 0.45,
+        "synonym_recall": 0.7,
     },
 }
 
 _OUTCOME_RATES = ("generic_rate", "partial_rate", "sibling_rate", "random_rate")
 # The rates that are not outcomes of a naming answer.
-_OTHER_RATES = ("variant_rate", "choice_accuracy")
+_OTHER_RATES = ("variant_rate", "choice_accuracy", "synonym_recall")
 # Taxonomy levels before this index are generic (category, kind); the levels from it
 # up to the class name itself are partial ("navy trouser").
 _FIRST_PARTIAL_LEVEL = 2
@@ -151,6 +153,9 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
     choice_accuracy : float or None, default=None
         Probability that :meth:`choose` answers right: the true name when it is among
         the choices, "none of these" when it is not; ``None``: the profile's.
+    synonym_recall : float or None, default=None
+        Probability that :meth:`group_synonyms` puts a wording with the name it is a
+        wording of (an assumption, like ``choice_accuracy``); ``None``: the profile's.
     random_state : int, default=0
         Seed of the simulated answers; with the content key it determines each answer.
     on_error : {"raise", "warn", "skip"}, default="raise"
@@ -215,6 +220,7 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
         random_rate: float | None = None,
         variant_rate: float | None = None,
         choice_accuracy: float | None = None,
+        synonym_recall: float | None = None,
         random_state: int = 0,
         on_error: str = "raise",
     ):
@@ -230,6 +236,7 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
         self.random_rate = random_rate
         self.variant_rate = variant_rate
         self.choice_accuracy = choice_accuracy
+        self.synonym_recall = synonym_recall
         self.random_state = random_state
         self.on_error = on_error
 
@@ -398,6 +405,45 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
             ],
             dtype=bool,
         )
+
+    def group_synonyms(self, names) -> list[tuple[str, ...]]:
+        """Group the names that are wordings of one name, as ``MLLMLabeler`` asks a model to.
+
+        A name that is one of ``variants``' wordings of another joins the group of that
+        name with probability ``synonym_recall`` (drawn per name and ``random_state``);
+        the name itself always belongs to it. Names of different classes or taxonomy
+        levels are never grouped: the simulation assumes a model that keeps names that
+        differ in any detail apart, as it is asked to.
+
+        Parameters
+        ----------
+        names : sequence of str
+            Distinct names.
+
+        Returns
+        -------
+        list of tuple of str
+            Groups of two or more of ``names``, as given.
+        """
+        check_is_fitted(self, "rates_")
+        meaning = {}
+        for name, wordings in (self.variants or {}).items():
+            for wording in (name, *wordings):
+                meaning.setdefault(normalize_name(wording), normalize_name(name))
+        groups: dict[str, list[str]] = {}
+        for name in sorted(set(names)):
+            written = normalize_name(name)
+            meant = meaning.get(written)
+            if meant is None:
+                continue
+            if written != meant:
+                text = f"{self.random_state}:synonym:{written}"
+                seed = hashlib.blake2b(text.encode(), digest_size=8).digest()
+                draw = np.random.default_rng(int.from_bytes(seed, "little")).random()
+                if draw >= self.rates_["synonym_recall"]:
+                    continue
+            groups.setdefault(meant, []).append(name)
+        return [tuple(group) for group in groups.values() if len(group) >= 2]
 
     def _spellings(self, true_name: str) -> set[str]:
         """The normalised ways of writing a class name."""

@@ -368,3 +368,30 @@ def test_simulated_mllm_choice_knows_variants_and_is_deterministic(garments):
     assert np.array_equal(guessing.choose(garments.images[:200], offered)[0], first)
     with pytest.raises(ValueError, match="2 lists of choices for 1 items"):
         guessing.choose(garments.images[:1], offered[:2])
+
+
+def test_simulated_mllm_groups_wordings_at_its_synonym_recall_and_never_other_names(garments):
+    from skvf_bench.garment_names import taxonomy_variants
+    from skvf_bench.simulated_mllm import MLLM_PROFILES, make_simulated_mllm
+
+    classes = list(garments.classes)
+    wordings = {name: taxonomy_variants(**garments.attributes[name])[name] for name in classes}
+    offered = classes + [wording for name in classes for wording in wordings[name]]
+    meaning = {wording: name for name in classes for wording in [name, *wordings[name]]}
+    for profile in ("strong", "weak"):
+        labeler = make_simulated_mllm(garments, profile=profile).fit()
+        recall = labeler.rates_["synonym_recall"]
+        assert recall == MLLM_PROFILES[profile]["synonym_recall"]
+        groups = labeler.group_synonyms(offered)
+        # Every group is one class's wordings, the class name among them.
+        assert all(len({meaning[name] for name in group}) == 1 for group in groups)
+        assert all(meaning[group[0]] in group for group in groups)
+        grouped = sum(len(group) - 1 for group in groups)
+        n_wordings = len(offered) - len(classes)
+        # Standard error of a share over ~1,800 wordings: about 0.011.
+        assert abs(grouped / n_wordings - recall) < 0.04
+    # Deterministic, and the same names in another order give the same groups.
+    assert labeler.group_synonyms(offered[::-1]) == labeler.group_synonyms(offered)
+    certain = make_simulated_mllm(garments, synonym_recall=1.0).fit()
+    assert len(certain.group_synonyms(offered)) == len(classes)
+    assert make_simulated_mllm(garments, synonym_recall=0.0).fit().group_synonyms(offered) == []

@@ -45,6 +45,7 @@ from ._prompts import (
 )
 from ._runner import run_bounded
 from ._secrets import check_api_base, check_no_secrets
+from ._synonyms import ask_synonym_groups
 from ._usage import UsageMeter, empty_usage
 
 __all__ = ["MLLMLabeler"]
@@ -698,6 +699,52 @@ class MLLMLabeler(TransformerMixin, BaseEstimator):
         finally:
             self.usage_["wall_time_s"] += time.perf_counter() - started
         return (names, valid, reasons) if return_reasons else (names, valid)
+
+    def group_synonyms(self, names) -> list[tuple[str, ...]]:
+        """Ask which of ``names`` are wordings of one kind (synonyms, spellings, orders).
+
+        One text request shows the model every name and asks it to group those that
+        mean exactly the same kind (:func:`~skvf.labeling._prompts.
+        render_synonym_question`, about the naming context of ``prompt="expert"`` when
+        there is one); names that differ in any detail stay apart. Sent through the
+        same client, answer cache (keyed by the question, names included), budget
+        (``max_cost``), usage counts and ``on_error`` policy as :meth:`label`.
+        ``NeaRClassifier(merge_synonyms=True)`` asks it once per fit.
+
+        Parameters
+        ----------
+        names : sequence of str
+            Distinct normalised names (:func:`skvf.names.normalize_name`).
+
+        Returns
+        -------
+        list of tuple of str
+            Groups of two or more of ``names``; empty when fewer than two names are
+            given (nothing is sent) and, under ``on_error="warn"`` or ``"skip"``, when
+            the answer is unusable (a :class:`LabelingWarning` says so).
+
+        Raises
+        ------
+        LabelingError
+            The request failed for good.
+        BudgetExceededError
+            ``max_cost`` leaves nothing to spend.
+        UnusableAnswerError
+            The answer is unusable and ``on_error="raise"``.
+
+        Examples
+        --------
+        >>> from skvf.labeling import MLLMLabeler
+        >>> labeler = MLLMLabeler(model="gpt-4o-mini", domain="clothing", cache=None).fit(None)
+        >>> labeler.group_synonyms(["pullover", "sweater", "cardigan"])  # doctest: +SKIP
+        [('pullover', 'sweater')]
+        """
+        check_is_fitted(self, "usage_")
+        started = time.perf_counter()
+        try:
+            return ask_synonym_groups(self, names)
+        finally:
+            self.usage_["wall_time_s"] += time.perf_counter() - started
 
 
 def _checked_choices(choices, n_images: int) -> list[tuple[str, ...]]:

@@ -33,6 +33,7 @@ __all__ = [
     "parse_choice",
     "parse_name",
     "parse_naming_context",
+    "parse_synonym_groups",
 ]
 
 #: Longer answers are "overlong" without being parsed: no class name needs them, and the
@@ -409,3 +410,72 @@ def _context_field(raw: str, answer: str) -> str:
     if len(value) > MAX_CONTEXT_FIELD_CHARS or len(value.split()) > MAX_CONTEXT_FIELD_WORDS:
         raise UnusableAnswer("overlong", answer)
     return value
+
+
+def parse_synonym_groups(
+    answer: str | None, names, refusal: str | None = None
+) -> list[tuple[str, ...]]:
+    """Read the groups of names that mean one kind from a model's answer.
+
+    Accepts a JSON object ``{"groups": [[...], ...]}`` (also inside a markdown fence or
+    around other text) or a bare JSON list of groups. Only the names offered count:
+    each is matched after :func:`skvf.names.normalize_name`, anything else in a group is
+    ignored, a name already in an earlier group is left out of later ones, and a group
+    left with fewer than two names is dropped. So the answer can only join offered
+    names, never bring in a new one.
+
+    Parameters
+    ----------
+    answer : str or None
+        The text of the answer.
+    names : sequence of str
+        The names offered, normalised.
+    refusal : str or None
+        The provider's refusal message, when it reports one apart from the text.
+
+    Returns
+    -------
+    list of tuple of str
+        The groups, each of two or more offered names, in the answer's order; empty
+        when the answer groups nothing.
+
+    Raises
+    ------
+    UnusableAnswer
+        The answer holds no list of groups, or is empty, a refusal or overlong (see
+        :func:`parse_name`). Nothing else is ever raised.
+
+    Examples
+    --------
+    >>> names = ["blue jay", "jay blue", "crow", "raven"]
+    >>> parse_synonym_groups('{"groups": [["Blue Jay", "jay blue"], ["crow", "rook"]]}', names)
+    [('blue jay', 'jay blue')]
+    """
+    return _parse_guarded(_parse_synonym_groups, answer, refusal, tuple(names))
+
+
+def _parse_synonym_groups(answer: str, names: tuple) -> list[tuple[str, ...]]:
+    text = _strip_fence(answer.strip())
+    value = _json_value(text)
+    if value is _NOT_JSON:
+        start, end = text.find("["), text.rfind("]")
+        value = json.loads(text[start : end + 1]) if 0 <= start < end else None
+    if isinstance(value, dict):
+        value = {str(key).strip().lower(): item for key, item in value.items()}.get("groups")
+    if not isinstance(value, list):
+        raise UnusableAnswer("unparsable", answer)
+    offered = set(names)
+    placed: set[str] = set()
+    groups = []
+    for group in value:
+        if not isinstance(group, list):
+            continue
+        members = []
+        for member in group:
+            name = normalize_name(member) if isinstance(member, str) else ""
+            if name in offered and name not in placed and name not in members:
+                members.append(name)
+        if len(members) >= 2:
+            placed.update(members)
+            groups.append(tuple(members))
+    return groups

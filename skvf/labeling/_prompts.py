@@ -25,6 +25,7 @@ __all__ = [
     "render_choice_question",
     "render_context_question",
     "render_prompt",
+    "render_synonym_question",
 ]
 
 _DIRECT = (
@@ -75,6 +76,16 @@ _EXPERT_CHOICE_LEAD = (
     "{granularity} of the one in this image?"
 )
 
+_SYNONYM_QUESTION = (
+    "These are the names a model gave to {subject}, one per line:\n{names}\n"
+    "Some may be different wordings of one kind: synonyms, spellings, abbreviations, "
+    "word orders. Group the names that mean exactly the same kind. Names that differ in "
+    "any detail (a shade, a pattern, a part, a model or year, a sex or age) are different "
+    "kinds: never group those, and never group a general name with a more specific one. "
+    'Answer with JSON only, in the form {{"groups": [["<name>", "<name>"], ...]}}, '
+    "each group two or more names copied exactly from the list, each name in one group "
+    'at most; {{"groups": []}} when no two names mean the same kind.'
+)
 _FORMAT_NAME = 'Answer with JSON only, in the form {"name": "<category name>"}.'
 _FORMAT_ATTRIBUTES = (
     'Answer with JSON only, in the form {"attributes": ["<attribute>", ...], '
@@ -202,3 +213,36 @@ def render_choice_question(choices, domain: str | None = None, context: dict | N
         lead = _CHOICE_LEAD.format(subject=subject)
     options = "\n".join(f"- {choice}" for choice in choices)
     return CHOICE_QUESTION.format(lead=lead, options=options)
+
+
+def render_synonym_question(names, domain: str | None = None, context: dict | None = None) -> str:
+    """Return the question that asks which of ``names`` are wordings of one kind.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The distinct names, listed in this order.
+    domain : str or None, default=None
+        What the images show (``"bird"``).
+    context : dict or None, default=None
+        The naming context of ``prompt="expert"``: its category and granularity say
+        what the names are.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> question = render_synonym_question(["blue jay", "jay, blue"], domain="birds")
+    >>> question.splitlines()[0]
+    'These are the names a model gave to images of birds, one per line:'
+    >>> question.splitlines()[1:3]
+    ['- blue jay', '- jay, blue']
+    """
+    if context is not None:
+        subject = f"images of {context['category']}, named by {context['granularity']}"
+    else:
+        subject = "images" if domain is None else f"images of {domain}"
+    listed = "\n".join(f"- {name}" for name in names)
+    return _SYNONYM_QUESTION.format(subject=subject, names=listed)

@@ -132,6 +132,9 @@ class FakeVLM:
     ----------
     answer : callable, default=colour_answer
         ``answer(image, prompt) -> str``, the text of a normal reply.
+    text_answer : callable or None, default=None
+        ``text_answer(prompt) -> str``, the reply to a request that holds no image;
+        ``None``: such a request gets a 400, as a vision-only server would give.
     script : sequence of Reply, Fail or Malformed
         Actions for the first requests, one per request in arrival order; requests
         after the script get a normal reply.
@@ -161,6 +164,7 @@ class FakeVLM:
     """
 
     answer: Callable[[Image.Image, str], str] = colour_answer
+    text_answer: Callable[[str], str] | None = None
     script: Sequence = ()
     delay: float = 0.0
     api_key: str | None = None
@@ -343,10 +347,13 @@ def _handler_class(config: FakeVLM) -> type[BaseHTTPRequestHandler]:
                 text = action.text
                 if text is None and action.refusal is None:
                     image, prompt = _request_image_and_prompt(body)
-                    if image is None:
+                    if image is None and config.text_answer is not None:
+                        text = config.text_answer(prompt)
+                    elif image is None:
                         self._send(400, b'{"error": {"message": "the request holds no image"}}')
                         return
-                    text = config.answer(image, prompt)
+                    else:
+                        text = config.answer(image, prompt)
                 model = body.get("model", "fake-vlm")
                 payload = _completion_body(model, text, action.refusal, action.usage)
                 self._send(200, json.dumps(payload).encode())
