@@ -29,6 +29,15 @@ profile, a little above the 0.6 at which it names the fine class outright, and 0
 the weak one, about twice chance among five names. What re-asking gains in a benchmark
 with these simulators depends on those values; which images it selects does not.
 
+They also say which of a list of names are wordings of one kind (``group_synonyms``,
+as :meth:`skvf.MLLMLabeler.group_synonyms` does for ``NeaRClassifier(merge_synonyms=
+True)``), again **an assumption**: each wording joins its name with probability
+``synonym_recall`` (0.9 strong, 0.7 weak), and names that differ in any detail are never
+joined. Telling a synonym from a different attribute value is a language task rather
+than a visual one, which is why both profiles are given more for it than for naming;
+wrong joins are assumed away. A benchmark that uses it reports the gain at other values
+too.
+
 Examples
 --------
 >>> from skvf_bench.finegrained import load_fine_garments
