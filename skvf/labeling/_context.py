@@ -6,15 +6,12 @@ the expert who would give them, all three inferred from the images themselves. B
 any image is named, the labeler shows the model a few training images in one message and
 asks for those three; every naming prompt is then rendered from the answer.
 
-The question is one request per fit, sent through the same client as the names (server
-checks, key handling, retries, timeout, budget, usage) and cached in the answer cache
-under the model, the server, the question, the image encoding and the content digests of
-the images shown, so a rerun sends nothing.
+The question is one request per fit (:func:`~skvf.labeling._single_request.ask_once`:
+the same client as the names, cached under the model, the server, the question, the
+image encoding and the content digests of the images shown), so a rerun sends nothing.
 """
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 
@@ -22,13 +19,11 @@ from .._images import as_image_list, describe_item, image_digest, load_image
 from .._store import stable_hash
 from .._warnings import warn
 from ..exceptions import ImageInputError
-from ._cache import AnswerCache, bounded_record, parse_record, resolve_cache_dir
-from ._client import ProviderError
 from ._encoding import jpeg_data_uri
-from ._errors import BudgetExceededError, LabelingError, LabelingWarning, UnusableAnswerError
-from ._parsing import UnusableAnswer, parse_naming_context
+from ._errors import LabelingWarning, UnusableAnswerError
+from ._parsing import parse_naming_context
 from ._prompts import render_context_question
-from ._usage import UsageMeter
+from ._single_request import ask_once, attempts
 
 __all__ = ["context_positions", "infer_naming_context"]
 
@@ -105,36 +100,31 @@ def infer_naming_context(labeler, X) -> dict | None:
     if not data_uris:
         return _fall_back("no image shown for the naming context could be read")
     question = render_context_question(labeler.domain)
-    root = resolve_cache_dir(labeler.cache)
-    cache = None
-    if root is not None:
-        cache = AnswerCache(root, {**labeler._answer_key(question), "purpose": "naming context"})
-    key = stable_hash(digests, length=40)
-    meter = UsageMeter(labeler.usage_)
-    record = None if cache is None else cache.get(key)
-    fresh = record is None
-    if fresh:
-        record = _ask(labeler, question, data_uris, described, meter, cache)
-    problem = None
-    try:
-        context = parse_record(record, parse_naming_context)
-    except UnusableAnswer as unusable:
-        context, problem = None, unusable
-    if fresh and cache is not None and not record.get("malformed"):
-        cache.put(key, bounded_record(record, None if problem is None else problem.reason))
+    answer = ask_once(
+        labeler,
+        question,
+        data_uris,
+        purpose="naming context",
+        key=stable_hash(digests, length=40),
+        item=f"naming context ({', '.join(described)})",
+        parse=parse_naming_context,
+        budget_message=f"max_cost={labeler.max_cost} USD leaves nothing to spend on the naming "
+        "context of prompt='expert'; no request was sent. Raise max_cost.",
+        failure_message=lambda error: (
+            f"Asking for the naming context of prompt='expert' stopped: {error} "
+            f"{attempts(error)}. No image was "
+            "named yet; running again asks again."
+        ),
+    )
+    problem = answer.problem
     if problem is None:
-        return context
-    meter.add(unusable_answers=1)
+        return answer.value
     message = (
         f"the naming context answer of prompt='expert' (about {', '.join(described)}) is "
         f"unusable: {problem}"
     )
     if labeler.on_error == "raise":
-        cached = (
-            " The answer is cached, so rerunning gives it again."
-            if cache is not None and not record.get("malformed")
-            else ""
-        )
+        cached = " The answer is cached, so rerunning gives it again." if answer.stored else ""
         raise UnusableAnswerError(
             f"{message[0].upper()}{message[1:]}.{cached} Pass on_error='warn' or 'skip' to "
             "name the images with the direct prompt instead, or change the model.",
@@ -171,35 +161,3 @@ def _context_images(labeler, items: list) -> tuple[list[str], list[str], list[st
             data_uris.append(jpeg_data_uri(image, labeler.max_side))
             digests.append(digest)
     return described, data_uris, digests
-
-
-def _ask(labeler, question, data_uris, described, meter, cache) -> dict:
-    """Send the question with the images; the answer record (``"malformed"`` when so)."""
-    nothing_paid = {
-        "answers_paid": 0,
-        "answers_cached": 0,
-        "cache_dir": None if cache is None else str(cache.directory),
-    }
-    if labeler.max_cost is not None and meter.spent() >= labeler.max_cost:
-        raise BudgetExceededError(
-            f"max_cost={labeler.max_cost} USD leaves nothing to spend on the naming context "
-            "of prompt='expert'; no request was sent. Raise max_cost.",
-            **nothing_paid,
-        )
-    requester = labeler._requester(meter, threading.Event(), nothing_paid)
-    try:
-        answer = requester.ask(question, data_uris, f"naming context ({', '.join(described)})")
-    except ProviderError as error:
-        meter.add(failures=1)
-        raise LabelingError(
-            f"Asking for the naming context of prompt='expert' stopped: {error} "
-            f"({error.attempts} request(s)"
-            f"{', retries exhausted' if error.retryable else ', not retried'}). No image was "
-            "named yet; running again asks again.",
-            **nothing_paid,
-        ) from None
-    record = answer.record(labeler.model)
-    if answer.malformed is not None:
-        # No answer to keep: the reply had the wrong shape. A rerun asks again.
-        return dict(record, malformed=answer.malformed)
-    return record

@@ -8,25 +8,20 @@ drops them all. Spelling variants and word orders are merged by rule
 model itself. The labeler's model is shown the distinct names, as text, and asked which
 of them mean exactly the same kind.
 
-The request goes through the same client as the names (server checks, key handling,
-retries, timeout, budget, usage) and is cached in the answer cache under the model, the
-server and the whole question, the names included, so a rerun on the same names sends
-nothing. The answer can only join names that were offered
-(:func:`~skvf.labeling._parsing.parse_synonym_groups`).
+The request is sent once (:func:`~skvf.labeling._single_request.ask_once`: the same
+client as the names, cached under the model, the server and the whole question, the
+names included), so a rerun on the same names sends nothing. The answer can only join
+names that were offered (:func:`~skvf.labeling._parsing.parse_synonym_groups`).
 """
 
 from __future__ import annotations
 
-import threading
-
 from .._store import stable_hash
 from .._warnings import warn
-from ._cache import AnswerCache, bounded_record, parse_record, resolve_cache_dir
-from ._client import ProviderError
-from ._errors import BudgetExceededError, LabelingError, LabelingWarning, UnusableAnswerError
-from ._parsing import UnusableAnswer, parse_synonym_groups
+from ._errors import LabelingWarning, UnusableAnswerError
+from ._parsing import parse_synonym_groups
 from ._prompts import render_synonym_question
-from ._usage import UsageMeter
+from ._single_request import ask_once, attempts
 
 __all__ = ["ask_synonym_groups"]
 
@@ -64,28 +59,25 @@ def ask_synonym_groups(labeler, names) -> list[tuple[str, ...]]:
     question = render_synonym_question(
         names, labeler.domain, getattr(labeler, "naming_context_", None)
     )
-    root = resolve_cache_dir(labeler.cache)
-    cache = None
-    if root is not None:
-        cache = AnswerCache(root, {**labeler._answer_key(question), "purpose": "synonyms"})
-    key = stable_hash(names, length=40)
-    meter = UsageMeter(labeler.usage_)
-    record = None if cache is None else cache.get(key)
-    fresh = record is None
-    if fresh:
-        record = _ask(labeler, question, len(names), meter, cache)
-    problem = None
-    try:
-        groups = parse_record(
-            record, lambda answer, refusal=None: parse_synonym_groups(answer, names, refusal)
-        )
-    except UnusableAnswer as unusable:
-        groups, problem = [], unusable
-    if fresh and cache is not None and not record.get("malformed"):
-        cache.put(key, bounded_record(record, None if problem is None else problem.reason))
+    answer = ask_once(
+        labeler,
+        question,
+        [],
+        purpose="synonyms",
+        key=stable_hash(names, length=40),
+        item=f"synonyms of {len(names)} names",
+        parse=lambda text, refusal=None: parse_synonym_groups(text, names, refusal),
+        budget_message=f"max_cost={labeler.max_cost} USD leaves nothing to spend on asking which "
+        "names mean one kind; no request was sent. Raise max_cost, or pass merge_synonyms=False.",
+        failure_message=lambda error: (
+            f"Asking which of the {len(names)} names mean one kind stopped: {error} "
+            f"{attempts(error)}. The images' "
+            "names were had before it; running again asks this question again."
+        ),
+    )
+    problem = answer.problem
     if problem is None:
-        return groups
-    meter.add(unusable_answers=1)
+        return answer.value
     message = f"the answer to which of the {len(names)} names mean one kind is unusable: {problem}"
     if labeler.on_error == "raise":
         raise UnusableAnswerError(
@@ -97,35 +89,3 @@ def ask_synonym_groups(labeler, names) -> list[tuple[str, ...]]:
         )
     warn(f"{message}; no names are merged as synonyms.", LabelingWarning)
     return []
-
-
-def _ask(labeler, question, n_names, meter, cache) -> dict:
-    """Send the question, text only; the answer record (``"malformed"`` when so)."""
-    nothing_paid = {
-        "answers_paid": 0,
-        "answers_cached": 0,
-        "cache_dir": None if cache is None else str(cache.directory),
-    }
-    if labeler.max_cost is not None and meter.spent() >= labeler.max_cost:
-        raise BudgetExceededError(
-            f"max_cost={labeler.max_cost} USD leaves nothing to spend on asking which names "
-            "mean one kind; no request was sent. Raise max_cost, or pass "
-            "merge_synonyms=False.",
-            **nothing_paid,
-        )
-    requester = labeler._requester(meter, threading.Event(), nothing_paid)
-    try:
-        answer = requester.ask(question, [], f"synonyms of {n_names} names")
-    except ProviderError as error:
-        meter.add(failures=1)
-        raise LabelingError(
-            f"Asking which of the {n_names} names mean one kind stopped: {error} "
-            f"({error.attempts} request(s)"
-            f"{', retries exhausted' if error.retryable else ', not retried'}). The images' "
-            "names were had before it; running again asks this question again.",
-            **nothing_paid,
-        ) from None
-    record = answer.record(labeler.model)
-    if answer.malformed is not None:
-        return dict(record, malformed=answer.malformed)
-    return record
