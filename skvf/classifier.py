@@ -47,7 +47,7 @@ from .exceptions import SkippedImagesWarning
 from .filtering import LabelFilter, filter_vocabulary
 from .labeling import MLLMLabeler, cached_labels, labeler_requests
 from .metrics import NameClassifierMixin
-from .names import check_vocabulary, training_names
+from .names import check_vocabulary, group_representatives, training_names
 from .noise import GMMNoiseSplitter
 from .reasking import check_reask_labeler, reask_contradicted
 from .serialization import register_trusted_type
@@ -613,11 +613,12 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         self.train_indices_, self.skipped_ = train_indices, skipped
 
         # Names -> vocabulary, the labeler's synonyms merged when asked.
-        self.synonym_merges_, n_synonym_requests = self._synonym_merges(raw_names, train_indices)
-        n_asked += n_synonym_requests
-        names, self.name_merges_, self.vocabulary_, labels = self._vocabulary(
-            raw_names, train_indices
+        names, self.name_merges_ = training_names(
+            raw_names, train_indices, self.merge_name_variants
         )
+        self.synonym_merges_, n_synonym_requests = self._synonym_merges(names)
+        n_asked += n_synonym_requests
+        names, self.vocabulary_, labels = self._vocabulary(names)
         self.labeler_names_ = {"raw": raw_names, "normalized": names}
 
         # Image features in the text embedding space.
@@ -662,9 +663,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         n_asked += reasking.n_asked
         if reasking.changed.any():  # the names, vocabulary and votes follow the answers
             raw_names = reasking.raw_names
-            names, self.name_merges_, self.vocabulary_, labels = self._vocabulary(
-                raw_names, train_indices
+            names, self.name_merges_ = training_names(
+                raw_names, train_indices, self.merge_name_variants
             )
+            names, self.vocabulary_, labels = self._vocabulary(names)
             self.labeler_names_ = {"raw": raw_names, "normalized": names}
             votes, self.neighbor_agreement_ = build_candidate_votes(
                 self.candidate_builder_, raw_features, labels, len(self.vocabulary_)
@@ -830,14 +832,13 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             self.verbose,
         )
 
-    def _vocabulary(self, raw_names, train_indices):
-        """The training names, their merges, the vocabulary and each name's index in it."""
-        names, merges = training_names(raw_names, train_indices, self.merge_name_variants)
+    def _vocabulary(self, names):
+        """The training names with synonyms merged, the vocabulary and each name's index."""
         names = np.asarray([self.synonym_merges_.get(name, name) for name in names], dtype=object)
         vocabulary, labels = np.unique(names, return_inverse=True)
         vocabulary = vocabulary.astype(object)
         check_vocabulary(vocabulary, len(labels))
-        return names, merges, vocabulary, labels
+        return names, vocabulary, labels
 
     def _check_synonym_labeler(self) -> None:
         """Refuse ``merge_synonyms=True`` with a labeler that cannot group names."""
@@ -849,23 +850,21 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
                 "labeler that has one (MLLMLabeler), or merge_synonyms=False."
             )
 
-    def _synonym_merges(self, raw_names, train_indices) -> tuple[dict, int]:
+    def _synonym_merges(self, names) -> tuple[dict, int]:
         """``{name: representative}`` of the labeler's synonym groups, and the requests sent.
 
         Each group the labeler's ``group_synonyms`` returns for the distinct training
-        names is represented by its most frequent name (ties: the alphabetically first).
+        ``names`` is represented by its most frequent name
+        (:func:`~skvf.names.group_representatives`).
         """
         if not self.merge_synonyms:
             return {}, 0
-        names, _ = training_names(raw_names, train_indices, self.merge_name_variants)
         distinct, counts = np.unique(names, return_counts=True)
-        groups = self.labeler_.group_synonyms(list(distinct)) if len(distinct) > 1 else []
-        frequency = dict(zip(distinct, counts, strict=True))
-        merges = {}
-        for group in groups:
-            representative = min(group, key=lambda name: (-frequency[name], name))
-            merges.update({name: representative for name in group if name != representative})
-        return merges, int(len(distinct) > 1)
+        if len(distinct) < 2:
+            return {}, 0
+        groups = self.labeler_.group_synonyms(list(distinct))
+        representatives = group_representatives(groups, dict(zip(distinct, counts, strict=True)))
+        return {name: rep for name, rep in representatives.items() if name != rep}, 1
 
     def _component(self, name: str, random_state):
         """Clone the component parameter ``name`` (or its default), seeding it if unseeded."""

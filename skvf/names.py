@@ -13,7 +13,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["training_names", "normalize_name", "normalize_names", "merge_near_duplicates"]
+__all__ = [
+    "training_names",
+    "normalize_name",
+    "normalize_names",
+    "merge_near_duplicates",
+    "group_representatives",
+]
 
 _LEADING_ARTICLES = re.compile(r"^(?:(?:a|an|the)\s+)+")
 # Keep letters, digits, hyphens and apostrophes inside words ("grey-headed", "lady's");
@@ -118,8 +124,34 @@ def merge_near_duplicates(names: Iterable[str]) -> dict[str, str]:
     groups: dict[str, list[str]] = {}
     for name in counts:
         groups.setdefault(root(name), []).append(name)
+    return group_representatives(groups.values(), counts)
+
+
+def group_representatives(groups, counts) -> dict[str, str]:
+    """Map each member of each group onto the group's most frequent member.
+
+    Ties go to the alphabetically first member.
+
+    Parameters
+    ----------
+    groups : iterable of sequence of str
+        Disjoint groups of names.
+    counts : mapping
+        ``{name: how often it occurs}``, for every member.
+
+    Returns
+    -------
+    dict
+        ``{member: representative}`` for every member of every group.
+
+    Examples
+    --------
+    >>> group_representatives([["sweater", "jumper", "pullover"]], {"sweater": 2, "jumper": 1,
+    ...                        "pullover": 2})
+    {'sweater': 'pullover', 'jumper': 'pullover', 'pullover': 'pullover'}
+    """
     mapping = {}
-    for members in groups.values():
+    for members in groups:
         representative = min(members, key=lambda member: (-counts[member], member))
         mapping.update({member: representative for member in members})
     return mapping
