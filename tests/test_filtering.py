@@ -9,6 +9,11 @@ from skvf._sklearn_compat import InvalidParameterError
 from skvf.filtering import LabelFilter, filter_vocabulary
 
 
+def _label_filter(**params):
+    """A LabelFilter whose support rule applies to these few images (see the last tests)."""
+    return LabelFilter(**{"min_images_per_supported_name": None, **params})
+
+
 def test_docstring_example():
     proba = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1]])
     votes = np.array([[3, 0, 1], [0, 4, 0], [2, 1, 0]])
@@ -37,7 +42,7 @@ def test_intersection_rule():
             [1, 2, 3, 0],
         ]
     )
-    label_filter = LabelFilter().fit(proba, votes)
+    label_filter = _label_filter().fit(proba, votes)
     assert label_filter.predicted_counts_.tolist() == [2, 1, 0, 0]
     assert label_filter.supported_counts_.tolist() == [1, 0, 2, 0]
     assert label_filter.keep_mask_.tolist() == [True, False, False, False]
@@ -47,7 +52,7 @@ def test_predicted_and_supported_on_different_images_is_enough():
     # name 1 is predicted on image 0 only and is the top candidate of image 1 only
     proba = np.array([[0.2, 0.8], [0.9, 0.1]])
     votes = np.array([[2, 1], [1, 3]])
-    assert LabelFilter().fit(proba, votes).keep_mask_.tolist() == [True, True]
+    assert _label_filter().fit(proba, votes).keep_mask_.tolist() == [True, True]
 
 
 def _counts_case():
@@ -72,7 +77,7 @@ def _counts_case():
 )
 def test_min_predicted_and_min_supported_thresholds(min_predicted, min_supported, kept):
     proba, votes = _counts_case()
-    label_filter = LabelFilter(min_predicted=min_predicted, min_supported=min_supported)
+    label_filter = _label_filter(min_predicted=min_predicted, min_supported=min_supported)
     label_filter.fit(proba, votes)
     assert label_filter.predicted_counts_.tolist() == [3, 2, 1]
     assert label_filter.supported_counts_.tolist() == [1, 2, 3]
@@ -83,7 +88,7 @@ def test_counts_cover_every_class_and_sum_to_n_samples():
     rng = np.random.default_rng(0)
     proba = rng.dirichlet(np.ones(7), size=25)
     votes = rng.random((25, 7)) * 4  # no ties
-    label_filter = LabelFilter().fit(proba, votes)
+    label_filter = _label_filter().fit(proba, votes)
     assert label_filter.predicted_counts_.shape == (7,)
     assert label_filter.supported_counts_.shape == (7,)
     assert label_filter.predicted_counts_.sum() == 25
@@ -92,7 +97,7 @@ def test_counts_cover_every_class_and_sum_to_n_samples():
 
 
 def test_accepts_lists():
-    label_filter = LabelFilter().fit([[0.9, 0.1]], [[1, 0]])
+    label_filter = _label_filter().fit([[0.9, 0.1]], [[1, 0]])
     assert label_filter.keep_mask_.tolist() == [True, False]
 
 
@@ -100,9 +105,9 @@ def test_tied_top_candidates_do_not_depend_on_class_order():
     # Image 0 was named "2" and its one neighbour "0": a 1-1 tie. The model predicts 2.
     proba = np.array([[0.1, 0.1, 0.8], [0.8, 0.1, 0.1]])
     votes = np.array([[1, 0, 1], [1, 0, 0]])
-    kept = LabelFilter().fit(proba, votes).keep_mask_
+    kept = _label_filter().fit(proba, votes).keep_mask_
     # reversing the class order must reverse the decision, name for name
-    kept_reversed = LabelFilter().fit(proba[:, ::-1], votes[:, ::-1]).keep_mask_
+    kept_reversed = _label_filter().fit(proba[:, ::-1], votes[:, ::-1]).keep_mask_
     assert kept.tolist() == kept_reversed[::-1].tolist()
 
 
@@ -110,14 +115,14 @@ def test_tied_top_votes_are_shared():
     # image 0: names 0 and 2 tie; image 1: names 0, 1 and 2 tie; image 2: name 1 alone
     votes = np.array([[2, 0, 2], [1, 1, 1], [0, 3, 1]])
     proba = np.eye(3)[[0, 1, 2]]
-    label_filter = LabelFilter(min_support_share=0).fit(proba, votes)
+    label_filter = _label_filter(min_support_share=0).fit(proba, votes)
     assert label_filter.supported_counts_ == pytest.approx(
         [1 / 2 + 1 / 3, 1 / 3 + 1, 1 / 2 + 1 / 3]
     )
     assert label_filter.supported_counts_.sum() == pytest.approx(3)
     # name 0 and name 2 only ever share a top vote: below one image's worth of support
     assert label_filter.keep_mask_.tolist() == [False, True, False]
-    assert LabelFilter(min_supported=0.8, min_support_share=0).fit(proba, votes).keep_mask_.all()
+    assert _label_filter(min_supported=0.8, min_support_share=0).fit(proba, votes).keep_mask_.all()
 
 
 def _synonym_case():
@@ -137,19 +142,19 @@ def _synonym_case():
 
 def test_support_share_drops_names_that_lead_no_real_neighbourhood():
     proba, votes = _synonym_case()
-    lenient = LabelFilter(min_support_share=0).fit(proba, votes)
+    lenient = _label_filter(min_support_share=0).fit(proba, votes)
     assert lenient.supported_counts_.tolist() == [38, 40, 2]
     assert lenient.keep_mask_.tolist() == [True, True, True]
-    strict = LabelFilter().fit(proba, votes)  # 2 < 0.25 * mean(38, 40, 2) = 6.67
+    strict = _label_filter().fit(proba, votes)  # 2 < 0.25 * mean(38, 40, 2) = 6.67
     assert strict.keep_mask_.tolist() == [True, True, False]
-    assert LabelFilter(min_support_share=0.05).fit(proba, votes).keep_mask_.all()
+    assert _label_filter(min_support_share=0.05).fit(proba, votes).keep_mask_.all()
 
 
 def test_support_share_is_scale_free():
     proba, votes = _synonym_case()
-    small = LabelFilter().fit(proba, votes).keep_mask_
+    small = _label_filter().fit(proba, votes).keep_mask_
     # ten times as many images of every kind: the same names survive
-    large = LabelFilter().fit(np.repeat(proba, 10, axis=0), np.repeat(votes, 10, axis=0))
+    large = _label_filter().fit(np.repeat(proba, 10, axis=0), np.repeat(votes, 10, axis=0))
     assert large.keep_mask_.tolist() == small.tolist()
 
 
@@ -167,7 +172,7 @@ def test_support_share_is_scale_free():
 )
 def test_parameter_validation_names_the_parameter(params, name):
     with pytest.raises(InvalidParameterError, match=f"The '{name}' parameter of LabelFilter"):
-        LabelFilter(**params).fit([[0.9, 0.1]], [[1, 0]])
+        _label_filter(**params).fit([[0.9, 0.1]], [[1, 0]])
 
 
 def test_rules_apply_only_when_neighbours_share_names():
@@ -175,15 +180,15 @@ def test_rules_apply_only_when_neighbours_share_names():
     proba = np.array([[0.9, 0.05, 0.03, 0.02], [0.1, 0.8, 0.05, 0.05], [0.1, 0.1, 0.7, 0.1]])
     votes = np.array([[3, 1, 1, 1], [0, 4, 1, 1], [2, 1, 1, 0]])
     both = ("predicted", "supported")
-    shared = LabelFilter().fit(proba, votes, name_agreement=0.4)
+    shared = _label_filter().fit(proba, votes, name_agreement=0.4)
     assert shared.rules_applied_ == both and shared.keep_mask_.tolist() == [1, 1, 0, 0]
-    unknown = LabelFilter().fit(proba, votes)
+    unknown = _label_filter().fit(proba, votes)
     assert unknown.rules_applied_ == both and unknown.keep_mask_.tolist() == [1, 1, 0, 0]
     # Neighbours seldom carry an image's own name, and there are fewer images than
     # names (0.75 per name): no evidence, every name is kept.
-    seldom = LabelFilter().fit(proba, votes, name_agreement=0.06)
+    seldom = _label_filter().fit(proba, votes, name_agreement=0.06)
     assert seldom.rules_applied_ == () and seldom.keep_mask_.all()
-    always = LabelFilter(min_name_agreement=0.0).fit(proba, votes, name_agreement=0.06)
+    always = _label_filter(min_name_agreement=0.0).fit(proba, votes, name_agreement=0.06)
     assert always.keep_mask_.tolist() == [True, True, False, False]
 
 
@@ -193,16 +198,16 @@ def test_recurring_names_keep_the_predicted_rule_when_neighbours_disagree():
     proba = np.array([[0.9, 0.05, 0.03, 0.02], [0.1, 0.8, 0.05, 0.05], [0.1, 0.1, 0.7, 0.1]])
     votes = np.array([[3, 1, 1, 1], [0, 4, 1, 1], [2, 1, 1, 0]])
     proba, votes = np.repeat(proba, 2, axis=0), np.repeat(votes, 2, axis=0)
-    recurring = LabelFilter().fit(proba, votes, name_agreement=0.06)
+    recurring = _label_filter().fit(proba, votes, name_agreement=0.06)
     assert recurring.rules_applied_ == ("predicted",)
     assert recurring.keep_mask_.tolist() == [True, True, True, False]
     # One image fewer than 1.5 per name, or the gate switched off: every name is kept.
-    fewer = LabelFilter().fit(proba[:5], votes[:5], name_agreement=0.06)
+    fewer = _label_filter().fit(proba[:5], votes[:5], name_agreement=0.06)
     assert fewer.rules_applied_ == () and fewer.keep_mask_.all()
-    off = LabelFilter(min_images_per_name=None).fit(proba, votes, name_agreement=0.06)
+    off = _label_filter(min_images_per_name=None).fit(proba, votes, name_agreement=0.06)
     assert off.rules_applied_ == () and off.keep_mask_.all()
     # A lower threshold reaches fewer images per name.
-    lower = LabelFilter(min_images_per_name=1.0).fit(proba[:5], votes[:5], name_agreement=0.06)
+    lower = _label_filter(min_images_per_name=1.0).fit(proba[:5], votes[:5], name_agreement=0.06)
     assert lower.keep_mask_.tolist() == [True, True, True, False]
 
 
@@ -215,8 +220,8 @@ def test_filter_vocabulary_passes_agreement_only_to_filters_that_take_it():
             self.keep_mask_ = np.array([True, False, True])
             return self
 
-    assert filter_vocabulary(LabelFilter(), proba, votes, 0.06).all()
-    assert not filter_vocabulary(LabelFilter(), proba, votes, 0.4).all()
+    assert filter_vocabulary(_label_filter(), proba, votes, 0.06).all()
+    assert not filter_vocabulary(_label_filter(), proba, votes, 0.4).all()
     assert filter_vocabulary(TwoArgumentFilter(), proba, votes, 0.06).tolist() == [
         True,
         False,
@@ -237,7 +242,7 @@ def _generic_answers():
 
 def test_concentrated_answers_turn_the_predicted_rule_off():
     probabilities, votes, labels = _generic_answers()
-    label_filter = LabelFilter().fit(probabilities, votes, labels=labels)
+    label_filter = _label_filter().fit(probabilities, votes, labels=labels)
     shares = np.array([4, 1, 1]) / 6
     assert label_filter.answer_spread_ == pytest.approx(1 / np.sum(shares**2) / 3)  # 0.67
     assert label_filter.predicted_counts_.tolist() == [6, 0, 0]
@@ -245,23 +250,23 @@ def test_concentrated_answers_turn_the_predicted_rule_off():
     assert label_filter.rules_applied_ == ("predicted", "supported")
     assert label_filter.keep_mask_.tolist() == [True, False, False]
     # A stricter spread calls these answers broad: the model's argmax is no evidence.
-    broad = LabelFilter(min_answer_spread=0.7).fit(probabilities, votes, labels=labels)
+    broad = _label_filter(min_answer_spread=0.7).fit(probabilities, votes, labels=labels)
     assert broad.rules_applied_ == ("supported",)
     assert broad.keep_mask_.tolist() == [True, True, True]
 
 
 def test_the_answer_spread_gate_needs_the_labels_and_can_be_switched_off():
     probabilities, votes, labels = _generic_answers()
-    unknown = LabelFilter(min_answer_spread=0.7).fit(probabilities, votes)
+    unknown = _label_filter(min_answer_spread=0.7).fit(probabilities, votes)
     assert np.isnan(unknown.answer_spread_)
     assert unknown.keep_mask_.tolist() == [True, False, False]
-    off = LabelFilter(min_answer_spread=None).fit(probabilities, votes, labels=labels)
+    off = _label_filter(min_answer_spread=None).fit(probabilities, votes, labels=labels)
     assert off.keep_mask_.tolist() == [True, False, False]
 
 
 def test_filter_vocabulary_hands_the_labels_to_filters_that_take_them():
     probabilities, votes, labels = _generic_answers()
-    broad = LabelFilter(min_answer_spread=0.7)
+    broad = _label_filter(min_answer_spread=0.7)
     assert filter_vocabulary(broad, probabilities, votes, 0.5, labels).all()
     assert not filter_vocabulary(broad, probabilities, votes, 0.5).all()
 
@@ -272,11 +277,49 @@ def test_filter_vocabulary_hands_the_labels_to_filters_that_take_them():
 def test_labels_of_the_wrong_shape_or_range_are_refused(labels):
     probabilities, votes, _ = _generic_answers()
     with pytest.raises(ValueError, match="labels must"):
-        LabelFilter().fit(probabilities, votes, labels=labels)
+        _label_filter().fit(probabilities, votes, labels=labels)
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.5, "auto"])
 def test_min_answer_spread_is_validated(value):
     probabilities, votes, labels = _generic_answers()
     with pytest.raises(InvalidParameterError, match="min_answer_spread"):
-        LabelFilter(min_answer_spread=value).fit(probabilities, votes, labels=labels)
+        _label_filter(min_answer_spread=value).fit(probabilities, votes, labels=labels)
+
+
+def _few_images_per_name(n_repeats: int):
+    """Two names, two images each, repeated: name 1 is predicted but leads no neighbourhood."""
+    probabilities = np.tile(
+        np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8]]), (n_repeats, 1)
+    )
+    votes = np.tile(np.array([[3, 0], [3, 1], [2, 1], [3, 1]]), (n_repeats, 1))
+    return probabilities, votes
+
+
+def test_support_rule_needs_names_that_fill_neighbourhoods():
+    probabilities, votes = _few_images_per_name(1)  # 2 images per name
+    few = LabelFilter(min_images_per_supported_name=3.0).fit(probabilities, votes, 0.5)
+    assert few.rules_applied_ == ("predicted",)
+    assert few.keep_mask_.tolist() == [True, True]
+    # Six images per name, the same answers: the rule applies and drops name 1.
+    many = LabelFilter(min_images_per_supported_name=3.0).fit(*_few_images_per_name(3), 0.5)
+    assert many.rules_applied_ == ("predicted", "supported")
+    assert many.keep_mask_.tolist() == [True, False]
+    # None: whatever the number of images per name.
+    always = LabelFilter(min_images_per_supported_name=None).fit(probabilities, votes, 0.5)
+    assert always.keep_mask_.tolist() == [True, False]
+
+
+def test_the_default_leaves_support_to_ten_images_per_name():
+    assert LabelFilter().fit(*_few_images_per_name(4), 0.5).rules_applied_ == ("predicted",)
+    assert LabelFilter().fit(*_few_images_per_name(5), 0.5).rules_applied_ == (
+        "predicted",
+        "supported",
+    )
+
+
+@pytest.mark.parametrize("value", [-1.0, "many"])
+def test_min_images_per_supported_name_is_validated(value):
+    probabilities, votes = _few_images_per_name(1)
+    with pytest.raises(InvalidParameterError, match="min_images_per_supported_name"):
+        LabelFilter(min_images_per_supported_name=value).fit(probabilities, votes)
