@@ -69,8 +69,8 @@ class LabelFilter(BaseEstimator):
     with the imbalanced draw (1 to 10 images per class, 4.2 per name once the labeler's
     synonyms are merged) the merge lifted agreement over 0.2; on 7 of 10 seeds the rule
     came on and dropped about 40% of the names (on one seed 94 of 211, agreement .16 to
-    .22, cACC .553 against .666); with the condition, merging the synonyms gains cACC .024 there instead of
-    losing .044 (10 seeds, paired).
+    .22, cACC .553 against .666); with the condition, merging the synonyms gains cACC
+    .024 there instead of losing .044 (10 seeds, paired).
 
     Parameters
     ----------
