@@ -45,7 +45,15 @@ from ._warnings import warn
 from .candidates import NeighborCandidateBuilder, build_candidate_votes
 from .exceptions import SkippedImagesWarning
 from .filtering import LabelFilter, filter_vocabulary
-from .labeling import MLLMLabeler, cached_labels, labeler_requests
+from .labeling import (
+    BudgetExceededError,
+    LabelingError,
+    LabelingWarning,
+    MLLMLabeler,
+    UnusableAnswerError,
+    cached_labels,
+    labeler_requests,
+)
 from .metrics import NameClassifierMixin
 from .names import check_vocabulary, group_representatives, training_names
 from .noise import GMMNoiseSplitter
@@ -91,13 +99,18 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         hyphens, spaces, apostrophes, a trailing plural "s"; and the same words in
         another order, "2012 audi a4" beside "audi a4 2012") onto its most frequent
         spelling before training (:func:`skvf.names.merge_near_duplicates`).
-    merge_synonyms : bool, default=False
+    merge_synonyms : {"auto"} or bool, default="auto"
         Ask the labeler once per fit which of its names are wordings of one kind
         ("pullover", "sweater"; its ``group_synonyms(names)``, one text request for
         ``MLLMLabeler``, cached and counted like the names) and map each group onto its
         most frequent name before training (listed in ``synonym_merges_``). With a few
         images per class the wordings of one kind split its images until the label
-        filter drops them all.
+        filter drops them all. ``"auto"`` asks only where that can happen: when the
+        labeler has ``group_synonyms`` and the label filter would apply its predicted
+        rule to the names (:meth:`LabelFilter.rules_for`: names recur, and the answers
+        spread over many names rather than a few generic ones); a request that fails or
+        an unusable answer then merges nothing, with a warning. ``True`` always asks
+        (and refuses a labeler without ``group_synonyms``), ``False`` never.
     reask : float, default=0.0
         Largest share of the training images the labeler is asked about again, with
         choices, once the candidate sets are built: in [0, 1], 0 is off. The images
@@ -296,6 +309,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     synonym_merges_ : dict
         ``{name: name}`` for every name the labeler grouped with another, more frequent
         one (``merge_synonyms``); empty when not asked.
+    synonyms_asked_ : bool
+        Whether the labeler was asked for synonyms in this fit.
     labeler_ : estimator
         The fitted labeler.
     candidate_builder_, noise_splitter_, label_filter_ : estimator or None
@@ -339,7 +354,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         Requests the labeler answered in the last fit, none from a store: images asked
         to name and asked again to choose a name (``reask``), the misses of ``memory``;
         for a labeler that keeps its own answers, the requests it sent (its ``usage_``
-        ``calls`` less ``retries``, the naming context's request included).
+        ``calls`` less ``retries``, the naming context's and the synonym request
+        included).
     n_images_encoded_ : int
         Images that went through the image tower or encoder in the last fit.
     n_views_encoded_ : int
@@ -407,7 +423,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         "noise_splitter": [HasMethods(["fit"]), StrOptions({_PASSTHROUGH}), None],
         "label_filter": [HasMethods(["fit"]), StrOptions({_PASSTHROUGH}), None],
         "merge_name_variants": ["boolean"],
-        "merge_synonyms": ["boolean"],
+        "merge_synonyms": ["boolean", StrOptions({"auto"})],
         "reask": [Interval(numbers.Real, 0, 1, closed="both")],
         "reask_choices": [Interval(numbers.Integral, 2, None, closed="left")],
         "backbone": [str],
@@ -452,7 +468,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         noise_splitter=None,
         label_filter=None,
         merge_name_variants=True,
-        merge_synonyms=False,
+        merge_synonyms="auto",
         reask=0.0,
         reask_choices=5,
         backbone="ViT-B-16",
@@ -612,14 +628,12 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             warn(SkippedImagesWarning(message + "; ".join(skipped[:3]), skipped))
         self.train_indices_, self.skipped_ = train_indices, skipped
 
-        # Names -> vocabulary, the labeler's synonyms merged when asked.
+        # Names -> vocabulary.
         names, self.name_merges_ = training_names(
             raw_names, train_indices, self.merge_name_variants
         )
-        self.synonym_merges_, n_synonym_requests = self._synonym_merges(names)
-        n_asked += n_synonym_requests
+        self.synonym_merges_ = {}
         names, self.vocabulary_, labels = self._vocabulary(names)
-        self.labeler_names_ = {"raw": raw_names, "normalized": names}
 
         # Image features in the text embedding space.
         self.feature_mean_ = raw_features.mean(axis=0) if self.center_features else None
@@ -642,6 +656,20 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         votes, self.neighbor_agreement_ = build_candidate_votes(
             self.candidate_builder_, raw_features, labels, len(self.vocabulary_)
         )
+
+        # The labeler's synonyms merged, when asked; the vocabulary and votes follow.
+        self.synonyms_asked_ = self._asks_synonyms(
+            labels, len(self.vocabulary_), self.neighbor_agreement_
+        )
+        if self.synonyms_asked_:
+            self.synonym_merges_, n_synonym_requests = self._synonym_merges(names)
+            n_asked += n_synonym_requests
+        if self.synonym_merges_:
+            names, self.vocabulary_, labels = self._vocabulary(names)
+            votes, self.neighbor_agreement_ = build_candidate_votes(
+                self.candidate_builder_, raw_features, labels, len(self.vocabulary_)
+            )
+        self.labeler_names_ = {"raw": raw_names, "normalized": names}
 
         # Re-asking: the images whose name the candidate sets contradict, or whose name
         # is generic, choose among a few names of their candidate set.
@@ -843,26 +871,51 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     def _check_synonym_labeler(self) -> None:
         """Refuse ``merge_synonyms=True`` with a labeler that cannot group names."""
         labeler = MLLMLabeler if self.labeler is None else self.labeler
-        if self.merge_synonyms and not callable(getattr(labeler, "group_synonyms", None)):
+        if self.merge_synonyms is True and not callable(getattr(labeler, "group_synonyms", None)):
             raise TypeError(
                 f"merge_synonyms=True asks the labeler which names are wordings of one kind, "
                 f"but {type(labeler).__name__} has no group_synonyms(names) method; use a "
                 "labeler that has one (MLLMLabeler), or merge_synonyms=False."
             )
 
+    def _asks_synonyms(self, labels, n_names: int, name_agreement) -> bool:
+        """Whether this fit asks the labeler for synonyms (``merge_synonyms``).
+
+        ``"auto"``: when the labeler can group names and the label filter would apply
+        its predicted rule to these names (:meth:`LabelFilter.rules_for`), the rule that
+        drops the wordings of a kind that split its images; a filter without
+        ``rules_for`` (or none) is never asked about.
+        """
+        if self.merge_synonyms != "auto":
+            return bool(self.merge_synonyms)
+        if not callable(getattr(self.labeler_, "group_synonyms", None)):
+            return False
+        label_filter = LabelFilter() if self.label_filter is None else self.label_filter
+        rules_for = getattr(label_filter, "rules_for", None)
+        return callable(rules_for) and "predicted" in rules_for(labels, n_names, name_agreement)
+
     def _synonym_merges(self, names) -> tuple[dict, int]:
         """``{name: representative}`` of the labeler's synonym groups, and the requests sent.
 
         Each group the labeler's ``group_synonyms`` returns for the distinct training
         ``names`` is represented by its most frequent name
-        (:func:`~skvf.names.group_representatives`).
+        (:func:`~skvf.names.group_representatives`). With ``merge_synonyms="auto"`` a
+        request that fails, or an unusable answer, merges nothing, with a warning.
         """
-        if not self.merge_synonyms:
-            return {}, 0
         distinct, counts = np.unique(names, return_counts=True)
         if len(distinct) < 2:
             return {}, 0
-        groups = self.labeler_.group_synonyms(list(distinct))
+        try:
+            groups = self.labeler_.group_synonyms(list(distinct))
+        except (LabelingError, UnusableAnswerError) as error:
+            if self.merge_synonyms is True:
+                raise
+            warn(
+                f"No names were merged as synonyms (merge_synonyms='auto'): {error} Pass "
+                "merge_synonyms=False not to ask, or True to stop the fit when asking fails.",
+                LabelingWarning,
+            )
+            return {}, int(not isinstance(error, BudgetExceededError))
         representatives = group_representatives(groups, dict(zip(distinct, counts, strict=True)))
         return {name: rep for name, rep in representatives.items() if name != rep}, 1
 

@@ -191,25 +191,9 @@ class LabelFilter(BaseEstimator):
         self.supported_counts_ = (top / top.sum(axis=1, keepdims=True)).sum(axis=0)
         supported = self.supported_counts_[self.supported_counts_ > 0]
         needed = max(self.min_supported, self.min_support_share * supported.mean())
-        shared = name_agreement is None or name_agreement >= self.min_name_agreement
-        recurring = (
-            self.min_images_per_name is not None
-            and len(probabilities) >= self.min_images_per_name * n_classes
+        self.rules_applied_ = self._rules(
+            len(probabilities), n_classes, name_agreement, self.answer_spread_
         )
-        broad = (
-            self.min_answer_spread is not None
-            and self.answer_spread_ < self.min_answer_spread  # False when NaN
-        )
-        filled = (
-            self.min_images_per_supported_name is None
-            or len(probabilities) >= self.min_images_per_supported_name * n_classes
-        )
-        rules = []
-        if (shared or recurring) and not broad:
-            rules.append("predicted")
-        if shared and filled:
-            rules.append("supported")
-        self.rules_applied_ = tuple(rules)
         self.keep_mask_ = np.ones(n_classes, dtype=bool)
         if "predicted" in self.rules_applied_:
             self.keep_mask_ &= self.predicted_counts_ >= self.min_predicted
@@ -217,6 +201,63 @@ class LabelFilter(BaseEstimator):
             # A tiny tolerance: shares of ties summed in floating point (1/3 + 1/3 + 1/3).
             self.keep_mask_ &= self.supported_counts_ >= needed - 1e-9
         return self
+
+    def rules_for(self, labels, n_classes: int, name_agreement=None) -> tuple[str, ...]:
+        """The rules ``fit`` would apply to training images named ``labels``.
+
+        Decided from the names alone, before any model is tuned: whether neighbours
+        share names, names recur, the answers spread and names fill neighbourhoods.
+
+        Parameters
+        ----------
+        labels : array-like of int, shape (n_samples,)
+            Each training image's name, as an index into the vocabulary.
+        n_classes : int
+            The vocabulary's size.
+        name_agreement : float or None, default=None
+            As for :meth:`fit`.
+
+        Returns
+        -------
+        tuple of str
+            As ``rules_applied_``.
+
+        Examples
+        --------
+        >>> LabelFilter().rules_for([0, 0, 1, 1, 2, 2], 3, name_agreement=0.05)
+        ('predicted',)
+
+        One name taking most answers leaves the predicted rule off:
+
+        >>> LabelFilter().rules_for([0] * 17 + [1, 2, 3], 4, name_agreement=0.05)
+        ()
+        """
+        self._validate_params()
+        labels = np.asarray(labels)
+        spread = _answer_spread(labels, len(labels), n_classes)
+        return self._rules(len(labels), n_classes, name_agreement, spread)
+
+    def _rules(self, n_samples: int, n_classes: int, name_agreement, answer_spread) -> tuple:
+        """The rules that are evidence for ``n_samples`` images over ``n_classes`` names."""
+        shared = name_agreement is None or name_agreement >= self.min_name_agreement
+        recurring = (
+            self.min_images_per_name is not None
+            and n_samples >= self.min_images_per_name * n_classes
+        )
+        broad = (
+            self.min_answer_spread is not None
+            and answer_spread < self.min_answer_spread  # False when NaN
+        )
+        filled = (
+            self.min_images_per_supported_name is None
+            or n_samples >= self.min_images_per_supported_name * n_classes
+        )
+        rules = []
+        if (shared or recurring) and not broad:
+            rules.append("predicted")
+        if shared and filled:
+            rules.append("supported")
+        return tuple(rules)
 
 
 def _answer_spread(labels, n_samples: int, n_classes: int) -> float:

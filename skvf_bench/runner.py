@@ -515,7 +515,7 @@ def run_trial(
                 if name == LABELER_DIRECT
                 else len(fit_index)
                 + reasking["reask_calls"]
-                + int(bool(model.get_params().get("merge_synonyms", False))),
+                + int(getattr(model, "synonyms_asked_", False)),
                 "calls_per_1000": 1000.0 * predict_calls / len(test_index),
                 "cost_per_1000": 0.0,
                 "fit_s": fit_seconds,

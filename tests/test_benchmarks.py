@@ -408,7 +408,9 @@ def test_fine_garments_reports_how_reasking_chose_its_images(fgvr, capsys, tmp_p
     assert plain["reask_calls"] == 0 and np.isnan(plain["reask_precision"])
     n_fit = plain["n_fit"]
     assert 0 < reasking["reask_calls"] <= n_fit // 4
-    assert reasking["fit_calls"] == n_fit + reasking["reask_calls"]
+    # Re-asking adds its own calls and nothing else (both may ask once for synonyms).
+    assert reasking["fit_calls"] == plain["fit_calls"] + reasking["reask_calls"]
+    assert plain["fit_calls"] in (n_fit, n_fit + 1)
     assert 0 <= reasking["reask_precision"] <= 1 and 0 < reasking["reask_recall"] <= 1
     line = next(line for line in out.splitlines() if line.startswith("Re-asking, NeaR [reask]"))
     assert f"{reasking['reask_calls']:.1f} images per seed" in line

@@ -221,6 +221,39 @@ def test_spelling_variants_are_merged_before_training(digits, split):
     assert len(kept.vocabulary_) == len(merged.vocabulary_) + 3
 
 
+class SynonymLabeler(NoisyOracleLabeler):
+    """A simulated labeler that says "nine" and "eight" are one kind, and counts the asks."""
+
+    asked: list = []
+
+    def group_synonyms(self, names):
+        SynonymLabeler.asked.append(list(names))
+        return [("eight", "nine")]
+
+
+def test_auto_asks_for_synonyms_only_where_the_predicted_rule_applies(digits, split):
+    images, names = digits
+    train, params = images[split[0]], dict(max_epochs=5, warmup_epochs=2)
+    labeler = SynonymLabeler(make_oracle(images, names), noise_rate=0.0, random_state=0)
+    SynonymLabeler.asked = []
+    asked = make_classifier(images, names, labeler=labeler, **params).fit(train)
+    assert asked.synonyms_asked_ and len(SynonymLabeler.asked) == 1
+    assert sorted(SynonymLabeler.asked[0]) == sorted(set(names[split[0]]))
+    assert asked.synonym_merges_ in ({"nine": "eight"}, {"eight": "nine"})
+    assert len(asked.vocabulary_) == len(set(names[split[0]])) - 1
+
+    # Answers the filter calls broad: the predicted rule is off, so nothing is asked.
+    broad = LabelFilter(min_answer_spread=1.0)
+    kept = make_classifier(images, names, labeler=labeler, label_filter=broad, **params)
+    kept.fit(train)
+    assert not kept.synonyms_asked_ and len(SynonymLabeler.asked) == 1
+    assert kept.synonym_merges_ == {} and "predicted" not in kept.label_filter_.rules_applied_
+
+    # A labeler that cannot group names is not asked, and the fit goes on.
+    plain = make_classifier(images, names, **params).fit(train)
+    assert not plain.synonyms_asked_ and plain.synonym_merges_ == {}
+
+
 def test_the_label_filter_sees_how_the_labeler_spread_its_answers(digits, split):
     images, names = digits
     clf = make_classifier(images, names, max_epochs=5, warmup_epochs=2).fit(images[split[0]])

@@ -323,3 +323,22 @@ def test_min_images_per_supported_name_is_validated(value):
     probabilities, votes = _few_images_per_name(1)
     with pytest.raises(InvalidParameterError, match="min_images_per_supported_name"):
         LabelFilter(min_images_per_supported_name=value).fit(probabilities, votes)
+
+
+@pytest.mark.parametrize("agreement", [None, 0.05, 0.5])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [0, 0, 1, 1, 2, 2],  # names recur over many names
+        [0] * 17 + [1, 2, 3],  # one name takes most answers
+        [0, 1, 2, 3],  # one image per name
+        list(range(4)) * 12,  # twelve images per name: support fills neighbourhoods
+    ],
+)
+def test_rules_for_tells_before_fit_which_rules_fit_applies(labels, agreement):
+    labels = np.asarray(labels)
+    n_classes = labels.max() + 1
+    probabilities = np.eye(n_classes)[labels] * 0.5 + 0.5 / n_classes
+    votes = np.eye(n_classes)[labels] * 2
+    expected = LabelFilter().fit(probabilities, votes, agreement, labels).rules_applied_
+    assert LabelFilter().rules_for(labels, n_classes, agreement) == expected

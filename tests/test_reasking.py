@@ -190,6 +190,7 @@ def _classifier(labeler, **params):
         labeler=labeler,
         **TINY_BACKBONE_PARAMS,
         merge_name_variants=False,
+        merge_synonyms=False,  # the names and the choices are every request
         max_epochs=4,
         random_state=0,
         **params,

@@ -328,8 +328,13 @@ def test_a_parallel_grid_search_pays_for_each_image_once(server, make_labeler, t
     truth = [f"{colour} test bird" for seed in range(3) for colour in colours]
     config = FakeVLM(delay=0.2)
     labeler = make_labeler(server(config), cache=tmp_path / "answers", max_concurrency=4)
-    classifier = NeaRClassifier(
-        labeler=labeler, **TINY_BACKBONE_PARAMS, max_epochs=5, warmup_epochs=2, random_state=0
+    classifier = NeaRClassifier(  # names only: no synonym request
+        labeler=labeler,
+        **TINY_BACKBONE_PARAMS,
+        merge_synonyms=False,
+        max_epochs=5,
+        warmup_epochs=2,
+        random_state=0,
     )
     search = GridSearchCV(
         classifier, {"candidate_builder__n_neighbors": [3]}, cv=3, n_jobs=2, error_score="raise"

@@ -192,6 +192,7 @@ def test_classifier_reasks_a_contradicted_name_through_the_server(
         **TINY_BACKBONE_PARAMS,
         max_epochs=4,
         reask=0.25,
+        merge_synonyms=False,  # the names and the choices are every request
         memory=tmp_path / "memory",
         random_state=0,
     )

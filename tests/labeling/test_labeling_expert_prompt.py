@@ -287,6 +287,7 @@ def _classifier(labeler, memory):
         **TINY_BACKBONE_PARAMS,
         max_epochs=10,
         warmup_epochs=5,
+        merge_synonyms=False,  # the context and the names are every request
         memory=memory,
         random_state=0,
     )

@@ -363,6 +363,7 @@ def test_a_loaded_classifier_never_sends_the_key_to_the_files_host(server, tmp_p
     shared = NeaRClassifier(
         labeler=MLLMLabeler("openai/fake-vlm", api_base=their_url, api_key_env=KEY_ENV),
         **TINY_BACKBONE_PARAMS,
+        merge_synonyms=False,  # one request per image
         max_epochs=2,
         warmup_epochs=1,
         random_state=0,

@@ -1,5 +1,5 @@
 """Which names are wordings of one kind: ``MLLMLabeler.group_synonyms`` against a real
-local HTTP server, and ``NeaRClassifier(merge_synonyms=True)`` fitted through it.
+local HTTP server, and ``NeaRClassifier(merge_synonyms=...)`` fitted through it.
 
 The fake server names each image after its colour and answers the text-only synonym
 question with the groups a test gives it.
@@ -156,10 +156,50 @@ def test_the_classifier_merges_the_groups_before_training_and_refits_for_free(
     assert fake.requests == len(images) + 1 and again.n_labeler_calls_ == 0
     assert again.synonym_merges_ == clf.synonym_merges_
 
-    kept = _classifier(labeler, tmp_path / "memory").fit(images)
+    kept = _classifier(labeler, tmp_path / "memory", merge_synonyms=False).fit(images)
     assert fake.requests == len(images) + 1  # not asked
-    assert kept.synonym_merges_ == {}
+    assert kept.synonym_merges_ == {} and not kept.synonyms_asked_
     assert {"red test bird", "fuchsia test bird"} <= set(kept.vocabulary_)
+
+
+def _four_colours():
+    colours = ["red", "magenta", "blue", "cyan"]
+    return [colour_image(colour, size=32, seed=seed) for seed in range(3) for colour in colours]
+
+
+@pytest.mark.slow
+def test_auto_asks_when_names_recur_over_many_names(server, make_labeler, tmp_path, caplog):
+    caplog.set_level(logging.ERROR)  # open_clip: weights are random
+    images = _four_colours()  # four names, three images each: the predicted rule applies
+    fake = FakeVLM(
+        answer=_two_wordings, text_answer=_groups(["red test bird", "fuchsia test bird"])
+    )
+    labeler = make_labeler(server(fake), cache=tmp_path / "answers")
+
+    clf = _classifier(labeler, tmp_path / "memory").fit(images)  # merge_synonyms="auto"
+
+    assert clf.synonyms_asked_ and fake.requests == len(images) + 1
+    assert clf.label_filter_.rules_applied_[0] == "predicted"
+    assert clf.synonym_merges_ == {"red test bird": "fuchsia test bird"}
+    assert "red test bird" not in clf.vocabulary_
+
+
+@pytest.mark.slow
+def test_auto_merges_nothing_with_a_warning_when_asking_fails(
+    server, make_labeler, tmp_path, caplog
+):
+    caplog.set_level(logging.ERROR)
+    images = _four_colours()
+    fake = FakeVLM(answer=_two_wordings, text_answer=lambda prompt: "All birds look alike.")
+    labeler = make_labeler(server(fake), on_error="raise")
+
+    with pytest.warns(LabelingWarning, match="No names were merged as synonyms"):
+        clf = _classifier(labeler, tmp_path / "memory").fit(images)
+
+    assert clf.synonyms_asked_ and clf.synonym_merges_ == {}
+    assert {"red test bird", "fuchsia test bird"} <= set(clf.vocabulary_)
+    with pytest.raises(UnusableAnswerError):  # asked for explicitly: the fit stops
+        _classifier(labeler, tmp_path / "memory", merge_synonyms=True).fit(images)
 
 
 def test_merge_synonyms_needs_a_labeler_that_groups_names(tmp_path):
