@@ -50,7 +50,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral, Real
@@ -64,7 +63,7 @@ from skvf.names import normalize_name
 
 from .finegrained import FineGarments
 from .garment_names import taxonomy_variants
-from .simulation import OracleLabelerMixin, _items, item_keys, make_oracle
+from .simulation import OracleLabelerMixin, _items, item_keys, make_oracle, seeded_uniforms
 
 __all__ = ["MLLM_PROFILES", "SimulatedMLLM", "make_simulated_mllm"]
 
@@ -329,11 +328,10 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
                 f"the oracle's name {true_name!r} is not a class of the taxonomy; give a "
                 "taxonomy entry for every class the oracle returns."
             )
-        seed = hashlib.blake2b(f"{self.random_state}:{key}".encode(), digest_size=8).digest()
         # A fixed number of draws in a fixed order, whatever the outcome.
-        u_outcome, u_pick, u_variant, u_variant_pick = np.random.default_rng(
-            int.from_bytes(seed, "little")
-        ).random(4)
+        u_outcome, u_pick, u_variant, u_variant_pick = seeded_uniforms(
+            f"{self.random_state}:{key}", 4
+        )
         levels = list(self.taxonomy[true_name])
         candidates = {
             "generic_rate": levels[:_FIRST_PARTIAL_LEVEL],
@@ -446,9 +444,7 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
             if meant is None:
                 continue
             if written != meant:
-                text = f"{self.random_state}:synonym:{written}"
-                seed = hashlib.blake2b(text.encode(), digest_size=8).digest()
-                draw = np.random.default_rng(int.from_bytes(seed, "little")).random()
+                (draw,) = seeded_uniforms(f"{self.random_state}:synonym:{written}", 1)
                 if draw >= self.rates_["synonym_recall"]:
                     continue
             groups.setdefault(meant, []).append(name)
@@ -460,9 +456,9 @@ class SimulatedMLLM(OracleLabelerMixin, TransformerMixin, BaseEstimator):
         return {normalize_name(name) for name in written}
 
     def _choice(self, true_name: str, key: str, options: list[str]) -> str | None:
-        text = f"{self.random_state}:choice:{key}:{json.dumps(options)}"
-        seed = hashlib.blake2b(text.encode(), digest_size=8).digest()
-        u_right, u_pick = np.random.default_rng(int.from_bytes(seed, "little")).random(2)
+        u_right, u_pick = seeded_uniforms(
+            f"{self.random_state}:choice:{key}:{json.dumps(options)}", 2
+        )
         spellings = self._spellings(true_name)
         right = [option for option in options if normalize_name(option) in spellings]
         accurate = u_right < self.rates_["choice_accuracy"]

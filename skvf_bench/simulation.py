@@ -58,7 +58,24 @@ __all__ = [
     "fashion_mnist_synonyms",
     "item_keys",
     "make_oracle",
+    "seeded_uniforms",
 ]
+
+
+def seeded_uniforms(text: str, n: int) -> np.ndarray:
+    """``n`` uniform draws in [0, 1), determined by ``text`` alone.
+
+    The simulated labelers draw each answer from its own seed, made of their
+    ``random_state`` and the item's key, so an answer does not depend on the order in
+    which items are asked about.
+
+    Examples
+    --------
+    >>> bool((seeded_uniforms("0:abc", 3) == seeded_uniforms("0:abc", 3)).all())
+    True
+    """
+    seed = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return np.random.default_rng(int.from_bytes(seed, "little")).random(n)
 
 
 def item_keys(X) -> list[str]:
@@ -468,12 +485,11 @@ class NoisyOracleLabeler(OracleLabelerMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _answer(self, true_name: str, key: str) -> str:
-        seed = hashlib.blake2b(f"{self.random_state}:{key}".encode(), digest_size=8).digest()
         # A fixed number of draws in a fixed order, so that each rate moves only its own
         # decision: raising noise_rate keeps the answers that were already wrong.
-        u_noise, u_confusable, u_class, u_generic, u_synonym, u_variant = np.random.default_rng(
-            int.from_bytes(seed, "little")
-        ).random(6)
+        u_noise, u_confusable, u_class, u_generic, u_synonym, u_variant = seeded_uniforms(
+            f"{self.random_state}:{key}", 6
+        )
         name = true_name
         if u_noise < self.noise_rate:
             others = [other for other in self.confusions_.get(name, []) if other != name]
