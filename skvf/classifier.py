@@ -65,6 +65,11 @@ __all__ = ["PREDICT_CHUNK", "NeaRClassifier"]
 _PASSTHROUGH = "passthrough"
 
 
+def _groups_synonyms(labeler) -> bool:
+    """Whether ``labeler`` (an instance or a class) can say which names are synonyms."""
+    return callable(getattr(labeler, "group_synonyms", None))
+
+
 @register_trusted_type
 class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     """Name images with no vocabulary: LLM names refined by neighbours, then CLIP alone.
@@ -871,7 +876,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
     def _check_synonym_labeler(self) -> None:
         """Refuse ``merge_synonyms=True`` with a labeler that cannot group names."""
         labeler = MLLMLabeler if self.labeler is None else self.labeler
-        if self.merge_synonyms is True and not callable(getattr(labeler, "group_synonyms", None)):
+        if self.merge_synonyms is True and not _groups_synonyms(labeler):
             raise TypeError(
                 f"merge_synonyms=True asks the labeler which names are wordings of one kind, "
                 f"but {type(labeler).__name__} has no group_synonyms(names) method; use a "
@@ -888,7 +893,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         """
         if self.merge_synonyms != "auto":
             return bool(self.merge_synonyms)
-        if not callable(getattr(self.labeler_, "group_synonyms", None)):
+        if not _groups_synonyms(self.labeler_):
             return False
         label_filter = LabelFilter() if self.label_filter is None else self.label_filter
         rules_for = getattr(label_filter, "rules_for", None)
