@@ -822,6 +822,10 @@ def _fine_notes(bench, results, arguments, sacc_name) -> str:
         f"{method} {np.mean([r['n_classes'] for r in results if r['method'] == method]):.0f}"
         for method in arguments.methods
     )
+    lost = ", ".join(
+        f"{method} {np.mean([r['classes_lost'] for r in results if r['method'] == method]):.1f}"
+        for method in arguments.methods
+    )
     first = results[0]
     lines = [
         f"{first['n_fit']} fitting / {first['n_test']} test images per seed. Image tower: "
@@ -833,6 +837,8 @@ def _fine_notes(bench, results, arguments, sacc_name) -> str:
         "images per seed; the accuracies score every test image from the cached features "
         f"(they agree with the real predict on {100 * agreement:.1f}% of the sampled images).",
         f"Names in the fitted vocabulary (mean over seeds): {vocabulary}.",
+        "Classes lost (at most 1 in 10 of a class's test images matched to it by cACC's "
+        f"matching; mean over seeds): {lost}.",
         *_reask_notes(results, arguments.methods),
     ]
     if sacc_name:

@@ -456,7 +456,8 @@ def run_trial(
         Per method: ``cacc``, ``sacc`` (FineR's form), calls (``fit_calls`` counts the
         re-asked images too), ``fit_s``, ``predict_ms_per_1000`` (the real predict),
         ``images_encoded`` (by the fit), ``n_classes`` (the fitted vocabulary; the
-        labeler's: the names it gave), ``predict_agreement`` (real predict against the
+        labeler's: the names it gave), ``classes_lost`` (:func:`lost_classes`),
+        ``predict_agreement`` (real predict against the
         stored-feature predictions on the sample), the re-asking measures of
         :func:`reask_selection` (NaN and 0 for a method that does not re-ask) and the
         setting.
@@ -522,6 +523,7 @@ def run_trial(
                 "predict_ms_per_1000": 1e6 * predict_seconds / n_timed,
                 "images_encoded": getattr(model, "n_images_encoded_", 0),
                 "n_classes": len(getattr(model, "classes_", ())) or len(set(predicted)),
+                "classes_lost": len(lost_classes(y_test, predicted)),
                 "predict_agreement": agreement,
                 **reasking,
                 "n_fit": len(fit_index),
@@ -529,6 +531,37 @@ def run_trial(
             }
         )
     return results
+
+
+def lost_classes(y_true, y_pred, at_most: float = 0.1) -> np.ndarray:
+    """The classes that cluster accuracy's matching all but misses.
+
+    A class is lost when at most ``at_most`` of its images are matched to it, as
+    :func:`skvf.metrics.cluster_matched` matches them: no predicted name serves it,
+    typically because it shares its name with a sibling class.
+
+    Parameters
+    ----------
+    y_true : array-like of str, shape (n_samples,)
+    y_pred : array-like of str, shape (n_samples,)
+    at_most : float, default=0.1
+
+    Returns
+    -------
+    ndarray of str
+        The lost classes, sorted.
+
+    Examples
+    --------
+    >>> lost_classes(["a", "a", "b", "b", "c"], ["x", "x", "x", "y", "x"])
+    array(['c'], dtype=object)
+    """
+    from skvf.metrics import cluster_matched
+
+    y_true = np.asarray(y_true, dtype=object)
+    matched = cluster_matched(y_true, y_pred)
+    classes = np.unique(y_true)
+    return np.array([c for c in classes if matched[y_true == c].mean() <= at_most], dtype=object)
 
 
 def reask_selection(model, true_names) -> dict:

@@ -173,7 +173,7 @@ def test_fine_garments_table_scores_its_predictions_and_encodes_once(fgvr, capsy
 
     from skvf.metrics import cluster_accuracy, semantic_accuracy
     from skvf_bench.finegrained import load_fine_garments
-    from skvf_bench.runner import prepare_benchmark
+    from skvf_bench.runner import lost_classes, prepare_benchmark
 
     methods = [
         "labeler direct",
@@ -239,6 +239,7 @@ def test_fine_garments_table_scores_its_predictions_and_encodes_once(fgvr, capsy
         predicted = [p["predicted"] for p in scored]
         assert row["cacc"] == cluster_accuracy(true, predicted)
         assert row["sacc"] == semantic_accuracy(true, predicted)
+        assert row["classes_lost"] == len(lost_classes(true, predicted))
         assert row["images_encoded"] == 0  # every fit read the pool's features from memory
         assert row["predict_agreement"] == 1.0  # real predict == the cached-feature path
     # The references name every true class, and only those.
@@ -251,6 +252,9 @@ def test_fine_garments_table_scores_its_predictions_and_encodes_once(fgvr, capsy
             f"| {method} | {np.mean(cacc):.3f} ± {np.std(cacc, ddof=1):.3f} "
             f"| {np.mean(sacc):.3f} ± {np.std(sacc, ddof=1):.3f} |"
         ) in out
+    lost = {m: np.mean([r["classes_lost"] for r in results if r["method"] == m]) for m in methods}
+    assert "Classes lost (at most 1 in 10 of a class's test images" in out
+    assert ", ".join(f"{m} {lost[m]:.1f}" for m in methods) in out
     near = [line for line in out.splitlines() if line.startswith("| NeaR | ")]
     assert len(near) == 3  # the table, paired cACC and paired sACC
     assert all(line.count("/2") == 4 for line in near[1:])  # 4 references, 2 seeds
@@ -274,6 +278,18 @@ def test_fine_garments_table_scores_its_predictions_and_encodes_once(fgvr, capsy
     again = prepare_benchmark(memory, standin="tiny", n_per_class=8, garments=garments)
     assert again.n_encoded == 0
     assert len(again.features) == len(pool.names) == 256
+
+
+def test_a_class_is_lost_when_its_sibling_takes_its_name():
+    from skvf_bench.runner import lost_classes
+
+    # "b" shares the name "x" with "a"; one of its ten images is named "y", the
+    # only name matched to it; "c" keeps its own name on two of ten images.
+    true = ["a"] * 10 + ["b"] * 10 + ["c"] * 10
+    predicted = ["x"] * 10 + ["x"] * 9 + ["y"] + ["z"] * 2 + ["x"] * 8
+    assert list(lost_classes(true, predicted)) == ["b"]
+    assert list(lost_classes(true, predicted, at_most=0.05)) == []
+    assert list(lost_classes(true, predicted, at_most=0.2)) == ["b", "c"]
 
 
 @pytest.mark.slow
