@@ -20,7 +20,7 @@ from .._store import stable_hash
 from .._warnings import warn
 from ..exceptions import ImageInputError
 from ._encoding import jpeg_data_uri
-from ._errors import LabelingWarning, UnusableAnswerError
+from ._errors import LabelingWarning
 from ._parsing import parse_naming_context
 from ._prompts import render_context_question
 from ._single_request import ask_once, attempts
@@ -124,13 +124,8 @@ def infer_naming_context(labeler, X) -> dict | None:
         f"unusable: {problem}"
     )
     if labeler.on_error == "raise":
-        cached = " The answer is cached, so rerunning gives it again." if answer.stored else ""
-        raise UnusableAnswerError(
-            f"{message[0].upper()}{message[1:]}.{cached} Pass on_error='warn' or 'skip' to "
-            "name the images with the direct prompt instead, or change the model.",
-            index=None,
-            reason=problem.reason,
-            answer=problem.answer,
+        raise answer.unusable_error(
+            message, "name the images with the direct prompt instead, or change the model."
         )
     return _fall_back(message)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ._cache import AnswerCache, bounded_record, parse_record, resolve_cache_dir
 from ._client import ProviderError
-from ._errors import BudgetExceededError, LabelingError
+from ._errors import BudgetExceededError, LabelingError, UnusableAnswerError
 from ._parsing import UnusableAnswer
 from ._usage import UsageMeter
 
@@ -46,6 +46,30 @@ class SingleAnswer:
     value: object
     problem: UnusableAnswer | None
     stored: bool
+
+    def unusable_error(self, message: str, instead: str) -> UnusableAnswerError:
+        """The error that stops a fit on this unusable answer under ``on_error="raise"``.
+
+        Parameters
+        ----------
+        message : str
+            What was unusable, starting lower-case, without a final full stop.
+        instead : str
+            What to do instead, after "Pass on_error='warn' or 'skip' to ".
+
+        Returns
+        -------
+        UnusableAnswerError
+            Its message says whether rerunning gives the same answer (it is cached).
+        """
+        cached = " The answer is cached, so rerunning gives it again." if self.stored else ""
+        return UnusableAnswerError(
+            f"{message[0].upper()}{message[1:]}.{cached} Pass on_error='warn' or 'skip' to "
+            f"{instead}",
+            index=None,
+            reason=self.problem.reason,
+            answer=self.problem.answer,
+        )
 
 
 def ask_once(

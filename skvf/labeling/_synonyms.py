@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .._store import stable_hash
 from .._warnings import warn
-from ._errors import LabelingWarning, UnusableAnswerError
+from ._errors import LabelingWarning
 from ._parsing import parse_synonym_groups
 from ._prompts import render_synonym_question
 from ._single_request import ask_once, attempts
@@ -80,12 +80,9 @@ def ask_synonym_groups(labeler, names) -> list[tuple[str, ...]]:
         return answer.value
     message = f"the answer to which of the {len(names)} names mean one kind is unusable: {problem}"
     if labeler.on_error == "raise":
-        raise UnusableAnswerError(
-            f"{message[0].upper()}{message[1:]}. Pass on_error='warn' or 'skip' to keep "
-            "every name apart instead, merge_synonyms=False not to ask, or change the model.",
-            index=None,
-            reason=problem.reason,
-            answer=problem.answer,
+        raise answer.unusable_error(
+            message,
+            "keep every name apart instead, merge_synonyms=False not to ask, or change the model.",
         )
     warn(f"{message}; no names are merged as synonyms.", LabelingWarning)
     return []

@@ -100,6 +100,15 @@ def test_an_unusable_answer_warns_and_merges_nothing_or_raises(server, make_labe
     strict = make_labeler(base_url, on_error="raise").fit(None)
     with pytest.raises(UnusableAnswerError, match="merge_synonyms=False"):
         strict.group_synonyms(NAMES)
+    # The unusable answer is cached with the names: asking again sends nothing, and the
+    # error says so; without a cache it does not.
+    with pytest.raises(UnusableAnswerError, match="The answer is cached"):
+        strict.group_synonyms(NAMES)
+    assert fake.requests == 1
+    uncached = make_labeler(base_url, on_error="raise", cache=None).fit(None)
+    with pytest.raises(UnusableAnswerError, match="merge_synonyms=False") as info:
+        uncached.group_synonyms(NAMES)
+    assert "cached" not in str(info.value)
 
 
 def test_no_budget_left_sends_nothing(server, make_labeler):
