@@ -150,6 +150,7 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             return self._map_over_dask(X, "predict")
         check_is_fitted(self, "class_text_features_")
         unknown = getattr(self, "unknown_label", None)
+        self._check_unknown_label(unknown, "unknown_label")
         n_classes = len(self.classes_)
         if unknown is None:
             scores = self._scores(X)
@@ -162,6 +163,19 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         if unknown is not None:
             names[ok & (known < self.unknown_threshold_)] = unknown
         return names
+
+    def _check_unknown_label(self, unknown, given_as: str) -> None:
+        """Refuse an unknown label that is also a class name: its answers would be ambiguous.
+
+        ``given_as`` names the setting in the message (``unknown_label``; ``unknown``
+        for the CLI, which says it as ``--unknown``).
+        """
+        if unknown is not None and unknown in {str(name) for name in self.classes_}:
+            raise ValueError(
+                f"{given_as}={unknown!r} is also one of the model's classes_, so an image "
+                f"answered {unknown!r} could be of that class or unlike every class. "
+                f"Choose a label that is no class name (e.g. {unknown + ' (unseen)'!r})."
+            )
 
     def _probabilities_and_known(self, X) -> tuple[np.ndarray, np.ndarray]:
         """``predict_proba`` and ``score_samples`` of ``X`` from one pass over the images."""

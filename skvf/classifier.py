@@ -244,7 +244,8 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         When set, ``predict`` answers it for images whose known-ness
         (:meth:`score_samples`) is below ``unknown_threshold_``: images of kinds the
         training set never held. ``predict_proba`` and ``decision_function`` keep
-        their columns. ``None`` leaves ``predict`` as it is, bit for bit.
+        their columns. ``None`` leaves ``predict`` as it is, bit for bit. A label
+        that is one of ``classes_`` is refused by ``predict``.
     known_rate : float in (0, 1], default=0.95
         The share of training images, scored as new images would be (each left out of
         its own prototype), that the threshold accepts as known: the threshold is their

@@ -394,3 +394,12 @@ def test_predict_unknown_names_the_images_below_the_models_threshold(
     names = [row["name"] for row in csv.DictReader(out.open())]
     assert names == list(fitted.set_params(unknown_label="not seen").predict(paths))
     assert [name == "not seen" for name in names] == list(known < np.median(known))
+
+    # A class's own name as the unknown answer is refused before any image is read.
+    out.unlink()
+    clash = str(fitted.classes_[0])
+    predict[predict.index("not seen")] = clash
+    assert main([*predict, "-o", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert f"--unknown {clash} is also one of the model's classes_" in error
+    assert not out.exists()

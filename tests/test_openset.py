@@ -199,6 +199,17 @@ def test_without_unknown_label_predict_is_unchanged_bit_for_bit(fitted):
     assert np.array_equal(plain_names, best)
 
 
+def test_an_unknown_label_that_is_a_class_name_is_refused(fitted):
+    rows, _ = _rows([0, 3], 5, seed=4)
+    ambiguous = copy.deepcopy(fitted).set_params(unknown_label="north")
+    with pytest.raises(ValueError, match=r"unknown_label='north' is also one of the model"):
+        ambiguous.predict(rows)
+    # The probabilities and scores do not answer the label: they stay available.
+    np.testing.assert_array_equal(ambiguous.predict_proba(rows), fitted.predict_proba(rows))
+    renamed = ambiguous.set_params(unknown_label="north (unseen)").predict(rows)
+    assert np.array_equal(renamed == "north (unseen)", fitted.predict(rows) == "unknown")
+
+
 class RowNamer(BaseEstimator, TransformerMixin):
     """Names each row by a lookup of its first coordinate."""
 

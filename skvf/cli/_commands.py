@@ -359,6 +359,8 @@ def _load_and_predict(args: argparse.Namespace, paths: Sequence[str]):
             f"--unknown needs a model that scores known-ness; {args.model!r} holds a "
             f"{type(model).__name__}. Refit it with this version of skvf."
         )
+    if unknown is not None:
+        model._check_unknown_label(unknown, "unknown")  # said as --unknown
     known = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
