@@ -32,7 +32,13 @@ import numpy as np  # noqa: E402
 from scipy.special import softmax  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
-from skvf._openset import KNOWN_SCORES, expected_calibration_error, known_scores  # noqa: E402
+from skvf._features import to_embedding_space  # noqa: E402
+from skvf._openset import (  # noqa: E402
+    KNOWN_SCORES,
+    expected_calibration_error,
+    known_scores,
+    nearest_image_similarity,
+)
 from skvf.metrics import cluster_matched  # noqa: E402
 from skvf_bench.runner import ZERO_SHOT, build_methods, draw_split, prepare_benchmark  # noqa: E402
 from skvf_bench.simulated_mllm import make_simulated_mllm  # noqa: E402
@@ -72,12 +78,16 @@ def run_trial(bench, profile, shots, seed, split) -> dict:
 
     similarity, prototype_similarity = near._similarities(features)
     logits = near._scores_from_features(features)
+    embedded = to_embedding_space(features, near.feature_mean_, near.projection_)
+    image_similarity = nearest_image_similarity(embedded, near.known_image_features_)
     row = {}
     for score in KNOWN_SCORES:
-        known = known_scores(logits, similarity, prototype_similarity, score)
+        known = known_scores(logits, similarity, prototype_similarity, score, image_similarity)
         row[f"auroc {score}"] = roc_auc_score(is_known, known)
         row[f"fpr95 {score}"] = fpr_at_95_tpr(is_known, known)
-    default = known_scores(logits, similarity, prototype_similarity, near.known_score)
+    default = known_scores(
+        logits, similarity, prototype_similarity, near.known_score, image_similarity
+    )
     rejected = default < near.unknown_threshold_
     row["unknown named unknown"] = rejected[~is_known].mean()
     row["known rejected"] = rejected[is_known].mean()

@@ -32,7 +32,7 @@ from ._images import (
     is_feature_matrix,
     iter_image_chunks,
 )
-from ._openset import known_scores
+from ._openset import known_scores, nearest_image_similarity
 from ._prototypes import mix
 from ._sklearn_compat import validate_parameter_constraints
 from ._warnings import warn
@@ -293,6 +293,13 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             finite_array("feature_mean_", 1)
         if getattr(self, "class_image_prototypes_", None) is not None:
             finite_array("class_image_prototypes_", 2, text.shape)
+        if getattr(self, "known_score", None) == "knn":
+            images = finite_array("known_image_features_", 2)
+            if len(images) == 0 or images.shape[1] != text.shape[1]:
+                refuse(
+                    "known_image_features_",
+                    f"has shape {images.shape}, expected rows of {text.shape[1]} features",
+                )
         if isinstance(getattr(self, "prototype_weight", None), str):  # "auto": fitted
             weight = getattr(self, "prototype_weight_", None)
             if (
@@ -420,7 +427,15 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         similarity, prototype_similarity = self._similarities(features)
         if prototype_similarity is None:
             prototype_similarity = similarity
-        known = known_scores(scores, similarity, prototype_similarity, self.known_score)
+        image_similarity = None
+        if self.known_score == "knn":
+            embedded = to_embedding_space(
+                features, getattr(self, "feature_mean_", None), self.projection_
+            )
+            image_similarity = nearest_image_similarity(embedded, self.known_image_features_)
+        known = known_scores(
+            scores, similarity, prototype_similarity, self.known_score, image_similarity
+        )
         return np.hstack([scores, known[:, None]])
 
     def _scores_from_features(self, features) -> np.ndarray:

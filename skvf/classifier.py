@@ -24,6 +24,7 @@ from ._openset import (
     KNOWN_SCORES,
     calibration_rows,
     fit_temperature,
+    known_images,
     known_scores,
     leave_one_out_prototype_similarity,
     temperature_targets,
@@ -248,15 +249,21 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         that is one of ``classes_`` is refused by ``predict``.
     known_rate : float in (0, 1], default=0.95
         The share of training images, scored as new images would be (each left out of
-        its own prototype), that the threshold accepts as known: the threshold is their
-        ``1 - known_rate`` quantile. No labelled unknowns are needed. An image alone
-        under its name is left out of this (scored without a prototype of its own, it
-        looks like an unknown), unless fewer than 10 images share a name with another.
-    known_score : {"prototype", "msp", "max_logit", "energy", "mcm"}, default="prototype"
-        The known-ness score: the cosine to the nearest image prototype; the largest
-        class probability; the largest score; the energy (log-sum-exp of the scores);
-        MCM (the largest softmax of the unscaled similarity). See docs/results.md for
-        how each separates held-out garment classes.
+        the training images and its own prototype), that the threshold accepts as
+        known: the threshold is their ``1 - known_rate`` quantile. No labelled unknowns
+        are needed. An image alone under its name is left out of this (with one image
+        per kind, its nearest other images are of other kinds: it looks like an
+        unknown), unless fewer than 10 images share a name with another.
+    known_score : {"knn", "prototype", "msp", "max_logit", "energy", "mcm"}, default="knn"
+        The known-ness score: the mean cosine to the 3 nearest training images
+        (``known_image_features_``: the training images' features, at most 10,000 of
+        them, kept in the model); the cosine to the nearest image prototype; the
+        largest class probability; the largest score; the energy (log-sum-exp of the
+        scores); MCM (the largest softmax of the unscaled similarity). On the offline
+        garment benchmark ``"knn"`` separated held-out classes best in every setting
+        (AUROC .72-.81, up to .04 above the prototype score with a generic-naming
+        labeler, which shapes the prototypes but not the neighbours); see
+        docs/results.md.
     calibrate_probabilities : bool, default=True
         Divide the scores by ``probability_temperature_`` before the softmax of
         ``predict_proba``. The temperature is fitted at ``fit`` to the training images,
@@ -388,6 +395,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         Unit-norm text features of the tuned prompt for each of ``classes_``.
     unknown_threshold_ : float
         ``predict`` answers ``unknown_label`` (when set) below this known-ness.
+    known_image_features_ : ndarray of shape (n_known_images, embed_dim) or None
+        With ``known_score="knn"``, the unit-norm features (float32) of the training
+        images new images are compared with: all of them, or a random 10,000;
+        ``None`` for the other scores.
     probability_temperature_ : float
         The temperature ``predict_proba`` divides the scores by
         (``calibrate_probabilities``).
@@ -501,7 +512,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         prototype_views=0,
         unknown_label=None,
         known_rate=0.95,
-        known_score="prototype",
+        known_score="knn",
         calibrate_probabilities=True,
         batch_size=64,
         device="auto",
@@ -756,8 +767,15 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         )
         # Only images whose name keeps other images stand for new images of known kinds.
         calibration = calibration_rows(prototype_weights)
-        known = known_scores(logits, similarity, prototype_similarity, self.known_score)
-        self.unknown_threshold_ = float(np.quantile(known[calibration], 1 - self.known_rate))
+        self.known_image_features_, image_similarity = None, None
+        if self.known_score == "knn":
+            self.known_image_features_, image_similarity = known_images(features, random_state)
+        known = known_scores(
+            logits, similarity, prototype_similarity, self.known_score, image_similarity
+        )
+        scored = np.isfinite(known)  # "knn": the images it keeps
+        threshold_rows = calibration & scored if (calibration & scored).any() else scored
+        self.unknown_threshold_ = float(np.quantile(known[threshold_rows], 1 - self.known_rate))
         self.probability_temperature_ = self._fitted_temperature(
             features, logits, start, prototype_weights, calibration
         )

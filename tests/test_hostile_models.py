@@ -84,6 +84,9 @@ def test_a_file_holding_a_bad_batch_size_is_refused_at_predict(fitted, tmp_path)
         ("score_offsets_", lambda value: np.full(5, 0.1), r"has shape \(5,\), expected shape"),
         ("feature_mean_", lambda value: np.full_like(value, np.inf), "holds NaN or infinite"),
         ("classes_", lambda value: value[:0], r"has shape \(0,\), expected one name"),
+        ("known_image_features_", lambda value: value * np.nan, "holds NaN or infinite"),
+        ("known_image_features_", lambda value: value[:, :3], r"has shape \(12, 3\), expected"),
+        ("known_image_features_", lambda value: None, r"has shape \(\), expected 2"),
     ],
 )
 def test_an_edited_fitted_value_is_refused_at_predict(fitted, tmp_path, attribute, edit, message):

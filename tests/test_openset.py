@@ -15,8 +15,11 @@ from skvf._openset import (
     calibration_rows,
     expected_calibration_error,
     fit_temperature,
+    known_images,
     known_scores,
+    leave_one_out_image_similarity,
     leave_one_out_prototype_similarity,
+    nearest_image_similarity,
     temperature_targets,
 )
 from skvf._prototypes import image_prototypes
@@ -69,6 +72,64 @@ def test_leave_one_out_similarity_equals_prototypes_rebuilt_without_the_image():
         others[i] = 0
         slow = features[i] @ image_prototypes(features, others).T
         np.testing.assert_allclose(fast[i], slow, atol=1e-5)
+
+
+def _unit_rows(n, dim, seed):
+    rows = np.random.default_rng(seed).normal(size=(n, dim))
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_the_knn_score_is_the_mean_cosine_to_the_three_nearest_training_images():
+    images, new = _unit_rows(30, 6, seed=0), _unit_rows(7, 6, seed=1)
+    expected = np.sort(new @ images.T, axis=1)[:, -3:].mean(axis=1)
+    np.testing.assert_allclose(nearest_image_similarity(new, images), expected, atol=1e-12)
+    np.testing.assert_allclose(
+        known_scores(np.zeros((7, 2)), np.zeros((7, 2)), np.zeros((7, 2)), "knn", expected),
+        expected,
+    )
+    # Left out, each training image is scored by the three nearest *other* images.
+    others = images @ images.T
+    np.fill_diagonal(others, -np.inf)
+    left_out = np.sort(others, axis=1)[:, -3:].mean(axis=1)
+    np.testing.assert_allclose(leave_one_out_image_similarity(images), left_out, atol=1e-12)
+    with pytest.raises(ValueError, match="needs the images' image_similarity"):
+        known_scores(np.zeros((7, 2)), np.zeros((7, 2)), np.zeros((7, 2)), "knn")
+    # The threshold's scores: a left-out image, one kind-mate short of a new image of its
+    # kind, is scored on one neighbour fewer.
+    kept, at_fit = known_images(images, np.random.RandomState(0))
+    np.testing.assert_array_equal(kept, images.astype(np.float32))
+    two_nearest = np.sort(others, axis=1)[:, -2:].mean(axis=1)
+    np.testing.assert_allclose(at_fit, two_nearest, atol=1e-6)
+
+
+def test_the_knn_score_keeps_a_random_subset_of_many_training_images(monkeypatch):
+    import skvf._openset
+
+    monkeypatch.setattr(skvf._openset, "MAX_KNOWN_IMAGES", 25)
+    rows, _ = _rows([0, 1, 2], 20, seed=0)
+    clf = NeaRClassifier(
+        labeler=QuadrantNamer(),
+        image_encoder=StandardScaler(),
+        **TINY_BACKBONE_PARAMS,
+        max_epochs=5,
+        warmup_epochs=1,
+        random_state=0,
+        unknown_label="unknown",
+    ).fit(rows)
+    kept = clf.known_image_features_
+    assert kept.shape == (25, clf.class_text_features_.shape[1]) and kept.dtype == np.float32
+    # Each kept row is one training image's feature, none twice.
+    from skvf._features import to_embedding_space
+
+    encoded = clf.image_encoder_.transform(rows)
+    features = to_embedding_space(encoded, clf.feature_mean_, clf.projection_)
+    matches = np.isclose(kept @ features.T, 1.0, atol=1e-5)
+    assert (matches.sum(axis=1) == 1).all() and len(set(matches.argmax(axis=1))) == 25
+    np.testing.assert_allclose(
+        clf.score_samples(rows[:5]),
+        nearest_image_similarity(features[:5], kept),
+        atol=1e-5,
+    )
 
 
 def test_images_alone_under_their_name_do_not_calibrate():
@@ -225,7 +286,8 @@ class RowNamer(BaseEstimator, TransformerMixin):
 
 def test_with_one_image_per_name_unseen_kinds_are_still_unknown():
     # 40 kinds seen once each, 5 seen three times: scored without itself, an image alone
-    # under its name looks like an unknown, so only the 15 others set the threshold.
+    # under its name looks like an unknown, so only the 15 others set the prototype
+    # score's threshold.
     rng = np.random.default_rng(5)
     centres = rng.normal(size=(60, 24))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -248,6 +310,7 @@ def test_with_one_image_per_name_unseen_kinds_are_still_unknown():
         label_filter="passthrough",
         prototype_weight=0.5,
         unknown_label="unknown",
+        known_score="prototype",
     ).fit(rows)
     seen = clf.predict(draw(np.repeat(np.arange(45), 4)))
     unseen = clf.predict(draw(np.repeat(np.arange(45, 60), 8)))
@@ -298,3 +361,42 @@ def test_the_abstaining_model_survives_a_skops_round_trip(fitted, tmp_path):
     rows, _ = _rows([0, 3], 20, seed=5)
     assert np.array_equal(loaded.predict(rows), fitted.predict(rows))
     assert loaded.unknown_threshold_ == fitted.unknown_threshold_
+
+
+class HalfNamer(BaseEstimator, TransformerMixin):
+    """One generic name for kinds 0 and 1 ("thing"), "other" for kind 2: by coordinate."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.where(np.argmax(np.asarray(X)[:, :3], axis=1) == 2, "other", "thing")
+
+
+@pytest.mark.parametrize(("score", "caught"), [("knn", 0.7), ("prototype", None)])
+def test_a_kind_between_two_under_one_generic_name_is_unknown_to_the_knn_score(score, caught):
+    # The generic name's prototype is the mean of kinds 0 and 1, where the unseen kind
+    # lies: the prototype score takes it for known, the nearest training images do not.
+    rng = np.random.default_rng(7)
+    centres = 4.0 * np.eye(3, 8)
+    between = 4.0 * (np.eye(8)[0] + np.eye(8)[1]) / np.sqrt(2)
+    rows = np.repeat(centres, 20, axis=0) + 0.3 * rng.normal(size=(60, 8))
+    clf = NeaRClassifier(
+        labeler=HalfNamer(),
+        image_encoder=StandardScaler(),
+        **TINY_BACKBONE_PARAMS,
+        max_epochs=5,
+        warmup_epochs=1,
+        random_state=0,
+        label_filter="passthrough",
+        prototype_weight=0.5,
+        unknown_label="unknown",
+        known_score=score,
+    ).fit(rows)
+    unseen = clf.predict(between + 0.3 * rng.normal(size=(100, 8)))
+    seen = clf.predict(np.repeat(centres, 30, axis=0) + 0.3 * rng.normal(size=(90, 8)))
+    assert np.mean(seen == "unknown") < 0.2
+    if caught is None:
+        assert np.mean(unseen == "unknown") < 0.2
+    else:
+        assert np.mean(unseen == "unknown") > caught
