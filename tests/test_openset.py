@@ -107,15 +107,7 @@ def test_the_knn_score_keeps_a_random_subset_of_many_training_images(monkeypatch
 
     monkeypatch.setattr(skvf._openset, "MAX_KNOWN_IMAGES", 25)
     rows, _ = _rows([0, 1, 2], 20, seed=0)
-    clf = NeaRClassifier(
-        labeler=QuadrantNamer(),
-        image_encoder=StandardScaler(),
-        **TINY_BACKBONE_PARAMS,
-        max_epochs=5,
-        warmup_epochs=1,
-        random_state=0,
-        unknown_label="unknown",
-    ).fit(rows)
+    clf = _quadrant_classifier(unknown_label="unknown").fit(rows)
     kept = clf.known_image_features_
     assert kept.shape == (25, clf.class_text_features_.shape[1]) and kept.dtype == np.float32
     # Each kept row is one training image's feature, none twice.
@@ -221,19 +213,25 @@ def _rows(classes, n_per_class, seed):
     return rows + rng.normal(size=rows.shape), np.repeat(NAMES[classes], n_per_class)
 
 
-@pytest.fixture(scope="module")
-def fitted():
-    rows, _ = _rows([0, 1, 2], 20, seed=0)  # "west" is never seen
-    clf = NeaRClassifier(
+def _quadrant_classifier(**params):
+    """NeaR on rows named by their quadrant (by default), briefly tuned; ``params`` on top."""
+    defaults = dict(
         labeler=QuadrantNamer(),
         image_encoder=StandardScaler(),
         **TINY_BACKBONE_PARAMS,
-        max_epochs=20,
-        warmup_epochs=5,
+        max_epochs=5,
+        warmup_epochs=1,
         random_state=0,
         label_filter="passthrough",
-        unknown_label="unknown",
-        known_rate=0.9,
+    )
+    return NeaRClassifier(**{**defaults, **params})
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rows, _ = _rows([0, 1, 2], 20, seed=0)  # "west" is never seen
+    clf = _quadrant_classifier(
+        max_epochs=20, warmup_epochs=5, unknown_label="unknown", known_rate=0.9
     )
     return clf.fit(rows)
 
@@ -320,17 +318,8 @@ def test_with_one_image_per_name_unseen_kinds_are_still_unknown():
 
 def test_a_higher_known_rate_lowers_the_threshold():
     rows, _ = _rows([0, 1, 2], 20, seed=0)
-    params = dict(
-        labeler=QuadrantNamer(),
-        image_encoder=StandardScaler(),
-        **TINY_BACKBONE_PARAMS,
-        max_epochs=5,
-        warmup_epochs=1,
-        random_state=0,
-        label_filter="passthrough",
-    )
-    strict = NeaRClassifier(**params, known_rate=0.5).fit(rows).unknown_threshold_
-    lenient = NeaRClassifier(**params, known_rate=0.99).fit(rows).unknown_threshold_
+    strict = _quadrant_classifier(known_rate=0.5).fit(rows).unknown_threshold_
+    lenient = _quadrant_classifier(known_rate=0.99).fit(rows).unknown_threshold_
     assert lenient < strict
 
 
@@ -381,17 +370,8 @@ def test_a_kind_between_two_under_one_generic_name_is_unknown_to_the_knn_score(s
     centres = 4.0 * np.eye(3, 8)
     between = 4.0 * (np.eye(8)[0] + np.eye(8)[1]) / np.sqrt(2)
     rows = np.repeat(centres, 20, axis=0) + 0.3 * rng.normal(size=(60, 8))
-    clf = NeaRClassifier(
-        labeler=HalfNamer(),
-        image_encoder=StandardScaler(),
-        **TINY_BACKBONE_PARAMS,
-        max_epochs=5,
-        warmup_epochs=1,
-        random_state=0,
-        label_filter="passthrough",
-        prototype_weight=0.5,
-        unknown_label="unknown",
-        known_score=score,
+    clf = _quadrant_classifier(
+        labeler=HalfNamer(), prototype_weight=0.5, unknown_label="unknown", known_score=score
     ).fit(rows)
     unseen = clf.predict(between + 0.3 * rng.normal(size=(100, 8)))
     seen = clf.predict(np.repeat(centres, 30, axis=0) + 0.3 * rng.normal(size=(90, 8)))
