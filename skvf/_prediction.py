@@ -278,6 +278,15 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             threshold = getattr(self, "unknown_threshold_", None)
             if not isinstance(threshold, (Real, np.number)) or not np.isfinite(threshold):
                 refuse("unknown_threshold_", f"is {threshold!r}, not a finite number")
+            # A file saved before the parameters were recorded has none to compare.
+            fitted_for = getattr(self, "unknown_threshold_params_", None) or {}
+            for parameter, value in fitted_for.items():
+                if getattr(self, parameter, value) != value:
+                    raise ValueError(
+                        f"{name}.unknown_threshold_ was fitted for {parameter}={value!r}, "
+                        f"not {getattr(self, parameter)!r}: set {parameter}={value!r} back, "
+                        "or fit again to change it."
+                    )
         positive_number("logit_scale_")
         if getattr(self, "score_offsets_", None) is not None:
             finite_array("score_offsets_", 1, (len(classes),))

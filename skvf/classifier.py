@@ -395,6 +395,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         Unit-norm text features of the tuned prompt for each of ``classes_``.
     unknown_threshold_ : float
         ``predict`` answers ``unknown_label`` (when set) below this known-ness.
+    unknown_threshold_params_ : dict
+        The ``known_score`` and ``known_rate`` that ``unknown_threshold_`` was fitted
+        for; ``predict`` with ``unknown_label`` refuses others (fit again to change
+        them).
     known_image_features_ : ndarray of shape (n_known_images, embed_dim) or None
         With ``known_score="knn"``, the unit-norm features (float32) of the training
         images new images are compared with: all of them, or a random 10,000;
@@ -776,6 +780,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         scored = np.isfinite(known)  # "knn": the images it keeps
         threshold_rows = calibration & scored if (calibration & scored).any() else scored
         self.unknown_threshold_ = float(np.quantile(known[threshold_rows], 1 - self.known_rate))
+        self.unknown_threshold_params_ = {
+            "known_score": self.known_score,
+            "known_rate": float(self.known_rate),
+        }
         self.probability_temperature_ = self._fitted_temperature(
             features, logits, start, prototype_weights, calibration
         )

@@ -247,6 +247,21 @@ def test_a_held_out_class_is_mostly_unknown_and_known_ones_at_the_target_rate(fi
     assert fitted.score_samples(seen).mean() > fitted.score_samples(unseen).mean()
 
 
+@pytest.mark.parametrize(
+    ("parameter", "value"), [("known_score", "prototype"), ("known_rate", 0.5)]
+)
+def test_a_threshold_parameter_changed_after_fit_is_refused(fitted, parameter, value):
+    rows, _ = _rows([0, 3], 5, seed=4)
+    changed = copy.deepcopy(fitted).set_params(**{parameter: value})
+    fitted_value = fitted.get_params()[parameter]
+    with pytest.raises(ValueError, match=f"fitted for {parameter}={fitted_value!r}, not"):
+        changed.predict(rows)
+    # Without an unknown answer the threshold is not used, and the scores stay available.
+    changed.set_params(unknown_label=None).predict(rows)
+    restored = changed.set_params(unknown_label="unknown", **{parameter: fitted_value})
+    assert np.array_equal(restored.predict(rows), fitted.predict(rows))
+
+
 def test_without_unknown_label_predict_is_unchanged_bit_for_bit(fitted):
     rows, _ = _rows([0, 1, 2, 3], 30, seed=3)
     plain = copy.deepcopy(fitted).set_params(unknown_label=None)
