@@ -14,6 +14,7 @@ and the expected calibration error (15 bins) on the known classes of ``predict_p
 (calibrated by the fitted temperature) and of the plain softmax of the scores
 (correctness as cACC matches names to classes).
 Zero-shot CLIP over the labeler's vocabulary is scored with MCM, its standard score.
+``--shots 1-10`` draws 1 to 10 images per known class (the imbalanced draw).
 Mean ± sd over seeds::
 
     python benchmarks/openset.py --labeler strong weak --shots 1 3 5 --seeds 5 --threads 1 \
@@ -40,7 +41,13 @@ from skvf._openset import (  # noqa: E402
     nearest_image_similarity,
 )
 from skvf.metrics import cluster_matched  # noqa: E402
-from skvf_bench.runner import ZERO_SHOT, build_methods, draw_split, prepare_benchmark  # noqa: E402
+from skvf_bench.runner import (  # noqa: E402
+    ZERO_SHOT,
+    build_methods,
+    draw_split,
+    parse_draw,
+    prepare_benchmark,
+)
 from skvf_bench.simulated_mllm import make_simulated_mllm  # noqa: E402
 
 
@@ -135,7 +142,7 @@ def plot_reliability(rows, path, title, n_bins: int = 15) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labeler", nargs="+", default=["strong", "weak"])
-    parser.add_argument("--shots", nargs="+", type=int, default=[3])
+    parser.add_argument("--shots", nargs="+", type=parse_draw, default=[3])
     parser.add_argument("--split", nargs="+", default=["random", "sibling"])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--standin", default="garments")
