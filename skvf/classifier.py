@@ -260,10 +260,10 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
         them, kept in the model); the cosine to the nearest image prototype; the
         largest class probability; the largest score; the energy (log-sum-exp of the
         scores); MCM (the largest softmax of the unscaled similarity). On the offline
-        garment benchmark ``"knn"`` separated held-out classes best in every setting
-        (AUROC .72-.81, up to .04 above the prototype score with a generic-naming
-        labeler, which shapes the prototypes but not the neighbours); see
-        docs/results.md.
+        garment benchmark ``"knn"`` separated held-out classes at AUROC .72-.81, .03-.04
+        above the prototype score with a generic-naming labeler (whose names shape the
+        prototypes but not the neighbours) and within .01 of it or above with a
+        fine-naming one; see docs/results.md.
     calibrate_probabilities : bool, default=True
         Divide the scores by ``probability_temperature_`` before the softmax of
         ``predict_proba``. The temperature is fitted at ``fit`` to the training images,
