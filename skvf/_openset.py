@@ -210,10 +210,14 @@ def nearest_image_similarity(
     >>> nearest_image_similarity(np.array([[1.0, 0.0]]), images, n_neighbors=2).tolist()
     [0.8]
     """
-    similarity = np.asarray(features, dtype=np.float64) @ np.asarray(images, np.float64).T
+    images = np.asarray(images)
+    if images.dtype not in (np.float32, np.float64):
+        images = images.astype(np.float64)
+    # In the kept images' precision (float32 in a fitted model): no copy of them per call.
+    similarity = np.asarray(features, dtype=images.dtype) @ images.T
     n_neighbors = min(n_neighbors, similarity.shape[1])
     nearest = np.partition(similarity, similarity.shape[1] - n_neighbors, axis=1)
-    return nearest[:, similarity.shape[1] - n_neighbors :].mean(axis=1)
+    return nearest[:, similarity.shape[1] - n_neighbors :].mean(axis=1, dtype=np.float64)
 
 
 def leave_one_out_image_similarity(
