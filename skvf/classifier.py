@@ -43,7 +43,11 @@ from ._store import resolve_memory
 from ._training import MAX_LOGIT_SCALE, TrainingConfig, tune_prompts
 from ._views import encode_views, view_averaged_features, view_seed
 from ._warnings import warn
-from .candidates import NeighborCandidateBuilder, build_candidate_votes
+from .candidates import (
+    NeighborCandidateBuilder,
+    build_candidate_votes,
+    recount_candidate_votes,
+)
 from .exceptions import SkippedImagesWarning
 from .filtering import LabelFilter, filter_vocabulary
 from .labeling import (
@@ -687,7 +691,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             n_asked += n_synonym_requests
         if self.synonym_merges_:
             names, self.vocabulary_, labels = self._vocabulary(names)
-            votes, self.neighbor_agreement_ = build_candidate_votes(
+            votes, self.neighbor_agreement_ = recount_candidate_votes(
                 self.candidate_builder_, raw_features, labels, len(self.vocabulary_)
             )
         self.labeler_names_ = {"raw": raw_names, "normalized": names}
@@ -717,7 +721,7 @@ class NeaRClassifier(PromptClassifierMixin, NameClassifierMixin, BaseEstimator):
             )
             names, self.vocabulary_, labels = self._vocabulary(names)
             self.labeler_names_ = {"raw": raw_names, "normalized": names}
-            votes, self.neighbor_agreement_ = build_candidate_votes(
+            votes, self.neighbor_agreement_ = recount_candidate_votes(
                 self.candidate_builder_, raw_features, labels, len(self.vocabulary_)
             )
         self.candidate_sets_ = votes > 0

@@ -535,3 +535,41 @@ def test_a_given_graph_of_the_wrong_shape_or_without_neighbours_is_a_clear_error
         NeighborCandidateBuilder(neighbors=RadiusNeighborsTransformer(radius=1.0)).fit(
             far_apart, [0, 0, 1]
         )
+
+
+def test_recount_gives_what_a_fit_on_the_new_names_gives_without_a_search(monkeypatch):
+    import skvf.candidates
+    from skvf.candidates import recount_candidate_votes
+
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(40, 6))
+    first, second = rng.integers(0, 5, size=40), rng.integers(0, 3, size=40)
+    builder = NeighborCandidateBuilder(n_neighbors=4).fit(features, first, n_classes=5)
+    expected = NeighborCandidateBuilder(n_neighbors=4).fit(features, second, n_classes=3)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched again")
+
+    monkeypatch.setattr(skvf.candidates, "nearest_neighbors", no_search)
+    votes, agreement = recount_candidate_votes(builder, features, second, 3)
+    np.testing.assert_array_equal(votes, expected.candidate_votes_)
+    np.testing.assert_array_equal(builder.name_agreement_, expected.name_agreement_)
+    assert agreement == pytest.approx(expected.name_agreement_.mean())
+    with pytest.raises(ValueError, match=r"labels has shape \(39,\)"):
+        builder.recount(second[:39])
+
+
+def test_recount_candidate_votes_fits_a_builder_without_recount_again():
+    from skvf.candidates import recount_candidate_votes
+
+    class CountingBuilder:
+        fits = 0
+
+        def fit(self, features, labels, n_classes=None):
+            CountingBuilder.fits += 1
+            self.candidate_votes_ = np.eye(n_classes)[labels]
+            return self
+
+    votes, agreement = recount_candidate_votes(CountingBuilder(), np.zeros((3, 2)), [0, 1, 1], 2)
+    assert CountingBuilder.fits == 1 and agreement is None
+    np.testing.assert_array_equal(votes, np.eye(2)[[0, 1, 1]])

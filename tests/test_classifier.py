@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 from skvf import LabelFilter, NeaRClassifier
@@ -231,7 +232,16 @@ class SynonymLabeler(NoisyOracleLabeler):
         return [("eight", "nine")]
 
 
-def test_auto_asks_for_synonyms_only_where_the_predicted_rule_applies(digits, split):
+def test_auto_asks_for_synonyms_only_where_the_predicted_rule_applies(digits, split, monkeypatch):
+    import skvf.candidates
+
+    searches = []
+    search = skvf.candidates.nearest_neighbors
+    monkeypatch.setattr(
+        skvf.candidates,
+        "nearest_neighbors",
+        lambda *args, **kwargs: searches.append(1) or search(*args, **kwargs),
+    )
     images, names = digits
     train, params = images[split[0]], dict(max_epochs=5, warmup_epochs=2)
     labeler = SynonymLabeler(make_oracle(images, names), noise_rate=0.0, random_state=0)
@@ -241,6 +251,15 @@ def test_auto_asks_for_synonyms_only_where_the_predicted_rule_applies(digits, sp
     assert sorted(SynonymLabeler.asked[0]) == sorted(set(names[split[0]]))
     assert asked.synonym_merges_ in ({"nine": "eight"}, {"eight": "nine"})
     assert len(asked.vocabulary_) == len(set(names[split[0]])) - 1
+
+    # The merged names are counted over the neighbours already found: one search, and
+    # the candidate sets a fit on the merged names gives.
+    assert len(searches) == 1
+    fresh = clone(asked.candidate_builder_)
+    merged_labels = np.searchsorted(asked.vocabulary_, asked.labeler_names_["normalized"])
+    encoded = asked.image_encoder_.transform(train)
+    refitted = fresh.fit(encoded, merged_labels, n_classes=len(asked.vocabulary_))
+    np.testing.assert_array_equal(asked.candidate_sets_, refitted.candidate_sets_)
 
     # Answers the filter calls broad: the predicted rule is off, so nothing is asked.
     broad = LabelFilter(min_answer_spread=1.0)
