@@ -33,7 +33,6 @@ import numpy as np  # noqa: E402
 from scipy.special import softmax  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
-from skvf._features import to_embedding_space  # noqa: E402
 from skvf._openset import (  # noqa: E402
     KNOWN_SCORES,
     expected_calibration_error,
@@ -85,8 +84,9 @@ def run_trial(bench, profile, shots, seed, split) -> dict:
 
     similarity, prototype_similarity = near._similarities(features)
     logits = near._scores_from_features(features)
-    embedded = to_embedding_space(features, near.feature_mean_, near.projection_)
-    image_similarity = nearest_image_similarity(embedded, near.known_image_features_)
+    image_similarity = nearest_image_similarity(
+        near._embedded(features), near.known_image_features_
+    )
     row = {}
     for score in KNOWN_SCORES:
         known = known_scores(logits, similarity, prototype_similarity, score, image_similarity)

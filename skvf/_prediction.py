@@ -403,6 +403,11 @@ class PromptClassifierMixin(FrozenBackboneMixin):
             return self.prototype_weight_
         return weight
 
+    def _embedded(self, features) -> np.ndarray:
+        """Image features as the tower or encoder gives them, in the text embedding space:
+        the fitted centring and projection, unit norm."""
+        return to_embedding_space(features, getattr(self, "feature_mean_", None), self.projection_)
+
     def _similarities(self, features):
         """Mixed similarity of image features to every class, and to its prototype.
 
@@ -414,8 +419,10 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         prototype_similarity : ndarray of shape (n_samples, n_classes) or None
             Cosine to each image prototype; ``None`` when the model has none.
         """
-        mean = getattr(self, "feature_mean_", None)
-        embedded = to_embedding_space(features, mean, self.projection_)
+        return self._embedded_similarities(self._embedded(features))
+
+    def _embedded_similarities(self, embedded):
+        """:meth:`_similarities` of features already :meth:`_embedded`."""
         text = embedded @ self.class_text_features_.T
         prototypes = getattr(self, "class_image_prototypes_", None)
         if prototypes is None:
@@ -432,15 +439,13 @@ class PromptClassifierMixin(FrozenBackboneMixin):
 
     def _scores_and_known_from_features(self, features) -> np.ndarray:
         """Class scores and the known-ness score, side by side: one image pass for both."""
-        scores = self._scores_from_features(features)
-        similarity, prototype_similarity = self._similarities(features)
+        embedded = self._embedded(features)
+        scores = self._embedded_scores(embedded)
+        similarity, prototype_similarity = self._embedded_similarities(embedded)
         if prototype_similarity is None:
             prototype_similarity = similarity
         image_similarity = None
         if self.known_score == "knn":
-            embedded = to_embedding_space(
-                features, getattr(self, "feature_mean_", None), self.projection_
-            )
             image_similarity = nearest_image_similarity(embedded, self.known_image_features_)
         known = known_scores(
             scores, similarity, prototype_similarity, self.known_score, image_similarity
@@ -456,14 +461,16 @@ class PromptClassifierMixin(FrozenBackboneMixin):
         fitted per-class ``score_offsets_`` where the estimator has them (NeaR's prior
         correction).
         """
-        mean = getattr(self, "feature_mean_", None)
+        return self._embedded_scores(self._embedded(features))
+
+    def _embedded_scores(self, embedded) -> np.ndarray:
+        """:meth:`_scores_from_features` of features already :meth:`_embedded`."""
         prototypes = getattr(self, "class_image_prototypes_", None)
         if prototypes is None or self._prototype_weight() == 0:
             # The text-only model's arithmetic, kept as it was: bit for bit.
-            embedded = to_embedding_space(features, mean, self.projection_)
             scores = self.logit_scale_ * embedded @ self.class_text_features_.T
         else:
-            scores = self.logit_scale_ * self._similarities(features)[0]
+            scores = self.logit_scale_ * self._embedded_similarities(embedded)[0]
         offsets = getattr(self, "score_offsets_", None)
         return scores if offsets is None else scores + offsets
 
