@@ -432,3 +432,27 @@ def test_fine_garments_reports_how_reasking_chose_its_images(fgvr, capsys, tmp_p
     assert f"{reasking['reask_calls']:.1f} images per seed" in line
     assert f"precision {reasking['reask_precision']:.3f} ± 0.000" in line
     assert not any(line.startswith("Re-asking, NeaR:") for line in out.splitlines())
+
+
+def test_name_ceiling_picks_each_class_a_name_the_labeler_gave():
+    from skvf_bench.finegrained import load_fine_garments
+    from skvf_bench.simulated_mllm import make_simulated_mllm
+
+    name_ceiling = _load("name_ceiling")
+    data = load_fine_garments(n_per_class=3, garments=["trouser", "shirt"], image_size=16)
+    labeler = make_simulated_mllm(data, "strong", random_state=0).fit(data.images)
+    answers = np.asarray(labeler.transform(data.images), dtype=object)
+    truth = np.asarray(data.names, dtype=object)
+
+    anywhere = name_ceiling.picked_names(answers, truth, labeler.names_the_truth)
+    own = name_ceiling.picked_names(answers, truth, labeler.names_the_truth, scope="own")
+    assert sorted(anywhere) == sorted(own) == sorted(set(truth))
+    given = set(answers)
+    named = [name for name in anywhere if name in given]
+    assert named and all(anywhere[name] == name for name in named)  # its own name first
+    assert len(named) < len(anywhere)  # some class was never answered its own name
+    for name, pick in own.items():
+        assert pick in set(answers[truth == name])
+    # One to one wherever the names allow: a pick serves one class only.
+    serving = [name for name, pick in anywhere.items() if labeler.names_the_truth([pick], [name])[0]]
+    assert len({anywhere[name] for name in serving}) == len(serving)
