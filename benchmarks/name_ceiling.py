@@ -12,8 +12,11 @@ a class carrying its class's name. Two oracles:
   some answer gave it, else a rewording of it, else the name its images got most often;
 - ``own``: only the names the class's own images got, in the same order of preference.
 
-They are upper bounds of denoising (no method knows which answers are right) under
-the labeler's vocabulary; what is left between them and the true names is the names.
+They bound what choosing one of the answers for each class can do (no method knows
+which answers are right); what is left between them and the true names is in the
+names. They bound naming, not every classifier: where the answers name few classes (a
+generic-naming labeler), one name per class merges classes that NeaR, tuned on the
+answers as they are, keeps apart with its image prototypes.
 Every method of a seed sees the same training draw and test images. cACC, mean over
 seeds, and the paired difference to CoOp on the true names::
 
