@@ -33,10 +33,10 @@ from collections import Counter
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from skvf.metrics import cluster_accuracy  # noqa: E402
+from skvf_bench.reporting import paired_table  # noqa: E402
 from skvf_bench.runner import (  # noqa: E402
     build_methods,
     draw_split,
@@ -44,6 +44,7 @@ from skvf_bench.runner import (  # noqa: E402
     parse_draw,
     predict_from_features,
     prepare_benchmark,
+    true_name_labeler,
 )
 from skvf_bench.simulated_mllm import make_simulated_mllm  # noqa: E402
 from skvf_bench.simulation import NoisyOracleLabeler, make_oracle  # noqa: E402
@@ -120,23 +121,18 @@ def picked_names(answers, true_names, names_the_truth, scope: str = "vocabulary"
     return {name: picks[name] for name in classes}
 
 
-def run_trial(bench, profile: str, shots, seed: int, max_epochs: int) -> dict:
-    """cACC and classes lost of CoOp and NeaR on each source of names, one seed."""
+def run_trial(bench, profile: str, shots, seed: int, max_epochs: int) -> list[dict]:
+    """cACC and classes lost of CoOp and NeaR on each source of names, one seed.
+
+    One record per method and source, named ``"CoOp, true names"`` and so on, with
+    ``seed``, ``cacc`` and ``classes_lost``, as :mod:`skvf_bench.reporting` reads them.
+    """
     data = bench.data
     fit_index, test_index = draw_split(data.names, shots, seed, 10)
     images, truth = data.images[fit_index], data.names[fit_index]
     labeler = make_simulated_mllm(data, profile, random_state=seed)
     answers = np.asarray(labeler.fit(images).transform(images), dtype=object)
-    true_labeler = make_simulated_mllm(
-        data,
-        profile,
-        random_state=seed,
-        generic_rate=0.0,
-        partial_rate=0.0,
-        sibling_rate=0.0,
-        random_rate=0.0,
-        variant_rate=0.0,
-    )
+    true_labeler = true_name_labeler(data, profile, seed)
     labelers = {"true names": true_labeler, "answers": labeler}
     for source, scope in zip(SOURCES[1:3], ("vocabulary", "own"), strict=True):
         picks = picked_names(answers, truth, labeler.names_the_truth, scope)
@@ -145,30 +141,22 @@ def run_trial(bench, profile: str, shots, seed: int, max_epochs: int) -> dict:
             make_oracle(images, names), noise_rate=0.0, random_state=seed
         )
     features, test_truth = bench.features[test_index], data.names[test_index]
-    row = {}
+    records = []
     for source in SOURCES:
         models = build_methods(
             bench, labelers[source], true_labeler, seed, ["CoOp on raw names", "NeaR"], max_epochs
         )
         for method, model in models.items():
             predicted = predict_from_features(model.fit(images), features)
-            key = f"{'CoOp' if method != 'NeaR' else 'NeaR'}, {source}"
-            row[key] = cluster_accuracy(test_truth, predicted)
-            row[f"lost {key}"] = len(lost_classes(test_truth, predicted))
-    return row
-
-
-def paired(values: np.ndarray, reference: np.ndarray) -> str:
-    """Mean difference, 95% t interval and seeds won."""
-    difference = values - reference
-    if len(difference) < 2:
-        return f"{difference.mean():+.3f}"
-    half = stats.t.ppf(0.975, len(difference) - 1) * stats.sem(difference)
-    won = int((difference > 0).sum())
-    return (
-        f"{difference.mean():+.3f} ({difference.mean() - half:+.3f}, "
-        f"{difference.mean() + half:+.3f}), {won}/{len(difference)}"
-    )
+            records.append(
+                {
+                    "method": f"{'CoOp' if method != 'NeaR' else 'NeaR'}, {source}",
+                    "seed": seed,
+                    "cacc": cluster_accuracy(test_truth, predicted),
+                    "classes_lost": len(lost_classes(test_truth, predicted)),
+                }
+            )
+    return records
 
 
 def main(argv=None):
@@ -189,15 +177,18 @@ def main(argv=None):
     garments = args.garments.split(",") if args.garments else None
     bench = prepare_benchmark(args.memory, args.standin, garments=garments)
     results = {}
+    methods = [f"{method}, {source}" for source in SOURCES for method in ("CoOp", "NeaR")]
     for profile in args.labeler:
         for shots in args.shots:
-            rows = {
+            records = {
                 epochs: [
-                    run_trial(bench, profile, shots, seed, epochs) for seed in range(args.seeds)
+                    record
+                    for seed in range(args.seeds)
+                    for record in run_trial(bench, profile, shots, seed, epochs)
                 ]
                 for epochs in args.epochs
             }
-            results[(profile, shots)] = rows
+            results[(profile, shots)] = records
             print(f"\n{profile} labeler, m = {shots}, {args.seeds} seeds: cACC (classes lost)")
             header = " | ".join(
                 f"{method}, {epochs} epochs"
@@ -209,20 +200,14 @@ def main(argv=None):
                 cells = []
                 for epochs in args.epochs:
                     for method in ("CoOp", "NeaR"):
-                        key = f"{method}, {source}"
-                        accuracy = np.mean([row[key] for row in rows[epochs]])
-                        lost = np.mean([row[f"lost {key}"] for row in rows[epochs]])
+                        rows = [r for r in records[epochs] if r["method"] == f"{method}, {source}"]
+                        accuracy = np.mean([row["cacc"] for row in rows])
+                        lost = np.mean([row["classes_lost"] for row in rows])
                         cells.append(f"{accuracy:.3f} ({lost:.1f})")
                 print(f"| {source} | " + " | ".join(cells) + " |")
-            print("\nminus CoOp on the true names at the same epochs (95% interval, seeds won):")
             for epochs in args.epochs:
-                reference = np.array([row["CoOp, true names"] for row in rows[epochs]])
-                for source in SOURCES[1:]:
-                    for method in ("CoOp", "NeaR"):
-                        values = np.array([row[f"{method}, {source}"] for row in rows[epochs]])
-                        print(
-                            f"- {epochs} epochs, {method} on {source}: {paired(values, reference)}"
-                        )
+                print(f"\n{epochs} epochs, paired by seed:")
+                print(paired_table(records[epochs], methods, ["CoOp, true names"]))
     return results
 
 

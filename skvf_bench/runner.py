@@ -56,6 +56,7 @@ __all__ = [
     "prepare_benchmark",
     "reask_selection",
     "run_trial",
+    "true_name_labeler",
 ]
 
 LABELER_DIRECT = "labeler direct"
@@ -409,6 +410,23 @@ def load_sacc_model(name: str = "auto"):
         return load_sentence_model(DEFAULT_SENTENCE_MODEL), description
 
 
+def true_name_labeler(data, profile: str, seed: int):
+    """The simulated MLLM of ``profile`` made to answer every image's true name, as written.
+
+    What the references on the true names ("CoOp on true names", "zero-shot CLIP on
+    true names") are given: a perfect labeler.
+
+    Examples
+    --------
+    >>> from skvf_bench.finegrained import load_fine_garments
+    >>> data = load_fine_garments(n_per_class=2, garments=["trouser"], image_size=16)
+    >>> labeler = true_name_labeler(data, "weak", seed=0).fit(data.images)
+    >>> bool((labeler.transform(data.images) == data.names).all())
+    True
+    """
+    return make_simulated_mllm(data, profile, random_state=seed, **_TRUE_NAMES)
+
+
 def run_trial(
     bench: Benchmark,
     profile: str,
@@ -467,7 +485,7 @@ def run_trial(
     data = bench.data
     fit_index, test_index = draw_split(data.names, draw, seed, test_per_class)
     labeler = make_simulated_mllm(data, profile, random_state=seed)
-    true_labeler = make_simulated_mllm(data, profile, random_state=seed, **_TRUE_NAMES)
+    true_labeler = true_name_labeler(data, profile, seed)
     models = build_methods(
         bench, labeler, true_labeler, seed, methods, max_epochs, params, variants
     )
